@@ -1,0 +1,158 @@
+/**
+ * The backend contract: what the task core needs from an executor (runc/crun CLI,
+ * the native executor, runsc, kata). Backends never see protobuf types; the core never
+ * talks to a runtime binary or the kernel directly.
+ *
+ * Exits: a backend declares where its process exits come from (`exits`). The core
+ * subscribes BEFORE asking the backend to spawn anything, so an exit that happens before
+ * create/exec returns is buffered, never lost (the Go shim's "subscribe before spawn").
+ */
+import type { ShimError } from './errors.js';
+
+/** One exit, as the reaper (or runsc wait, or a VM agent) saw it. */
+export interface ExitEvent {
+  pid: number;
+  /** exit code, or 128 + signal number when killed by a signal */
+  status: number;
+  at: Date;
+}
+
+export interface ExitSubscription {
+  /** called for every exit reaped after subscribe() until close() */
+  onExit(cb: (e: ExitEvent) => void): void;
+  /** exits already seen by this subscription (for pids learned after the fact) */
+  take(pid: number): ExitEvent | undefined;
+  close(): void;
+}
+
+export interface ExitSource {
+  subscribe(): ExitSubscription;
+}
+
+/** containerd.types.Mount, without protobuf */
+export interface Mount {
+  type: string;
+  source: string;
+  target: string;
+  options: string[];
+}
+
+/**
+ * What the init/exec process gets as stdio. Either plain fds that the runtime passes
+ * through to the process (non-terminal: FIFO/file/pipe ends opened by src/io), or a
+ * terminal, in which case the backend returns the pty master fd.
+ */
+export interface ProcessStdio {
+  terminal: boolean;
+  /** fds for 0,1,2; 'ignore' means /dev/null. Ignored when terminal is true. */
+  stdin: number | 'ignore';
+  stdout: number | 'ignore';
+  stderr: number | 'ignore';
+}
+
+/** Runtime options that the runc-compatible backends understand (containerd.runc.v1.Options subset). */
+export interface RuncLikeOptions {
+  noPivotRoot?: boolean;
+  noNewKeyring?: boolean;
+  ioUid?: number;
+  ioGid?: number;
+  binaryName?: string;
+  root?: string;
+  systemdCgroup?: boolean;
+  criuImagePath?: string;
+  criuWorkPath?: string;
+}
+
+export interface CreateInput {
+  id: string;
+  namespace: string;
+  bundle: string;
+  stdio: ProcessStdio;
+  options: RuncLikeOptions;
+  /** restore from a checkpoint image at start (empty: plain create) */
+  checkpoint?: string;
+}
+
+export interface CreateResult {
+  pid: number;
+  /** pty master fd, when stdio.terminal */
+  consoleFd?: number;
+}
+
+export interface ExecInput {
+  containerId: string;
+  execId: string;
+  bundle: string;
+  /** OCI runtime-spec Process, as JSON-compatible object */
+  spec: Record<string, unknown>;
+  stdio: ProcessStdio;
+}
+
+export interface CheckpointInput {
+  path: string;
+  exit: boolean;
+  openTcp: boolean;
+  externalUnixSockets: boolean;
+  terminal: boolean;
+  fileLocks: boolean;
+  emptyNamespaces: string[];
+  cgroupsMode: string;
+  workPath: string;
+  parentPath: string;
+}
+
+/** cgroup metrics in one of the two shapes containerd knows (see src/sys/cgroups.ts) */
+export type CgroupMetrics =
+  | { version: 1; data: unknown }
+  | { version: 2; data: unknown };
+
+export interface ProcessListEntry {
+  pid: number;
+}
+
+export interface BackendCapabilities {
+  checkpoint: boolean;
+  pause: boolean;
+  update: boolean;
+  terminal: boolean;
+}
+
+/**
+ * A container as the backend knows it. The core creates one per task and keeps it; the
+ * backend may keep private state in it (cgroup path, runtime root, ...).
+ */
+export interface BackendContainer {
+  readonly id: string;
+  readonly bundle: string;
+  /** cgroup path (as /proc/<pid>/cgroup shows it) once known, for stats and OOM */
+  cgroupPath?: string;
+}
+
+export interface Backend {
+  readonly name: string;
+  readonly capabilities: BackendCapabilities;
+  readonly exits: ExitSource;
+
+  /** create the container; init exists but user code does not run yet */
+  create(input: CreateInput): Promise<{ container: BackendContainer } & CreateResult>;
+  start(c: BackendContainer): Promise<void>;
+  /** start an exec process in the container (runc exec --detach); returns its pid */
+  exec(c: BackendContainer, input: ExecInput): Promise<CreateResult>;
+  /** signal the init (all=false) or every process in the container (all=true) */
+  kill(c: BackendContainer, signal: number, all: boolean): Promise<void>;
+  /** signal one exec process of the container, by host pid */
+  killProcess(c: BackendContainer, pid: number, signal: number): Promise<void>;
+  pause(c: BackendContainer): Promise<void>;
+  resume(c: BackendContainer): Promise<void>;
+  /** OCI LinuxResources JSON */
+  update(c: BackendContainer, resources: Record<string, unknown>): Promise<void>;
+  pids(c: BackendContainer): Promise<number[]>;
+  stats(c: BackendContainer): Promise<CgroupMetrics>;
+  checkpoint(c: BackendContainer, input: CheckpointInput): Promise<void>;
+  /** remove the container from the runtime; force also kills what still runs */
+  delete(c: BackendContainer, opts: { force: boolean }): Promise<void>;
+  /** `delete` binary action after a dead shim: must work from the bundle alone */
+  cleanupAfterCrash(input: { id: string; namespace: string; bundle: string; options: RuncLikeOptions }): Promise<void>;
+}
+
+export type BackendError = ShimError;
