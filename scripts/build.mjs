@@ -1,0 +1,26 @@
+// Bundles the shim into dist/shim/*.mjs with esbuild. One bundle (code-split per action)
+// loads far faster than hundreds of ESM files: Node resolves and compiles each module
+// file separately, which alone cost ~100 ms for execa + protobuf here.
+import { build } from 'esbuild';
+import { fileURLToPath } from 'node:url';
+import * as path from 'node:path';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+await build({
+  absWorkingDir: root,
+  entryPoints: { main: 'src/shim/main.ts' },
+  outdir: 'dist/shim',
+  outExtension: { '.js': '.mjs' },
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  sourcemap: 'linked',
+  // native addon: resolved from node_modules at run time
+  external: ['ffi-rs'],
+  // some dependencies are CommonJS and call require() for Node built-ins
+  banner: { js: "import { createRequire as __tsshimCreateRequire } from 'node:module'; const require = __tsshimCreateRequire(import.meta.url);" },
+  logLevel: 'warning',
+});

@@ -1,0 +1,89 @@
+/**
+ * Which backend runs a container, decided once at Create, first match wins:
+ *   1. the allow-listed pod/container annotation (config `shim.backend_annotation`);
+ *   2. the shim binary's alias (`containerd-shim-tsshim-<backend>-v2`);
+ *   3. runc options' BinaryName (a runc-compatible CLI by name, e.g. "crun");
+ *   4. the config's `backend`.
+ * Backend instances are shared by every container with the same settings.
+ */
+import * as path from 'node:path';
+import type { Backend, ExitSource } from '../core/backend.js';
+import { invalidArgument, unimplemented } from '../core/errors.js';
+import type { CreateTaskInput } from '../core/task-core.js';
+import { BACKEND_NAMES, type BackendName, type ShimConfig, loadConfig } from './config.js';
+import { RuncBackend } from '../backends/runc/backend.js';
+import { writeBundleState } from './bundle-state.js';
+
+export class BackendRegistry {
+  private readonly instances = new Map<string, Backend>();
+  private readonly configs = new Map<string, ShimConfig>();
+
+  constructor(
+    private readonly daemonConfig: ShimConfig,
+    private readonly namespace: string,
+    private readonly exits: ExitSource,
+    /** backend named by the binary's alias, if any */
+    private readonly alias: BackendName | undefined,
+  ) {}
+
+  /** the config a container runs under: the one its runtime options name, else the daemon's */
+  configFor(input: { configPath?: string; configBody?: string }): ShimConfig {
+    if (!input.configPath && !input.configBody) return this.daemonConfig;
+    const key = input.configBody ? `body:${input.configBody}` : `path:${input.configPath}`;
+    let cfg = this.configs.get(key);
+    if (!cfg) {
+      cfg = loadConfig({ path: input.configPath, body: input.configBody });
+      this.configs.set(key, cfg);
+    }
+    return cfg;
+  }
+
+  select(input: CreateTaskInput, annotations: Record<string, string>): Backend {
+    const config = this.configFor(input);
+    const fromAnnotation = annotations[config.shim.backendAnnotation];
+    let name: BackendName;
+    let binary: string | undefined;
+    if (fromAnnotation !== undefined) {
+      if (!(BACKEND_NAMES as readonly string[]).includes(fromAnnotation)) {
+        throw invalidArgument(
+          `annotation ${config.shim.backendAnnotation}="${fromAnnotation}" names no backend (one of ${BACKEND_NAMES.join(', ')})`,
+        );
+      }
+      name = fromAnnotation as BackendName;
+    } else if (this.alias) {
+      name = this.alias;
+    } else if (input.options.binaryName) {
+      binary = input.options.binaryName;
+      name = path.basename(binary) === 'crun' ? 'crun' : 'runc';
+    } else {
+      name = config.backend;
+    }
+    switch (name) {
+      case 'runc':
+      case 'crun': {
+        const table = config[name];
+        const root = path.join(input.options.root || table.root, this.namespace);
+        const bin = binary ?? table.binary;
+        const systemd = input.options.systemdCgroup || table.systemdCgroup;
+        const key = `${name}|${bin}|${root}|${systemd}`;
+        let b = this.instances.get(key);
+        if (b === undefined) {
+          b = new RuncBackend({ name, binary: bin, root, systemdCgroup: systemd, exits: this.exits }) as Backend;
+          this.instances.set(key, b);
+        }
+        // for the `delete` action, which runs without this process's memory
+        writeBundleState(input.bundle, { backend: name, binary: bin, root, systemdCgroup: systemd });
+        return b;
+      }
+      default:
+        throw unimplemented(`backend "${name}" is not implemented yet in this tsshim build`);
+    }
+  }
+}
+
+/** `containerd-shim-tsshim-crun-v2` → "crun" */
+export function aliasFromBinary(argv1: string | undefined): BackendName | undefined {
+  const m = /^containerd-shim-tsshim-([a-z]+)-v2$/.exec(path.basename(argv1 ?? ''));
+  const name = m?.[1];
+  return name && (BACKEND_NAMES as readonly string[]).includes(name) ? (name as BackendName) : undefined;
+}

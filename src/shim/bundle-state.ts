@@ -1,0 +1,33 @@
+/**
+ * What the short-lived `delete` action needs to clean up after a dead shim, written
+ * into the bundle at Create (like the reference shim's options.json): which backend,
+ * which runtime binary and root.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export const BUNDLE_STATE_FILE = 'tsshim.json';
+
+export interface BundleState {
+  backend: string;
+  binary: string;
+  root: string;
+  systemdCgroup: boolean;
+}
+
+export function writeBundleState(bundle: string, st: BundleState): void {
+  const file = path.join(bundle, BUNDLE_STATE_FILE);
+  const tmp = `${file}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(st));
+  fs.renameSync(tmp, file);
+}
+
+export function readBundleState(bundle: string): BundleState | undefined {
+  try {
+    const st = JSON.parse(fs.readFileSync(path.join(bundle, BUNDLE_STATE_FILE), 'utf8')) as Partial<BundleState>;
+    if (typeof st.backend !== 'string' || typeof st.binary !== 'string' || typeof st.root !== 'string') return undefined;
+    return { backend: st.backend, binary: st.binary, root: st.root, systemdCgroup: !!st.systemdCgroup };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * tsshim's own configuration: a TOML file. Where it comes from, first match wins:
+ *   1. the runtime options' config path (runtimeoptions.v1.Options.config_path, what CRI
+ *      passes for a runtime's `options.ConfigPath`), or its config_body (containerd 2.x);
+ *   2. the TSSHIM_CONFIG environment variable;
+ *   3. /etc/tsshim/config.toml (absent file = defaults).
+ * A file that was named explicitly must exist. A bad file is an InvalidArgument error
+ * with the parser's position, raised at `start` and at Create, never a crash.
+ */
+import * as fs from 'node:fs';
+import { parse as parseToml } from 'smol-toml';
+import { invalidArgument } from '../core/errors.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/tsshim/config.toml';
+export const BACKEND_NAMES = ['runc', 'crun', 'native', 'gvisor', 'kata'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+export type GroupScope = 'container' | 'pod' | 'namespace';
+
+export interface RuncLikeConfig {
+  binary: string;
+  /** runtime state root; the namespace is appended */
+  root: string;
+  systemdCgroup: boolean;
+}
+
+export interface ShimConfig {
+  backend: BackendName;
+  shim: {
+    group: GroupScope;
+    socketDir: string;
+    logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+    /** pod annotation allowed to name the backend (issue: per-pod backend choice) */
+    backendAnnotation: string;
+  };
+  runc: RuncLikeConfig;
+  crun: RuncLikeConfig;
+  /** where the config came from, for messages */
+  source: string;
+}
+
+export function defaultConfig(): ShimConfig {
+  return {
+    backend: 'runc',
+    shim: {
+      group: 'pod',
+      socketDir: '/run/containerd/s',
+      logLevel: 'info',
+      backendAnnotation: 'io.tsshim.backend',
+    },
+    runc: { binary: 'runc', root: '/run/containerd/runc', systemdCgroup: false },
+    crun: { binary: 'crun', root: '/run/containerd/crun', systemdCgroup: false },
+    source: 'defaults',
+  };
+}
+
+export interface ConfigSource {
+  /** explicit path (runtime options) */
+  path?: string;
+  /** raw TOML (containerd 2.x config_body) */
+  body?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export function loadConfig(src: ConfigSource = {}): ShimConfig {
+  const env = src.env ?? process.env;
+  if (src.body && src.body.trim()) return parseConfig(src.body, 'runtime options config_body');
+  const explicit = src.path || env.TSSHIM_CONFIG;
+  const file = explicit || DEFAULT_CONFIG_PATH;
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if (!explicit && (err as NodeJS.ErrnoException).code === 'ENOENT') return defaultConfig();
+    throw invalidArgument(`tsshim config ${file}: ${(err as Error).message}`, err);
+  }
+  return parseConfig(text, file);
+}
+
+type Table = Record<string, unknown>;
+
+export function parseConfig(text: string, source: string): ShimConfig {
+  let doc: Table;
+  try {
+    doc = parseToml(text) as Table;
+  } catch (err) {
+    throw invalidArgument(`tsshim config ${source}: ${(err as Error).message.split('\n')[0]}`, err);
+  }
+  const cfg = defaultConfig();
+  cfg.source = source;
+  const bad = (key: string, want: string) => invalidArgument(`tsshim config ${source}: ${key} must be ${want}`);
+  const str = (t: Table, key: string, name: string): string | undefined => {
+    const v = t[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string') throw bad(name, 'a string');
+    return v;
+  };
+  const bool = (t: Table, key: string, name: string): boolean | undefined => {
+    const v = t[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'boolean') throw bad(name, 'true or false');
+    return v;
+  };
+  const table = (key: string): Table => {
+    const v = doc[key];
+    if (v === undefined) return {};
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(`[${key}]`, 'a table');
+    return v as Table;
+  };
+
+  const backend = str(doc, 'backend', 'backend');
+  if (backend !== undefined) {
+    if (!(BACKEND_NAMES as readonly string[]).includes(backend)) {
+      throw bad('backend', `one of ${BACKEND_NAMES.map((b) => `"${b}"`).join(', ')} (got "${backend}")`);
+    }
+    cfg.backend = backend as BackendName;
+  }
+  const shim = table('shim');
+  const group = str(shim, 'group', 'shim.group');
+  if (group !== undefined) {
+    if (!['container', 'pod', 'namespace'].includes(group)) throw bad('shim.group', '"container", "pod" or "namespace"');
+    cfg.shim.group = group as GroupScope;
+  }
+  const socketDir = str(shim, 'socket_dir', 'shim.socket_dir');
+  if (socketDir !== undefined) {
+    if (!socketDir.startsWith('/')) throw bad('shim.socket_dir', 'an absolute path');
+    // 64 hex chars + separator must still fit in sun_path (108 bytes)
+    if (socketDir.length > 42) throw bad('shim.socket_dir', 'at most 42 characters long');
+    cfg.shim.socketDir = socketDir;
+  }
+  const level = str(shim, 'log_level', 'shim.log_level');
+  if (level !== undefined) {
+    if (!['trace', 'debug', 'info', 'warn', 'error'].includes(level)) throw bad('shim.log_level', 'trace, debug, info, warn or error');
+    cfg.shim.logLevel = level as ShimConfig['shim']['logLevel'];
+  }
+  const ann = str(shim, 'backend_annotation', 'shim.backend_annotation');
+  if (ann !== undefined) cfg.shim.backendAnnotation = ann;
+
+  for (const name of ['runc', 'crun'] as const) {
+    const t = table(name);
+    const binary = str(t, 'binary', `${name}.binary`);
+    if (binary !== undefined) {
+      if (!binary) throw bad(`${name}.binary`, 'a non-empty string');
+      cfg[name].binary = binary;
+    }
+    const root = str(t, 'root', `${name}.root`);
+    if (root !== undefined) {
+      if (!root.startsWith('/')) throw bad(`${name}.root`, 'an absolute path');
+      cfg[name].root = root;
+    }
+    const sd = bool(t, 'systemd_cgroup', `${name}.systemd_cgroup`);
+    if (sd !== undefined) cfg[name].systemdCgroup = sd;
+  }
+  return cfg;
+}

@@ -1,0 +1,141 @@
+/**
+ * Serve mode: the long-lived shim process of one group (a container, a pod, or a whole
+ * namespace). It inherits the listening socket from `start` as fd 3, becomes the child
+ * subreaper of the containers, serves the Task API over ttrpc and forwards events.
+ * It exits after Shutdown once no container is left (or on SIGTERM/SIGINT).
+ */
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import type { ShimArgs } from './args.js';
+import { loadConfig } from './config.js';
+import { createLogger, coreLogger } from './logger.js';
+import { TaskCore, type ProcessIo, type StdioUris } from '../core/task-core.js';
+import { TtrpcServer } from '../ttrpc/server.js';
+import { errorToStatus } from './status.js';
+import { registerTaskService } from './task-service.js';
+import { EventForwarder } from './event-forwarder.js';
+import { TtrpcForwardTransport } from './forward-transport.js';
+import { encodeForward } from './event-encoding.js';
+import { BackendRegistry, aliasFromBinary } from './backend-registry.js';
+import { decodeRuntimeOptions } from './runtime-options.js';
+import { Reaper } from '../sys/reaper.js';
+import { OomWatcher } from '../sys/oom.js';
+import { RootfsMounts } from '../sys/rootfs.js';
+import { setWinsize } from '../sys/ffi.js';
+import { openProcessIo } from '../io/process-io.js';
+
+const INHERITED_LISTENER_FD = 3;
+
+export async function runDaemon(args: ShimArgs): Promise<void> {
+  const bundle = process.cwd();
+  // A config error here is logged; Create reports it to containerd with the details.
+  let config;
+  let configError: unknown;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    configError = err;
+    config = (await import('./config.js')).defaultConfig();
+  }
+  const level = args.debug ? 'debug' : config.shim.logLevel;
+  const logger = createLogger({ bundle, level, namespace: args.namespace, id: args.id });
+  const log = coreLogger(logger);
+  if (configError) logger.error({ err: (configError as Error).message }, 'tsshim config');
+
+  // Must happen before any container process exists, or orphans escape to init.
+  const reaper = Reaper.install();
+
+  const forwarder = new EventForwarder({
+    encode: (e, at) => encodeForward(args.namespace, e, at),
+    transport: new TtrpcForwardTransport(process.env.TTRPC_ADDRESS ?? '', args.namespace),
+    log,
+  });
+  const registry = new BackendRegistry(config, args.namespace, reaper, aliasFromBinary(process.argv[1]));
+  let core: TaskCore;
+  const oom = new OomWatcher((id: string) => core.reportOom(id));
+  const rootfs = new RootfsMounts();
+  core = new TaskCore({
+    namespace: args.namespace,
+    events: forwarder,
+    selectBackend: (input, annotations) => registry.select(input, annotations),
+    io: {
+      open: (uris: StdioUris, ctx): Promise<ProcessIo> => openProcessIo(uris, { ...ctx, setWinsize }),
+    },
+    rootfs,
+    oom,
+    log,
+  });
+
+  const ttrpc = new TtrpcServer({
+    errorToStatus,
+    onError: (err, connectionId) => logger.warn({ err: (err as Error)?.message, connectionId }, 'ttrpc'),
+  });
+
+  let shuttingDown = false;
+  const socketPath = args.socket;
+  const listenerIno = inodeOf(INHERITED_LISTENER_FD);
+
+  const exit = async (reason: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    logger.info({ reason }, 'shim exiting');
+    netServer.close();
+    // only remove the socket if it is still ours (a new daemon may own the path)
+    if (socketPath) {
+      try {
+        if (listenerIno === undefined || fs.statSync(socketPath).ino === listenerIno) fs.unlinkSync(socketPath);
+      } catch {
+        /* already gone */
+      }
+    }
+    await forwarder.flush(5000);
+    forwarder.close();
+    await ttrpc.close().catch(() => undefined);
+    logger.flush?.();
+    process.exit(0);
+  };
+
+  registerTaskService(ttrpc, core, {
+    shimPid: process.pid,
+    shutdown: () => {
+      if (core.size > 0) return;
+      // let the Shutdown response go out first
+      setImmediate(() => void exit('shutdown'));
+    },
+    decodeOptions: (any) => {
+      const decoded = decodeRuntimeOptions(any);
+      if (decoded.ignoredType) logger.debug({ type: decoded.ignoredType }, 'ignoring runtime options of unknown type');
+      return decoded;
+    },
+  });
+
+  const netServer = net.createServer();
+  ttrpc.listen(netServer);
+  await new Promise<void>((resolve, reject) => {
+    netServer.once('error', reject);
+    if (listenerIno !== undefined) netServer.listen({ fd: INHERITED_LISTENER_FD }, resolve);
+    else if (socketPath) netServer.listen({ path: socketPath }, resolve);
+    else reject(new Error('serve: no inherited listener (fd 3) and no -socket'));
+  });
+
+  process.on('SIGTERM', () => void exit('SIGTERM'));
+  process.on('SIGINT', () => void exit('SIGINT'));
+  // containerd's pipes are gone; a write error on a closed fd must not kill the shim
+  process.on('SIGPIPE', () => undefined);
+  process.on('uncaughtException', (err) => {
+    logger.error({ err: err.message, stack: err.stack }, 'uncaught exception');
+  });
+  process.on('unhandledRejection', (err) => {
+    logger.error({ err: (err as Error)?.message ?? String(err) }, 'unhandled rejection');
+  });
+  logger.info({ socket: socketPath, group: process.env.TSSHIM_GROUP }, 'shim serving');
+}
+
+function inodeOf(fd: number): number | undefined {
+  try {
+    const st = fs.fstatSync(fd);
+    return st.isSocket() ? st.ino : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * `containerd-shim-tsshim-v2 … delete`: clean up after a shim that is gone (crash,
+ * SIGKILL, containerd restart with an unreachable shim) — and, on every happy path too,
+ * after containerd deleted the task. Idempotent, within containerd's 5 s budget, and
+ * usually without starting any runtime binary: if the runtime holds no state for the
+ * id and nothing is mounted, there is nothing to do.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { ShimArgs } from './args.js';
+import { readBundleState } from './bundle-state.js';
+import { DeleteResponse } from '../proto/gen/containerd/task/v2/shim.js';
+import { timestampFromDate } from '../proto/typeurls.js';
+import { isMountPoint } from '../sys/mountinfo.js';
+
+export async function runDelete(args: ShimArgs): Promise<Uint8Array> {
+  const bundle = args.bundle || process.cwd();
+  const id = args.id;
+  const state = readBundleState(bundle) ?? (await defaultState(args.namespace));
+  let pid = 0;
+  try {
+    pid = parseInt(fs.readFileSync(path.join(bundle, 'init.pid'), 'utf8'), 10) || 0;
+  } catch {
+    /* never created */
+  }
+  if (state && (state.backend === 'runc' || state.backend === 'crun')) {
+    if (fs.existsSync(path.join(state.root, id))) {
+      const { RuncBackend } = await import('../backends/runc/backend.js');
+      const backend = new RuncBackend({
+        name: state.backend,
+        binary: state.binary,
+        root: state.root,
+        systemdCgroup: state.systemdCgroup,
+        exits: { subscribe: () => { throw new Error('delete action reaps nothing'); } },
+      });
+      await backend.cleanupAfterCrash({ id, namespace: args.namespace, bundle, options: {} });
+    }
+  }
+  const rootfs = path.join(bundle, 'rootfs');
+  if (isMountPoint(rootfs)) {
+    const { RootfsMounts } = await import('../sys/rootfs.js');
+    await new RootfsMounts().unmount(rootfs);
+  }
+  // like the reference shim: the task is reported killed
+  return DeleteResponse.encode({ pid, exitStatus: 128 + 9, exitedAt: timestampFromDate(new Date()) }).finish();
+}
+
+/** no state file (Create failed early): look where a default-configured shim would have put it */
+async function defaultState(namespace: string) {
+  try {
+    const { loadConfig } = await import('./config.js');
+    const cfg = loadConfig();
+    const table = cfg.backend === 'crun' ? cfg.crun : cfg.runc;
+    return { backend: cfg.backend, binary: table.binary, root: path.join(table.root, namespace), systemdCgroup: table.systemdCgroup };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * `containerd-shim-tsshim-v2 … start`: find or create the group's socket, make sure a
+ * daemon serves it, write ./address, print the address, exit. containerd waits for this
+ * process on every container start, so it loads as little as it can: no logger, no
+ * ttrpc, no backend. The daemon inherits the listening socket as fd 3, so containerd can
+ * connect (and queue its first request) before the daemon has finished booting.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import type { ShimArgs } from './args.js';
+import { groupKey, socketPath, unixAddress } from './address.js';
+import { readStartInput, type StartInput } from './start-input.js';
+import { daemonNodeFlags, daemonEntry } from './daemon-launch.js';
+
+export interface StartOutput {
+  /** bytes for stdout */
+  stdout: Uint8Array | string;
+}
+
+export async function runStart(args: ShimArgs): Promise<string | Uint8Array> {
+  const input: StartInput = readStartInput(args);
+  const { loadConfig } = await import('./config.js');
+  const config = loadConfig({ path: input.configPath, body: input.configBody });
+  const bundle = process.cwd();
+  const annotations = readAnnotations(bundle);
+  const key = groupKey(annotations, args.id, config.shim.group);
+  const socketDir = input.socketDir || config.shim.socketDir;
+  const sock = socketPath(socketDir, args.address, args.namespace, key);
+  const address = unixAddress(sock);
+
+  fs.mkdirSync(socketDir, { recursive: true, mode: 0o700 });
+  const server = await listenOrReuse(sock);
+  if (server) {
+    try {
+      fs.chmodSync(sock, 0o600);
+      spawnDaemon(args, sock, server, key, input);
+    } catch (err) {
+      // leave nothing behind: the socket we bound is useless without a daemon
+      try {
+        fs.unlinkSync(sock);
+      } catch {
+        /* already gone */
+      }
+      throw err;
+    }
+  }
+  writeAtomic(path.join(bundle, 'address'), address);
+  return input.bootstrap ? input.bootstrap.encodeResult(address) : address;
+}
+
+function readAnnotations(bundle: string): Record<string, unknown> | undefined {
+  try {
+    const spec = JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8'));
+    return spec && typeof spec.annotations === 'object' ? spec.annotations : undefined;
+  } catch {
+    // a broken config.json is reported by Create, with the field; grouping falls back to the id
+    return undefined;
+  }
+}
+
+/**
+ * Bind the group socket, or return undefined when a live daemon already serves it.
+ * A socket file nobody answers on is stale (its daemon died) and is replaced. A
+ * concurrent start of the same group may be between bind and listen, so a refused
+ * connect is retried briefly before the file is judged stale.
+ */
+async function listenOrReuse(sock: string): Promise<net.Server | undefined> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const err = await tryListen(sock);
+    if (!err) return lastServer;
+    if (err.code !== 'EADDRINUSE') throw err;
+    if (await answers(sock)) return undefined;
+    await new Promise((r) => setTimeout(r, 10 * (attempt + 1)));
+    if (await answers(sock)) return undefined;
+    try {
+      fs.unlinkSync(sock);
+    } catch {
+      /* someone else removed it */
+    }
+  }
+  throw new Error(`cannot bind shim socket ${sock}`);
+}
+
+let lastServer: net.Server | undefined;
+function tryListen(sock: string): Promise<NodeJS.ErrnoException | undefined> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', (err) => resolve(err as NodeJS.ErrnoException));
+    server.listen({ path: sock, backlog: 512 }, () => {
+      lastServer = server;
+      resolve(undefined);
+    });
+  });
+}
+
+function answers(sock: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(sock);
+    const done = (ok: boolean) => {
+      c.destroy();
+      resolve(ok);
+    };
+    c.once('connect', () => done(true));
+    c.once('error', () => done(false));
+    c.setTimeout(1000, () => done(false));
+  });
+}
+
+function spawnDaemon(args: ShimArgs, sock: string, server: net.Server, key: string, input: StartInput): void {
+  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+  const argv = [
+    ...daemonNodeFlags(),
+    daemonEntry(),
+    '-namespace',
+    args.namespace,
+    '-address',
+    args.address,
+    '-publish-binary',
+    args.publishBinary,
+    '-id',
+    args.id,
+    '-socket',
+    sock,
+    ...(args.debug || input.debug ? ['-debug'] : []),
+    'serve',
+  ];
+  const child = spawn(process.execPath, argv, {
+    detached: true,
+    // Nothing may inherit containerd's pipes: containerd waits for them to close.
+    stdio: ['ignore', 'ignore', 'ignore', fd],
+    env: { ...process.env, TSSHIM_GROUP: key, ...(input.ttrpcAddress ? { TTRPC_ADDRESS: input.ttrpcAddress } : {}) },
+  });
+  child.unref();
+  if (child.pid) adjustOomScore(child.pid);
+}
+
+/** the daemon gets containerd's oom_score_adj + 1, like the reference shim */
+function adjustOomScore(pid: number): void {
+  try {
+    const parent = parseInt(fs.readFileSync(`/proc/${process.ppid}/oom_score_adj`, 'utf8'), 10);
+    if (Number.isFinite(parent)) fs.writeFileSync(`/proc/${pid}/oom_score_adj`, String(Math.min(parent + 1, 1000)));
+  } catch {
+    // a negative score needs CAP_SYS_RESOURCE; keeping the default is harmless
+  }
+}
+
+export function writeAtomic(file: string, content: string): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, content, { mode: 0o644 });
+  fs.renameSync(tmp, file);
+}

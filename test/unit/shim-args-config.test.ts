@@ -1,0 +1,93 @@
+import { describe, it, expect } from 'vitest';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { parseArgs } from '../../src/shim/args.js';
+import { groupKey, socketPath } from '../../src/shim/address.js';
+import { loadConfig, parseConfig } from '../../src/shim/config.js';
+import { aliasFromBinary } from '../../src/shim/backend-registry.js';
+import { errorToStatus } from '../../src/shim/status.js';
+import { ShimError } from '../../src/core/errors.js';
+
+describe('parseArgs (Go flag syntax)', () => {
+  it('parses the start argv of containerd 1.6', () => {
+    const a = parseArgs(['-namespace', 'default', '-address', '/run/c.sock', '-publish-binary', '/usr/bin/containerd', '-id', 't1', '-debug', 'start']);
+    expect(a).toMatchObject({ namespace: 'default', address: '/run/c.sock', publishBinary: '/usr/bin/containerd', id: 't1', debug: true, action: 'start' });
+  });
+  it('accepts --flag=value, unknown flags and stops at the action', () => {
+    const a = parseArgs(['--namespace=k8s.io', '-future-flag', 'x', '-bundle', '/b', 'delete', '-id', 'ignored']);
+    expect(a.namespace).toBe('k8s.io');
+    expect(a.bundle).toBe('/b');
+    expect(a.unknown['future-flag']).toBe('x');
+    expect(a.action).toBe('delete');
+    expect(a.id).toBe('');
+  });
+  it('-v and -info are booleans', () => {
+    expect(parseArgs(['-v']).version).toBe(true);
+    expect(parseArgs(['-info']).info).toBe(true);
+  });
+});
+
+describe('socket address and grouping', () => {
+  it('hashes <address>/<ns>/<key> like the reference shim', () => {
+    const expected = createHash('sha256').update('/x/containerd.sock/default/t1').digest('hex');
+    expect(socketPath('/run/containerd/s', '/x/containerd.sock', 'default', 't1')).toBe(`/run/containerd/s/${expected}`);
+    expect(socketPath('/run/containerd/s', 'unix:///x/containerd.sock', 'default', 't1')).toBe(`/run/containerd/s/${expected}`);
+  });
+  it('groups by annotation, then CRI sandbox, then scope', () => {
+    expect(groupKey({ 'io.containerd.tsshim.v2.group': 'g' }, 'id', 'pod')).toBe('g');
+    expect(groupKey({ 'io.containerd.runc.v2.group': 'r' }, 'id', 'pod')).toBe('r');
+    expect(groupKey({ 'io.kubernetes.cri.sandbox-id': 'sb' }, 'id', 'pod')).toBe('sb');
+    expect(groupKey({ 'io.kubernetes.cri.sandbox-id': 'sb' }, 'id', 'container')).toBe('id');
+    expect(groupKey({}, 'id', 'namespace')).not.toBe('id');
+    expect(groupKey(undefined, 'id', 'pod')).toBe('id');
+  });
+});
+
+describe('config', () => {
+  it('defaults when the default file is absent', () => {
+    const c = loadConfig({ env: { TSSHIM_CONFIG: '' }, path: undefined });
+    expect(c.backend).toBeDefined();
+  });
+  it('parses backend tables', () => {
+    const c = parseConfig('backend = "crun"\n[shim]\ngroup = "namespace"\n[crun]\nbinary = "/usr/bin/crun"\nroot = "/run/x"\n', 't');
+    expect(c.backend).toBe('crun');
+    expect(c.shim.group).toBe('namespace');
+    expect(c.crun).toMatchObject({ binary: '/usr/bin/crun', root: '/run/x' });
+  });
+  it('a bad file is InvalidArgument with position; bad values name the key', () => {
+    expect(() => parseConfig('backend = ', 'f.toml')).toThrow(/f.toml/);
+    try {
+      parseConfig('backend = "docker"', 'f.toml');
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ShimError);
+      expect((err as ShimError).code).toBe('InvalidArgument');
+      expect((err as Error).message).toMatch(/backend must be one of/);
+    }
+    expect(() => parseConfig('[runc]\nroot = "relative"', 'f')).toThrow(/runc.root must be an absolute path/);
+  });
+  it('an explicitly named missing file is an error', () => {
+    const missing = path.join(os.tmpdir(), `nope-${process.pid}.toml`);
+    expect(() => loadConfig({ path: missing })).toThrow(/tsshim config/);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cfg-'));
+    const f = path.join(dir, 'c.toml');
+    fs.writeFileSync(f, 'backend = "runc"\n');
+    expect(loadConfig({ env: { TSSHIM_CONFIG: f } }).source).toBe(f);
+    fs.rmSync(dir, { recursive: true });
+  });
+});
+
+describe('binary alias and error mapping', () => {
+  it('maps containerd-shim-tsshim-<backend>-v2 to a backend', () => {
+    expect(aliasFromBinary('/x/containerd-shim-tsshim-crun-v2')).toBe('crun');
+    expect(aliasFromBinary('/x/containerd-shim-tsshim-v2')).toBeUndefined();
+    expect(aliasFromBinary('/x/containerd-shim-tsshim-bogus-v2')).toBeUndefined();
+  });
+  it('renders containerd-style messages and codes', () => {
+    expect(errorToStatus(new ShimError('NotFound', 'container x: container not created'))).toEqual({ code: 5, message: 'container x: container not created: not found' });
+    expect(errorToStatus(new ShimError('Unimplemented', 'nope'))).toEqual({ code: 12, message: 'nope: not implemented' });
+    expect(errorToStatus(new Error('boom'))).toEqual({ code: 2, message: 'boom' });
+  });
+});

@@ -1,0 +1,209 @@
+import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { TaskCore, ZERO_TIME, type ProcessIo, type CreateTaskInput } from '../../src/core/task-core.js';
+import type { TaskEvent } from '../../src/core/events.js';
+import { ShimError } from '../../src/core/errors.js';
+import { StubBackend } from './stub-backend.js';
+
+class NullIo implements ProcessIo {
+  readonly stdio = { terminal: false, stdin: 'ignore' as const, stdout: 'ignore' as const, stderr: 'ignore' as const };
+  released = 0;
+  stdinClosed = false;
+  afterSpawn(): void {}
+  closeStdin(): void {
+    this.stdinClosed = true;
+  }
+  attachConsole(): void {}
+  resize(): void {}
+  async release(): Promise<void> {
+    this.released++;
+  }
+}
+
+let dir: string;
+let backend: StubBackend;
+let events: TaskEvent[];
+let ios: NullIo[];
+let oomChecks: string[];
+let core: TaskCore;
+
+function bundle(spec: object = { linux: { namespaces: [{ type: 'pid' }] } }): string {
+  const b = fs.mkdtempSync(path.join(dir, 'b-'));
+  fs.writeFileSync(path.join(b, 'config.json'), JSON.stringify(spec));
+  return b;
+}
+
+function input(id: string, b = bundle()): CreateTaskInput {
+  return { id, bundle: b, rootfs: [], terminal: false, stdin: '', stdout: '', stderr: '', checkpoint: '', options: {} };
+}
+
+const topics = () => events.map((e) => `${e.topic}${'id' in e && e.topic === '/tasks/exit' ? ':' + e.id : ''}`);
+const tick = () => new Promise((r) => setImmediate(r));
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-core-'));
+  backend = new StubBackend();
+  events = [];
+  ios = [];
+  oomChecks = [];
+  core = new TaskCore({
+    namespace: 'default',
+    events: { publish: (e) => events.push(e) },
+    selectBackend: () => backend,
+    io: {
+      open: async () => {
+        const io = new NullIo();
+        ios.push(io);
+        return io;
+      },
+    },
+    rootfs: { mount: async () => {}, unmount: async () => {} },
+    oom: { watch: () => {}, check: (id) => void oomChecks.push(id), unwatch: () => {} },
+    log: { debug() {}, info() {}, warn() {}, error() {} },
+  });
+});
+
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+describe('TaskCore lifecycle', () => {
+  it('create → start → exit → delete publishes events in order with exit status', async () => {
+    const { pid } = await core.create(input('c1'));
+    expect(core.state('c1', '').status).toBe(1);
+    await core.start('c1', '');
+    expect(core.state('c1', '').status).toBe(2);
+    const waited = core.wait('c1', '');
+    backend.exits.emit(pid, 137);
+    const w = await waited;
+    expect(w.exitStatus).toBe(137);
+    expect(core.state('c1', '').status).toBe(3);
+    const d = await core.delete('c1', '');
+    expect(d).toMatchObject({ pid, exitStatus: 137 });
+    expect(topics()).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit:c1', '/tasks/delete']);
+    expect(oomChecks).toEqual(['c1']);
+    expect(ios[0]!.released).toBeGreaterThan(0);
+    expect(() => core.state('c1', '')).toThrow(/not created/);
+  });
+
+  it('an exit reaped before create returns its pid is not lost', async () => {
+    backend.onCreate = (pid) => backend.exits.emit(pid, 3);
+    await core.create(input('c2'));
+    // the init died before Start: its exit is reported, and Start is refused
+    const w = await core.wait('c2', '');
+    expect(w.exitStatus).toBe(3);
+    await expect(core.start('c2', '')).rejects.toMatchObject({ code: 'FailedPrecondition' });
+    expect(topics()).toEqual(['/tasks/create', '/tasks/exit:c2']);
+  });
+
+  it('an exit during Start is published after the start event', async () => {
+    const { pid } = await core.create(input('c3'));
+    backend.onStart = () => backend.exits.emit(pid, 0);
+    await core.start('c3', '');
+    await tick();
+    expect(topics()).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit:c3']);
+  });
+
+  it("holds the init's exit until its execs have exited", async () => {
+    const { pid } = await core.create(input('c4'));
+    await core.start('c4', '');
+    await core.exec('c4', 'e1', { stdin: '', stdout: '', stderr: '', terminal: false }, { args: ['sh'] });
+    const { pid: epid } = await core.start('c4', 'e1');
+    backend.exits.emit(pid, 137);
+    await tick();
+    expect(topics()).not.toContain('/tasks/exit:c4');
+    backend.exits.emit(epid, 137);
+    await tick();
+    await tick();
+    expect(topics()).toEqual([
+      '/tasks/create',
+      '/tasks/start',
+      '/tasks/exec-added',
+      '/tasks/exec-started',
+      '/tasks/exit:e1',
+      '/tasks/exit:c4',
+    ]);
+    // a private PID namespace gets a kill-all when its init dies
+    expect(backend.calls).toContain('kill c4 9 all');
+  });
+
+  it('rejects wrong-state verbs with FailedPrecondition and finished kills with NotFound', async () => {
+    const { pid } = await core.create(input('c5'));
+    await expect(core.pause('c5')).rejects.toMatchObject({ code: 'FailedPrecondition' });
+    await core.start('c5', '');
+    await expect(core.start('c5', '')).rejects.toMatchObject({ code: 'FailedPrecondition' });
+    await expect(core.delete('c5', '')).rejects.toMatchObject({ code: 'FailedPrecondition' });
+    await core.pause('c5');
+    expect(core.state('c5', '').status).toBe(4);
+    await expect(core.exec('c5', 'x', { stdin: '', stdout: '', stderr: '', terminal: false }, {})).rejects.toMatchObject({
+      code: 'FailedPrecondition',
+    });
+    await core.resume('c5');
+    backend.exits.emit(pid, 1);
+    await core.wait('c5', '');
+    await expect(core.kill('c5', '', 15, false)).rejects.toMatchObject({ code: 'NotFound', message: 'process already finished' });
+    await expect(core.kill('c5', 'nope', 15, false)).rejects.toMatchObject({ code: 'NotFound' });
+    expect(topics()).toContain('/tasks/paused');
+    expect(topics()).toContain('/tasks/resumed');
+  });
+
+  it('duplicate exec id → AlreadyExists; unknown container → NotFound', async () => {
+    await core.create(input('c6'));
+    await core.start('c6', '');
+    const io = { stdin: '', stdout: '', stderr: '', terminal: false };
+    await core.exec('c6', 'e', io, {});
+    await expect(core.exec('c6', 'e', io, {})).rejects.toMatchObject({ code: 'AlreadyExists' });
+    expect(() => core.state('nosuch', '')).toThrow(ShimError);
+    await expect(core.kill('nosuch', '', 9, false)).rejects.toMatchObject({ code: 'NotFound' });
+  });
+
+  it('a failed exec start releases Wait with 0 and the zero time, and publishes no exit', async () => {
+    await core.create(input('c7'));
+    await core.start('c7', '');
+    await core.exec('c7', 'bad', { stdin: '', stdout: '', stderr: '', terminal: false }, {});
+    const w = core.wait('c7', 'bad');
+    backend.failExec = new ShimError('Unknown', 'OCI runtime exec failed: no such file');
+    await expect(core.start('c7', 'bad')).rejects.toThrow(/exec failed/);
+    expect(await w).toEqual({ pid: 0, exitStatus: 0, exitedAt: ZERO_TIME });
+    expect(topics().filter((t) => t.startsWith('/tasks/exit'))).toEqual([]);
+    await core.delete('c7', 'bad');
+  });
+
+  it('a failed create leaves nothing and the id can be reused', async () => {
+    backend.failCreate = new ShimError('Unknown', 'OCI runtime create failed: exec: "/nope": not found');
+    let emptied = 0;
+    core.onEmpty(() => emptied++);
+    await expect(core.create(input('c8'))).rejects.toThrow(/create failed/);
+    expect(core.size).toBe(0);
+    expect(emptied).toBe(1);
+    expect(ios.every((io) => io.released > 0)).toBe(true);
+    backend.failCreate = undefined;
+    await core.create(input('c8'));
+    expect(core.size).toBe(1);
+  });
+
+  it('a broken config.json is InvalidArgument naming the bundle', async () => {
+    const b = fs.mkdtempSync(path.join(dir, 'bad-'));
+    fs.writeFileSync(path.join(b, 'config.json'), '{ not json');
+    await expect(core.create(input('c9', b))).rejects.toMatchObject({ code: 'InvalidArgument' });
+    expect(core.size).toBe(0);
+  });
+
+  it('invalid ids are refused before touching anything', async () => {
+    await expect(core.create(input('../etc'))).rejects.toMatchObject({ code: 'InvalidArgument' });
+    expect(backend.calls).toEqual([]);
+  });
+
+  it('deleting a never-started container publishes no exit after the delete', async () => {
+    const { pid } = await core.create(input('c10'));
+    const d = await core.delete('c10', '');
+    backend.exits.emit(pid, 137);
+    await tick();
+    expect(d.exitStatus).toBe(0);
+    expect(topics()).toEqual(['/tasks/create', '/tasks/delete']);
+  });
+
+  it('Connect reports 0 for an unknown id', () => {
+    expect(core.taskPid('nobody')).toBe(0);
+  });
+});
