@@ -1,0 +1,204 @@
+/**
+ * The real shim binary (start → serve → delete) against a fake containerd that records
+ * events; runc as the backend. Asserts the binary contract and the event order.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { FakeContainerd, connectShim } from './fake-containerd.js';
+import { makeBundle, removeRootfsTemplate } from './oci-bundle.js';
+import * as pb from '../../src/proto/gen/containerd/task/v2/shim.js';
+import { DeleteResponse } from '../../src/proto/gen/containerd/task/v2/shim.js';
+import { TASK_SERVICE_V2, TypeUrl, packJson } from '../../src/proto/typeurls.js';
+import type { TtrpcClient } from '../../src/ttrpc/client.js';
+
+const NS = 'tsshim-component';
+let dir: string;
+let fake: FakeContainerd;
+
+function mkfifo(p: string): string {
+  execFileSync('mkfifo', [p]);
+  return p;
+}
+
+/** a reader that collects everything written to a FIFO until EOF */
+function readFifo(p: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const s = fs.createReadStream(p);
+    s.on('data', (c) => chunks.push(c as Buffer));
+    s.on('end', () => resolve(Buffer.concat(chunks).toString()));
+    s.on('error', reject);
+  });
+}
+
+async function call<Req, Res>(
+  client: TtrpcClient,
+  method: string,
+  req: { encode(m: Req): { finish(): Uint8Array }; fromPartial(p: object): Req },
+  value: object,
+  res?: { decode(b: Uint8Array): Res },
+): Promise<Res | undefined> {
+  const out = await client.call(TASK_SERVICE_V2, method, req.encode(req.fromPartial(value)).finish(), { timeoutMs: 30_000 });
+  return res ? res.decode(out) : undefined;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tss-'));
+  fake = new FakeContainerd(dir);
+  await fake.start();
+});
+
+afterAll(async () => {
+  await fake?.stop();
+  removeRootfsTemplate();
+  execFileSync('sh', ['-c', `runc --root /run/containerd/runc/${NS} list -q | xargs -r -n1 runc --root /run/containerd/runc/${NS} delete --force || true`]);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('shim binary against a fake containerd', () => {
+  it('start prints only an address, serves the Task API, publishes events in order, exits on Shutdown', async () => {
+    const id = `c${process.pid}a`;
+    const bundle = makeBundle(dir, id, { args: ['sh', '-c', 'echo out; echo err >&2; sleep 30'] });
+    mkfifo(path.join(bundle, 'log'));
+    const logFd = fs.openSync(path.join(bundle, 'log'), fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+
+    const start = await fake.runShim('start', { namespace: NS, id, bundle });
+    expect(start.exitCode).toBe(0);
+    expect(start.stderr).toBe('');
+    const address = String(start.stdout).trim();
+    expect(address).toMatch(/^unix:\/\/\/run\/containerd\/s\/[0-9a-f]{64}$/);
+    expect(fs.readFileSync(path.join(bundle, 'address'), 'utf8')).toBe(address);
+    const sock = address.slice('unix://'.length);
+    expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
+
+    // a second start of the same group reuses the running daemon
+    const again = await fake.runShim('start', { namespace: NS, id, bundle });
+    expect(String(again.stdout).trim()).toBe(address);
+
+    const client = await connectShim(address);
+    const stdout = mkfifo(path.join(dir, `${id}-stdout`));
+    const stderr = mkfifo(path.join(dir, `${id}-stderr`));
+    const outP = readFifo(stdout);
+    const errP = readFifo(stderr);
+    const created = await call(client, 'Create', pb.CreateTaskRequest, { id, bundle, stdout, stderr }, pb.CreateTaskResponse);
+    expect(created!.pid).toBeGreaterThan(0);
+    const conn = await call(client, 'Connect', pb.ConnectRequest, { id }, pb.ConnectResponse);
+    expect(conn!.taskPid).toBe(created!.pid);
+    const shimPid = conn!.shimPid;
+    expect(alive(shimPid)).toBe(true);
+
+    await call(client, 'Start', pb.StartRequest, { id });
+    const st = await call(client, 'State', pb.StateRequest, { id }, pb.StateResponse);
+    expect(st!.status).toBe(2);
+    expect(st!.exitedAt!.seconds).toBe(-62135596800n);
+
+    // exec: output and exit code
+    const execOut = mkfifo(path.join(dir, `${id}-e1-stdout`));
+    const execOutP = readFifo(execOut);
+    const spec = packJson(TypeUrl.OciProcess, { args: ['sh', '-c', 'echo from-exec; exit 3'], cwd: '/', env: ['PATH=/bin'], user: { uid: 0, gid: 0 } });
+    await call(client, 'Exec', pb.ExecProcessRequest, { id, execId: 'e1', stdout: execOut, spec });
+    const execWait = call(client, 'Wait', pb.WaitRequest, { id, execId: 'e1' }, pb.WaitResponse);
+    await call(client, 'Start', pb.StartRequest, { id, execId: 'e1' });
+    expect((await execWait)!.exitStatus).toBe(3);
+    expect(await execOutP).toBe('from-exec\n');
+    await call(client, 'Delete', pb.DeleteRequest, { id, execId: 'e1' });
+
+    // unknown exec and unknown container are NotFound
+    await expect(call(client, 'Kill', pb.KillRequest, { id, execId: 'nope', signal: 9 })).rejects.toMatchObject({ code: 5 });
+    await expect(call(client, 'State', pb.StateRequest, { id: 'nosuch' })).rejects.toMatchObject({ code: 5 });
+
+    const wait = call(client, 'Wait', pb.WaitRequest, { id }, pb.WaitResponse);
+    await call(client, 'Kill', pb.KillRequest, { id, signal: 9 });
+    expect((await wait)!.exitStatus).toBe(137);
+    await expect(call(client, 'Kill', pb.KillRequest, { id, signal: 9 })).rejects.toMatchObject({ code: 5 });
+    expect(await outP).toBe('out\n');
+    expect(await errP).toBe('err\n');
+
+    const del = await call(client, 'Delete', pb.DeleteRequest, { id }, pb.DeleteResponse);
+    expect(del!.exitStatus).toBe(137);
+    await fake.waitFor((e) => e.topic === '/tasks/delete');
+    expect(fake.topics()).toEqual([
+      '/tasks/create',
+      '/tasks/start',
+      '/tasks/exec-added',
+      '/tasks/exec-started',
+      `/tasks/exit:e1`,
+      `/tasks/exit:${id}`,
+      '/tasks/delete',
+    ]);
+    expect(fake.events.every((e) => e.namespace === NS)).toBe(true);
+
+    await call(client, 'Shutdown', pb.ShutdownRequest, { id });
+    client.close();
+    for (let i = 0; i < 100 && alive(shimPid); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(alive(shimPid)).toBe(false);
+    expect(fs.existsSync(sock)).toBe(false);
+
+    // containerd runs `delete` after every task deletion: idempotent, DeleteResponse on stdout
+    const d = await fake.runShim('delete', { namespace: NS, id, bundle });
+    expect(d.exitCode).toBe(0);
+    const resp = DeleteResponse.decode(d.stdout as unknown as Uint8Array);
+    expect(resp.exitStatus).toBe(137);
+    fs.closeSync(logFd);
+  });
+
+  it('SIGKILLed shim: delete kills the container and reports 137', async () => {
+    const id = `c${process.pid}b`;
+    const bundle = makeBundle(dir, id, { args: ['sleep', '300'] });
+    const start = await fake.runShim('start', { namespace: NS, id, bundle });
+    const address = String(start.stdout).trim();
+    const client = await connectShim(address);
+    const created = await call(client, 'Create', pb.CreateTaskRequest, { id, bundle }, pb.CreateTaskResponse);
+    await call(client, 'Start', pb.StartRequest, { id });
+    const conn = await call(client, 'Connect', pb.ConnectRequest, { id }, pb.ConnectResponse);
+    client.close();
+    process.kill(conn!.shimPid, 'SIGKILL');
+    for (let i = 0; i < 100 && alive(conn!.shimPid); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(alive(created!.pid)).toBe(true);
+    const d = await fake.runShim('delete', { namespace: NS, id, bundle });
+    expect(d.exitCode).toBe(0);
+    const resp = DeleteResponse.decode(d.stdout as unknown as Uint8Array);
+    expect(resp).toMatchObject({ pid: created!.pid, exitStatus: 137 });
+    for (let i = 0; i < 100 && alive(created!.pid); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(alive(created!.pid)).toBe(false);
+    // a second delete is a no-op
+    expect((await fake.runShim('delete', { namespace: NS, id, bundle })).exitCode).toBe(0);
+  });
+
+  it('a missing executable fails Create with a clear error and leaves nothing behind', async () => {
+    const id = `c${process.pid}c`;
+    const bundle = makeBundle(dir, id, { args: ['/nonexistent'] });
+    const start = await fake.runShim('start', { namespace: NS, id, bundle });
+    const client = await connectShim(String(start.stdout).trim());
+    const conn = await call(client, 'Connect', pb.ConnectRequest, { id }, pb.ConnectResponse);
+    await expect(call(client, 'Create', pb.CreateTaskRequest, { id, bundle })).rejects.toThrow(/nonexistent/);
+    const list = execFileSync('runc', ['--root', `/run/containerd/runc/${NS}`, 'list', '-q'], { encoding: 'utf8' });
+    expect(list.split('\n')).not.toContain(id);
+    await call(client, 'Shutdown', pb.ShutdownRequest, { id });
+    client.close();
+    for (let i = 0; i < 100 && alive(conn!.shimPid); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(alive(conn!.shimPid)).toBe(false);
+  });
+
+  it('a bad config file is a clear start error', async () => {
+    const id = `c${process.pid}d`;
+    const bundle = makeBundle(dir, id, { args: ['true'] });
+    const cfg = path.join(dir, 'bad.toml');
+    fs.writeFileSync(cfg, 'backend = "nonsense"\n');
+    const start = await fake.runShim('start', { namespace: NS, id, bundle, env: { TSSHIM_CONFIG: cfg } });
+    expect(start.exitCode).not.toBe(0);
+    expect(String(start.stdout)).toMatch(/backend must be one of/);
+  });
+});
