@@ -52,7 +52,9 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
   });
   const registry = new BackendRegistry(config, args.namespace, reaper, aliasFromBinary(process.argv[1]));
   let core: TaskCore;
-  const oom = new OomWatcher((id: string) => core.reportOom(id));
+  const oom = new OomWatcher((id: string) => core.reportOom(id), {
+    onError: (err) => logger.warn({ err: (err as Error)?.message }, 'oom watcher'),
+  });
   const rootfs = new RootfsMounts();
   core = new TaskCore({
     namespace: args.namespace,
@@ -73,7 +75,9 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
 
   let shuttingDown = false;
   const socketPath = args.socket;
-  const listenerIno = inodeOf(INHERITED_LISTENER_FD);
+  const inherited = isSocket(INHERITED_LISTENER_FD);
+  // the socket file's inode now, while the path is certainly ours
+  const socketIno = socketPath ? fileInode(socketPath) : undefined;
 
   const exit = async (reason: string) => {
     if (shuttingDown) return;
@@ -83,7 +87,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
     // only remove the socket if it is still ours (a new daemon may own the path)
     if (socketPath) {
       try {
-        if (listenerIno === undefined || fs.statSync(socketPath).ino === listenerIno) fs.unlinkSync(socketPath);
+        if (fs.statSync(socketPath).ino === socketIno) fs.unlinkSync(socketPath);
       } catch {
         /* already gone */
       }
@@ -113,7 +117,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
   ttrpc.listen(netServer);
   await new Promise<void>((resolve, reject) => {
     netServer.once('error', reject);
-    if (listenerIno !== undefined) netServer.listen({ fd: INHERITED_LISTENER_FD }, resolve);
+    if (inherited) netServer.listen({ fd: INHERITED_LISTENER_FD }, resolve);
     else if (socketPath) netServer.listen({ path: socketPath }, resolve);
     else reject(new Error('serve: no inherited listener (fd 3) and no -socket'));
   });
@@ -131,10 +135,17 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
   logger.info({ socket: socketPath, group: process.env.TSSHIM_GROUP }, 'shim serving');
 }
 
-function inodeOf(fd: number): number | undefined {
+function isSocket(fd: number): boolean {
   try {
-    const st = fs.fstatSync(fd);
-    return st.isSocket() ? st.ino : undefined;
+    return fs.fstatSync(fd).isSocket();
+  } catch {
+    return false;
+  }
+}
+
+function fileInode(p: string): number | undefined {
+  try {
+    return fs.statSync(p).ino;
   } catch {
     return undefined;
   }

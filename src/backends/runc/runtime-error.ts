@@ -1,0 +1,172 @@
+/**
+ * The one place where a runc-compatible CLI's failure becomes a ShimError. The core
+ * branches on codes only (NotFound, AlreadyExists, FailedPrecondition, ...), so every
+ * runtime wording we know of is mapped here, per verb, and nowhere else.
+ *
+ * The patterns come from what runc 1.1.5 and crun 1.8.1 print on this project's
+ * machines (see test/unit/backend-runc-errors.test.ts for the observed strings).
+ */
+import { ShimError, type ErrorCode } from '../../core/errors.js';
+
+export type RuntimeVerb =
+  | 'create'
+  | 'start'
+  | 'exec'
+  | 'kill'
+  | 'delete'
+  | 'state'
+  | 'ps'
+  | 'pause'
+  | 'resume'
+  | 'update'
+  | 'checkpoint'
+  | 'restore'
+  | 'features';
+
+/** How the runtime invocation ended, besides its exit code and text. */
+export interface RuntimeFailureContext {
+  /** runtime binary, for messages ("runc", "crun", a path) */
+  binary?: string;
+  /** our deadline fired and the runtime was killed */
+  timedOut?: boolean;
+  timeoutMs?: number;
+  /** errno of a spawn that never started (ENOENT: binary missing) */
+  spawnErrno?: string;
+  /** signal that ended the runtime when we did not kill it (a crash) */
+  signal?: string;
+}
+
+/** Longest runtime text we carry in a message; runc prints whole usage pages on misuse. */
+const MAX_TEXT = 2000;
+
+const UNSUPPORTED = [
+  /unknown command\b/i, // crun: "unknown command features"
+  /no help topic for/i, // runc: "No help topic for 'foo'"
+];
+
+const CONTAINER_NOT_FOUND = [
+  /container does not exist/i, // runc
+  /no such container/i,
+  /container [`'"][^`'"]+[`'"] not found/i,
+  // crun reads <root>/<id>/status for every verb on an existing container
+  /error opening file `[^`]*\/status`: no such file or directory/i,
+  // crun delete of an unknown id
+  /cannot open directory '[^']*': no such file or directory/i,
+];
+
+/** kill of a process that is gone (containerd: NotFound "process already finished") */
+const KILL_FINISHED = [
+  /container not running/i, // runc
+  /is not running/i, // crun: "the container `c1` is not running"
+  /process already finished/i,
+  /no such process/i, // crun: "kill container: No such process"
+];
+
+const ALREADY_EXISTS = [
+  /container with given id already exists/i, // runc
+  /container [`'"][^`'"]*[`'"] already exists/i, // crun
+];
+
+/** the request itself is malformed (bad signal, resources JSON the runtime rejects) */
+const INVALID_REQUEST = [
+  /unknown signal/i, // runc: unknown signal "FOO"
+  /json: cannot unmarshal/i, // runc update --resources with a wrong type
+];
+
+const WRONG_STATE = [
+  /container (is )?not (running|paused|stopped)/i, // runc: "container not running", "container not paused"
+  /container is paused/i,
+  /the container [`'"][^`'"]*[`'"] is (paused|not running)/i, // crun
+  /container [`'"][^`'"]*[`'"] is not running/i, // crun update
+  /is not in [`'"][^`'"]*[`'"]( or [`'"][^`'"]*[`'"])? state/i, // crun delete of a running container
+  /\bcannot (start|exec|delete|pause|resume|update|checkpoint|kill)\b[^:]*\b(container|process)\b/i, // runc
+  /exec\.fifo`?: no such file or directory/i, // crun start of an already started container
+];
+
+function matches(patterns: RegExp[], text: string): boolean {
+  return patterns.some((p) => p.test(text));
+}
+
+function clip(text: string): string {
+  const t = text.trim();
+  return t.length > MAX_TEXT ? `${t.slice(0, MAX_TEXT)}…` : t;
+}
+
+/**
+ * Classifies one failed runtime invocation. `logMsg` is the last error-level `msg` the
+ * runtime wrote to its --log file during this invocation; it is preferred to stderr
+ * because stderr is not ours for create/exec (it is the container's stderr).
+ */
+export function classifyRuntimeError(
+  verb: RuntimeVerb,
+  stderr: string,
+  logMsg: string | undefined,
+  exitCode: number | undefined,
+  ctx: RuntimeFailureContext = {},
+): ShimError {
+  const binary = ctx.binary ?? 'runtime';
+  const make = (code: ErrorCode, message: string) => new ShimError(code, message);
+
+  if (ctx.spawnErrno === 'ENOENT') {
+    return make(
+      'FailedPrecondition',
+      `OCI runtime ${verb} failed: runtime binary "${binary}" not found (is it installed and on PATH?)`,
+    );
+  }
+  if (ctx.spawnErrno === 'EACCES' || ctx.spawnErrno === 'EPERM') {
+    return make('PermissionDenied', `OCI runtime ${verb} failed: cannot execute "${binary}" (${ctx.spawnErrno})`);
+  }
+  if (ctx.spawnErrno) {
+    return make('Unknown', `OCI runtime ${verb} failed: cannot spawn "${binary}" (${ctx.spawnErrno})`);
+  }
+  if (ctx.timedOut) {
+    const after = ctx.timeoutMs !== undefined ? ` after ${ctx.timeoutMs} ms` : '';
+    return make('DeadlineExceeded', `OCI runtime ${verb} timed out${after}: ${binary} was killed`);
+  }
+
+  const runtimeText = clip(logMsg?.trim() ? logMsg : stderr);
+  const text =
+    runtimeText ||
+    (ctx.signal ? `${binary} was killed by ${ctx.signal}` : `${binary} exited with status ${exitCode ?? 'unknown'}`);
+  const failed = `OCI runtime ${verb} failed: ${text}`;
+
+  if (matches(UNSUPPORTED, text)) {
+    return make('Unimplemented', `${binary} does not support "${verb}": ${text}`);
+  }
+  if (matches(CONTAINER_NOT_FOUND, text)) {
+    return make('NotFound', failed);
+  }
+  if (verb === 'kill' && matches(KILL_FINISHED, text)) {
+    return make('NotFound', `process already finished: ${text}`);
+  }
+  if (matches(ALREADY_EXISTS, text)) {
+    return make('AlreadyExists', failed);
+  }
+  if (matches(INVALID_REQUEST, text)) {
+    return make('InvalidArgument', failed);
+  }
+  if (matches(WRONG_STATE, text)) {
+    return make('FailedPrecondition', failed);
+  }
+  return make('Unknown', failed);
+}
+
+/**
+ * The last error-level `msg` of a runtime JSON log (one object per line), like the
+ * reference shim's getLastRuntimeError. Lines that are not JSON are skipped: a crash can
+ * leave half a line.
+ */
+export function lastLogError(logText: string): string | undefined {
+  let last: string | undefined;
+  for (const line of logText.split('\n')) {
+    const trimmed = line.trim();
+    if (!trimmed.startsWith('{')) continue;
+    try {
+      const entry = JSON.parse(trimmed) as { level?: unknown; msg?: unknown };
+      if (entry.level === 'error' && typeof entry.msg === 'string' && entry.msg.trim()) last = entry.msg.trim();
+    } catch {
+      // partial or foreign line
+    }
+  }
+  return last;
+}

@@ -1,0 +1,170 @@
+/**
+ * Terminal mode: copies stdin → pty master and pty master → output, with backpressure, and
+ * tells when the output is fully delivered.
+ *
+ * The master fd is driven by libuv as a non-blocking stream (see openMasterStream), so no
+ * read or write ever blocks the event loop or a threadpool thread: a client that stops
+ * reading makes the container block on its terminal, a container that stops reading makes
+ * stdin wait, and the shim keeps serving.
+ *
+ * Drain: the copier keeps reading until the master reports EIO (Linux, once every slave fd
+ * is closed: the process and whatever inherited its terminal exited) or EOF. drained()
+ * resolves when that happened and every byte read was handed to the output (written to the
+ * FIFO / file / logger pipe). The caller bounds the wait: a daemonized child that keeps the
+ * slave open, or a client that never reads, would otherwise hold it forever.
+ */
+import net from 'node:net';
+import type { Readable, Writable } from 'node:stream';
+import { internal } from '../core/errors.js';
+
+/** ioctl(TIOCSWINSZ), owned by src/sys */
+export type SetWinsize = (fd: number, rows: number, cols: number) => void;
+
+export interface ConsoleStreams {
+  /** client input (stdin FIFO read end as a stream); the copier owns and destroys it */
+  stdin?: Readable;
+  /** terminal output target; the copier owns and destroys it. Absent: output is discarded */
+  output?: Writable;
+}
+
+interface PipeHandle {
+  open(fd: number): number;
+}
+interface PipeWrapBinding {
+  Pipe: new (type: number) => PipeHandle;
+  constants: { SOCKET: number };
+}
+
+/**
+ * Wraps a pty master fd as a non-blocking net.Socket, taking ownership of the fd.
+ *
+ * Node's public wrappers do not fit: net.Socket({fd}) rejects ttys, and tty.ReadStream /
+ * tty.WriteStream leave a master in blocking mode and write synchronously, so a container
+ * that does not read its terminal would freeze the whole shim (measured). libuv's
+ * uv_pipe_open accepts any pollable fd and sets O_NONBLOCK on it, which is what we want;
+ * Node exposes it through the pipe_wrap binding. Setting O_NONBLOCK is harmless here: the
+ * runtime that sent us the master has exited and nobody else holds that file description.
+ */
+export function openMasterStream(fd: number): net.Socket {
+  let binding: PipeWrapBinding;
+  try {
+    binding = (process as unknown as { binding(name: string): unknown }).binding('pipe_wrap') as PipeWrapBinding;
+  } catch (err) {
+    throw internal('this Node.js does not expose pipe_wrap: cannot drive a pty master without blocking', err);
+  }
+  const handle = new binding.Pipe(binding.constants.SOCKET);
+  const rc = handle.open(fd);
+  if (rc !== 0) throw internal(`uv_pipe_open on pty master fd ${fd} failed (${rc})`);
+  return new net.Socket({
+    handle,
+    readable: true,
+    writable: true,
+    // EOF on the read side must not shut the write side down (shutdown(2) is for sockets)
+    allowHalfOpen: true,
+  } as net.SocketConstructorOpts);
+}
+
+export class ConsoleCopier {
+  private readonly master: net.Socket;
+  private readonly stdin: Readable | undefined;
+  private output: Writable | undefined;
+  private masterDone = false;
+  private pendingWrites = 0;
+  private closed = false;
+  private readonly done: Promise<void>;
+  private resolveDone!: () => void;
+
+  /** Takes ownership of masterFd and of the streams. */
+  constructor(
+    private readonly masterFd: number,
+    streams: ConsoleStreams,
+    private readonly setWinsize: SetWinsize,
+  ) {
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    this.stdin = streams.stdin;
+    this.output = streams.output;
+    try {
+      this.master = openMasterStream(masterFd);
+    } catch (err) {
+      this.stdin?.destroy();
+      this.output?.destroy();
+      throw err;
+    }
+    this.copyOutput();
+    this.copyInput();
+  }
+
+  /** ResizePty: rows = height, cols = width. No-op once the console is gone. */
+  resize(width: number, height: number): void {
+    // after EIO the master is destroyed and its fd number may already belong to someone else
+    if (this.closed || this.master.destroyed) return;
+    this.setWinsize(this.masterFd, height, width);
+  }
+
+  /** Resolves once the master hit EIO/EOF and all output was written (or close()). */
+  drained(): Promise<void> {
+    return this.done;
+  }
+
+  /** Frees the master, stdin and output. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stdin?.destroy();
+    this.master.destroy();
+    this.output?.destroy();
+    this.resolveDone();
+  }
+
+  private copyOutput(): void {
+    const { master } = this;
+    let waitingForDrain = false;
+    master.on('data', (chunk: Buffer) => {
+      const out = this.output;
+      if (!out) return; // no target, or it failed: keep reading so the container never blocks
+      this.pendingWrites++;
+      const accepted = out.write(chunk, () => {
+        this.pendingWrites--;
+        this.checkDrained();
+      });
+      if (!accepted && !waitingForDrain) {
+        waitingForDrain = true;
+        master.pause();
+        out.once('drain', () => {
+          waitingForDrain = false;
+          master.resume();
+        });
+      }
+    });
+    const finished = () => {
+      this.masterDone = true;
+      this.checkDrained();
+    };
+    // EIO arrives as an error (and destroys the stream), EOF as 'end'
+    master.on('error', finished);
+    master.on('end', finished);
+    master.on('close', finished);
+    this.output?.on('error', () => {
+      // nothing can be delivered any more; stop waiting for it and keep the master flowing
+      this.output = undefined;
+      if (waitingForDrain) {
+        waitingForDrain = false;
+        master.resume();
+      }
+      this.checkDrained();
+    });
+  }
+
+  private copyInput(): void {
+    const { stdin, master } = this;
+    if (!stdin) return;
+    stdin.on('error', () => stdin.destroy());
+    // the client's input ending only stops the copy: the terminal stays open for output
+    stdin.on('end', () => stdin.destroy());
+    stdin.pipe(master, { end: false });
+  }
+
+  private checkDrained(): void {
+    if (this.masterDone && (this.pendingWrites === 0 || !this.output)) this.resolveDone();
+  }
+}

@@ -1,0 +1,423 @@
+/**
+ * Every foreign call of the shim, behind typed functions. This is the only module that
+ * touches ffi-rs. libc is opened on the first call, never at import time: loading ffi-rs
+ * costs 10-20 ms, which a `delete` or `-v` invocation must not pay.
+ *
+ * ffi-rs facts this module is built around (see host-notes):
+ * - `errno` is only meaningful when the return value says the call failed.
+ * - variadic functions (prctl, ioctl, fcntl) are declared with fixed 64-bit integer args.
+ * - a Buffer passed as U8Array is seen in place by C: fine for flat structs (siginfo_t,
+ *   winsize). Structs that hold pointers (msghdr) must live in malloc'd memory whose
+ *   address we know, so they are built in one `NativeArena`.
+ */
+import { closeSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { constants as osConstants } from 'node:os';
+import type * as FfiRs from 'ffi-rs';
+import { ShimError, type ErrorCode } from '../core/errors.js';
+
+/** A failed system call, with the errno name ('EAGAIN') and number. */
+export class SysError extends ShimError {
+  readonly errno: string;
+  readonly errnoCode: number;
+  readonly syscall: string;
+  constructor(syscall: string, errnoCode: number, detail?: string) {
+    const errno = errnoName(errnoCode);
+    super(errorCodeFor(errno), `${syscall}${detail ? ` ${detail}` : ''}: ${errno} (errno ${errnoCode})`);
+    this.name = 'SysError';
+    this.errno = errno;
+    this.errnoCode = errnoCode;
+    this.syscall = syscall;
+  }
+}
+
+let errnoNames: Map<number, string> | undefined;
+function errnoName(code: number): string {
+  if (!errnoNames) {
+    errnoNames = new Map();
+    for (const [name, value] of Object.entries(osConstants.errno)) {
+      // EWOULDBLOCK == EAGAIN and EDEADLOCK == EDEADLK on Linux: keep the usual names
+      if (!errnoNames.has(value)) errnoNames.set(value, name);
+    }
+  }
+  return errnoNames.get(code) ?? `errno${code}`;
+}
+
+function errorCodeFor(errno: string): ErrorCode {
+  switch (errno) {
+    case 'ENOENT':
+    case 'ESRCH':
+    case 'ECHILD':
+      return 'NotFound';
+    case 'EEXIST':
+    case 'EBUSY':
+      return 'AlreadyExists';
+    case 'EPERM':
+    case 'EACCES':
+      return 'PermissionDenied';
+    case 'EINVAL':
+    case 'EBADF':
+    case 'ENOTTY':
+    case 'ENOTSOCK':
+      return 'InvalidArgument';
+    case 'EAGAIN':
+    case 'EINTR':
+      return 'Unavailable';
+    case 'ENOMEM':
+    case 'EMFILE':
+    case 'ENFILE':
+    case 'ENOSPC':
+      return 'ResourceExhausted';
+    default:
+      return 'Internal';
+  }
+}
+
+// ---- constants (x86_64 / generic Linux) ----------------------------------------------
+
+const PR_SET_CHILD_SUBREAPER = 36;
+const PR_GET_CHILD_SUBREAPER = 37;
+
+const P_ALL = 0;
+const P_PID = 1;
+const WNOHANG = 1;
+const WEXITED = 4;
+const WNOWAIT = 0x01000000;
+
+/** si_code values for SIGCHLD */
+export const CLD_EXITED = 1;
+export const CLD_KILLED = 2;
+export const CLD_DUMPED = 3;
+
+const TIOCGWINSZ = 0x5413;
+const TIOCSWINSZ = 0x5414;
+
+const F_GETFD = 1;
+const F_SETFD = 2;
+const F_GETFL = 3;
+const F_SETFL = 4;
+const FD_CLOEXEC = 1;
+const O_NONBLOCK = 0o4000;
+
+const MSG_DONTWAIT = 0x40;
+const MSG_CTRUNC = 0x08;
+const MSG_CMSG_CLOEXEC = 0x40000000;
+const SOL_SOCKET = 1;
+const SCM_RIGHTS = 1;
+
+export const EFD_CLOEXEC = 0o2000000;
+export const EFD_NONBLOCK = 0o4000;
+export const EFD_SEMAPHORE = 1;
+
+export const MS_RDONLY = 1;
+export const MS_NOSUID = 2;
+export const MS_NODEV = 4;
+export const MS_NOEXEC = 8;
+export const MS_REMOUNT = 32;
+export const MS_BIND = 4096;
+export const MS_MOVE = 8192;
+export const MS_REC = 16384;
+export const MS_PRIVATE = 1 << 18;
+export const MS_SLAVE = 1 << 19;
+export const MS_SHARED = 1 << 20;
+
+export const MNT_FORCE = 1;
+export const MNT_DETACH = 2;
+export const MNT_EXPIRE = 4;
+export const UMOUNT_NOFOLLOW = 8;
+
+// ---- lazy libc -----------------------------------------------------------------------
+
+const LIB = 'libc';
+
+type Ffi = typeof FfiRs;
+interface WithErrno<T> {
+  value: T;
+  errnoCode: number;
+}
+type Fn<T> = (args: unknown[]) => WithErrno<T>;
+
+interface Libc {
+  ffi: Ffi;
+  prctl: Fn<number>;
+  prctlOut: Fn<number>;
+  waitid: Fn<number>;
+  ioctlBuf: Fn<number>;
+  fcntl: Fn<number>;
+  eventfd: Fn<number>;
+  recvmsg: Fn<number>;
+  mount: Fn<number>;
+  umount2: Fn<number>;
+  malloc: (args: unknown[]) => number;
+  memsetExternal: (args: unknown[]) => FfiRs.JsExternal;
+}
+
+let libc: Libc | undefined;
+
+function load(): Libc {
+  if (libc) return libc;
+  const ffi = createRequire(import.meta.url)('ffi-rs') as Ffi;
+  const D = ffi.DataType;
+  ffi.open({ library: LIB, path: 'libc.so.6' });
+  // ffi.define() names the C function after the key; aliases (prctlOut) need their own
+  const fn =
+    (funcName: string, retType: FfiRs.DataType, paramsType: FfiRs.DataType[], errno = true) =>
+    (paramsValue: unknown[]) =>
+      ffi.load({ library: LIB, funcName, retType, paramsType, paramsValue, errno }) as never;
+  libc = {
+    ffi,
+    prctl: fn('prctl', D.I32, [D.I32, D.I64, D.I64, D.I64, D.I64]),
+    // prctl options whose arg2 is an int* the kernel writes to
+    prctlOut: fn('prctl', D.I32, [D.I32, D.U8Array]),
+    waitid: fn('waitid', D.I32, [D.I32, D.I32, D.U8Array, D.I32]),
+    ioctlBuf: fn('ioctl', D.I32, [D.I32, D.I64, D.U8Array]),
+    fcntl: fn('fcntl', D.I32, [D.I32, D.I32, D.I64]),
+    eventfd: fn('eventfd', D.I32, [D.I32, D.I32]),
+    recvmsg: fn('recvmsg', D.I64, [D.I32, D.I64, D.I32]),
+    mount: fn('mount', D.I32, [D.String, D.String, D.String, D.I64, D.String]),
+    umount2: fn('umount2', D.I32, [D.String, D.I32]),
+    malloc: fn('malloc', D.I64, [D.I64], false),
+    // memset returns its first argument: how we get an External for a known address
+    memsetExternal: fn('memset', D.External, [D.I64, D.I32, D.I64], false),
+  };
+  return libc;
+}
+
+/** Calls `fn` and throws SysError when the C return value is negative. */
+function check<T extends number>(syscall: string, r: WithErrno<T>, detail?: string): T {
+  if (r.value < 0) throw new SysError(syscall, r.errnoCode, detail);
+  return r.value;
+}
+
+/** True once libc has been opened (lets tests assert laziness). */
+export function isLoaded(): boolean {
+  return libc !== undefined;
+}
+
+// ---- process / reaping ---------------------------------------------------------------
+
+/** prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are reparented to this process. */
+export function setChildSubreaper(on = true): void {
+  check('prctl(PR_SET_CHILD_SUBREAPER)', load().prctl([PR_SET_CHILD_SUBREAPER, on ? 1 : 0, 0, 0, 0]));
+}
+
+/** prctl(PR_GET_CHILD_SUBREAPER) */
+export function isChildSubreaper(): boolean {
+  const out = Buffer.alloc(4);
+  check('prctl(PR_GET_CHILD_SUBREAPER)', load().prctlOut([PR_GET_CHILD_SUBREAPER, out]));
+  return out.readInt32LE(0) !== 0;
+}
+
+/** One waitable child as seen by waitid. */
+export interface ChildExit {
+  pid: number;
+  /** si_code: CLD_EXITED, CLD_KILLED or CLD_DUMPED */
+  code: number;
+  /** si_status: the exit code (CLD_EXITED) or the signal number */
+  status: number;
+}
+
+/** exit code as a shell reports it: the code, or 128 + signal number */
+export function exitStatusOf(e: ChildExit): number {
+  return e.code === CLD_EXITED ? e.status : 128 + e.status;
+}
+
+// siginfo_t is 128 bytes; one buffer is enough because JS is single-threaded
+let siginfo: Buffer | undefined;
+
+function readSiginfo(buf: Buffer): ChildExit | null {
+  const pid = buf.readInt32LE(16);
+  if (pid === 0) return null; // WNOHANG and nothing waitable
+  return { pid, code: buf.readInt32LE(8), status: buf.readInt32LE(24) };
+}
+
+/**
+ * waitid(P_ALL, 0, &si, WEXITED|WNOHANG|WNOWAIT): the first zombie child, left waitable.
+ * null when no child has exited yet, or when there are no children at all.
+ */
+export function waitidPeekAny(): ChildExit | null {
+  siginfo ??= Buffer.alloc(128);
+  siginfo.fill(0);
+  const r = load().waitid([P_ALL, 0, siginfo, WEXITED | WNOHANG | WNOWAIT]);
+  if (r.value < 0) {
+    if (errnoName(r.errnoCode) === 'ECHILD') return null;
+    throw new SysError('waitid(P_ALL)', r.errnoCode);
+  }
+  return readSiginfo(siginfo);
+}
+
+/**
+ * waitid(P_PID, pid, &si, WEXITED|WNOHANG): reaps `pid` if it has exited.
+ * null when it is still running. Throws SysError ECHILD when pid is not our child.
+ */
+export function waitidReap(pid: number): { pid: number; exitStatus: number; exit: ChildExit } | null {
+  siginfo ??= Buffer.alloc(128);
+  siginfo.fill(0);
+  check('waitid(P_PID)', load().waitid([P_PID, pid, siginfo, WEXITED | WNOHANG]), String(pid));
+  const e = readSiginfo(siginfo);
+  return e ? { pid: e.pid, exitStatus: exitStatusOf(e), exit: e } : null;
+}
+
+// ---- terminals -----------------------------------------------------------------------
+
+/** ioctl(fd, TIOCSWINSZ, {rows, cols, 0, 0}) */
+export function setWinsize(fd: number, rows: number, cols: number): void {
+  const ws = Buffer.alloc(8);
+  ws.writeUInt16LE(rows, 0);
+  ws.writeUInt16LE(cols, 2);
+  check('ioctl(TIOCSWINSZ)', load().ioctlBuf([fd, TIOCSWINSZ, ws]), `fd ${fd}`);
+}
+
+/** ioctl(fd, TIOCGWINSZ) */
+export function getWinsize(fd: number): { rows: number; cols: number } {
+  const ws = Buffer.alloc(8);
+  check('ioctl(TIOCGWINSZ)', load().ioctlBuf([fd, TIOCGWINSZ, ws]), `fd ${fd}`);
+  return { rows: ws.readUInt16LE(0), cols: ws.readUInt16LE(2) };
+}
+
+// ---- fd flags ------------------------------------------------------------------------
+
+export function setNonBlocking(fd: number, on: boolean): void {
+  const l = load();
+  const flags = check('fcntl(F_GETFL)', l.fcntl([fd, F_GETFL, 0]), `fd ${fd}`);
+  const next = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+  if (next !== flags) check('fcntl(F_SETFL)', l.fcntl([fd, F_SETFL, next]), `fd ${fd}`);
+}
+
+export function isNonBlocking(fd: number): boolean {
+  return (check('fcntl(F_GETFL)', load().fcntl([fd, F_GETFL, 0]), `fd ${fd}`) & O_NONBLOCK) !== 0;
+}
+
+export function setCloseOnExec(fd: number, on: boolean): void {
+  const l = load();
+  const flags = check('fcntl(F_GETFD)', l.fcntl([fd, F_GETFD, 0]), `fd ${fd}`);
+  const next = on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC;
+  if (next !== flags) check('fcntl(F_SETFD)', l.fcntl([fd, F_SETFD, next]), `fd ${fd}`);
+}
+
+export function isCloseOnExec(fd: number): boolean {
+  return (check('fcntl(F_GETFD)', load().fcntl([fd, F_GETFD, 0]), `fd ${fd}`) & FD_CLOEXEC) !== 0;
+}
+
+/** eventfd(initval, flags); close it with fs.closeSync. */
+export function eventfd(initval = 0, flags = EFD_CLOEXEC): number {
+  return check('eventfd', load().eventfd([initval, flags]));
+}
+
+// ---- SCM_RIGHTS ----------------------------------------------------------------------
+
+/**
+ * Native memory for recvmsg: msghdr, one iovec, a control buffer and a data buffer, in
+ * one malloc'd block (never freed: it is reused by every call, JS being single-threaded).
+ */
+interface NativeArena {
+  addr: number;
+  view: Buffer;
+}
+
+const MSGHDR_OFF = 0; // 56 bytes
+const IOVEC_OFF = 64; // 16 bytes
+const CONTROL_OFF = 128; // CMSG_SPACE(16 fds * 4) = 80 bytes
+const CONTROL_LEN = 80;
+const DATA_OFF = 256;
+const DATA_LEN = 4096; // runc sends the terminal's name (up to PATH_MAX) as data
+const ARENA_LEN = DATA_OFF + DATA_LEN;
+
+let arena: NativeArena | undefined;
+
+function nativeArena(): NativeArena {
+  if (arena) return arena;
+  const l = load();
+  const addr = l.malloc([ARENA_LEN]);
+  if (!addr) throw new SysError('malloc', osConstants.errno.ENOMEM);
+  const ext = l.memsetExternal([addr, 0, ARENA_LEN]);
+  arena = { addr, view: l.ffi.createExternalBuffer(ext, ARENA_LEN) };
+  return arena;
+}
+
+/** What one recvmsg returned. */
+export type FdMessage =
+  | { kind: 'fds'; fds: number[]; data: Buffer }
+  | { kind: 'data'; data: Buffer } // bytes without descriptors
+  | { kind: 'eof' }
+  | { kind: 'again' };
+
+/**
+ * One non-blocking recvmsg on a unix stream socket, collecting SCM_RIGHTS descriptors.
+ * Received fds are close-on-exec (MSG_CMSG_CLOEXEC) and owned by the caller.
+ */
+export function recvFdMessage(sockFd: number): FdMessage {
+  const a = nativeArena();
+  const v = a.view;
+  v.fill(0, 0, DATA_OFF);
+  // struct iovec { void *iov_base; size_t iov_len; }
+  v.writeBigUInt64LE(BigInt(a.addr + DATA_OFF), IOVEC_OFF);
+  v.writeBigUInt64LE(BigInt(DATA_LEN), IOVEC_OFF + 8);
+  // struct msghdr { name, namelen, iov, iovlen, control, controllen, flags }
+  v.writeBigUInt64LE(BigInt(a.addr + IOVEC_OFF), MSGHDR_OFF + 16);
+  v.writeBigUInt64LE(1n, MSGHDR_OFF + 24);
+  v.writeBigUInt64LE(BigInt(a.addr + CONTROL_OFF), MSGHDR_OFF + 32);
+  v.writeBigUInt64LE(BigInt(CONTROL_LEN), MSGHDR_OFF + 40);
+  const r = load().recvmsg([sockFd, a.addr + MSGHDR_OFF, MSG_DONTWAIT | MSG_CMSG_CLOEXEC]);
+  if (r.value < 0) {
+    const name = errnoName(r.errnoCode);
+    if (name === 'EAGAIN') return { kind: 'again' };
+    throw new SysError('recvmsg', r.errnoCode, `fd ${sockFd}`);
+  }
+  const fds: number[] = [];
+  const controllen = Number(v.readBigUInt64LE(MSGHDR_OFF + 40));
+  // walk the cmsghdr list: { size_t len; int level; int type; data[] }, 8-byte aligned
+  let off = 0;
+  while (off + 16 <= controllen) {
+    const len = Number(v.readBigUInt64LE(CONTROL_OFF + off));
+    if (len < 16) break;
+    const level = v.readInt32LE(CONTROL_OFF + off + 8);
+    const type = v.readInt32LE(CONTROL_OFF + off + 12);
+    if (level === SOL_SOCKET && type === SCM_RIGHTS) {
+      for (let p = 16; p + 4 <= len; p += 4) fds.push(v.readInt32LE(CONTROL_OFF + off + p));
+    }
+    off += (len + 7) & ~7;
+  }
+  const flags = v.readInt32LE(MSGHDR_OFF + 48);
+  const data = Buffer.from(v.subarray(DATA_OFF, DATA_OFF + r.value));
+  if (flags & MSG_CTRUNC && fds.length === 0) {
+    throw new SysError('recvmsg', osConstants.errno.EMSGSIZE, 'control data truncated');
+  }
+  if (fds.length > 0) return { kind: 'fds', fds, data };
+  if (r.value === 0) return { kind: 'eof' };
+  return { kind: 'data', data };
+}
+
+/**
+ * Receives one descriptor sent with SCM_RIGHTS on a non-blocking unix socket.
+ * null when nothing has arrived yet (EAGAIN). Extra descriptors in the same message are
+ * closed. Throws ShimError 'Unavailable' if the peer closed without sending one.
+ */
+export function recvFd(sockFd: number): number | null {
+  for (;;) {
+    const m = recvFdMessage(sockFd);
+    switch (m.kind) {
+      case 'again':
+        return null;
+      case 'eof':
+        throw new ShimError('Unavailable', `peer closed fd ${sockFd} without sending a descriptor`);
+      case 'data':
+        continue; // bytes ahead of the descriptor: keep reading
+      case 'fds':
+        for (const extra of m.fds.slice(1)) closeSync(extra);
+        return m.fds[0]!;
+    }
+  }
+}
+
+// ---- mounts --------------------------------------------------------------------------
+
+/** mount(2). Absent source/fstype/data are passed as empty strings (ffi-rs has no NULL for strings). */
+export function mount(source: string | undefined, target: string, fstype: string | undefined, flags: number, data?: string): void {
+  check('mount', load().mount([source ?? '', target, fstype ?? '', flags, data ?? '']), target);
+}
+
+/** umount2(2), e.g. with MNT_DETACH */
+export function umount2(target: string, flags = 0): void {
+  check('umount2', load().umount2([target, flags]), target);
+}

@@ -1,0 +1,10 @@
+/**
+ * The ctr suite against containerd's own runc shim: the reference that defines the expected
+ * behaviour for tsshim. Must always pass.
+ */
+import { defineCtrSuite } from './ctr-suite.js';
+
+defineCtrSuite('io.containerd.runc.v2', {
+  label: 'reference runc shim (io.containerd.runc.v2 + runc)',
+  runFlags: (cd) => ['--runc-root', cd.runtimeRoot],
+});

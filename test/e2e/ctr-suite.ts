@@ -1,0 +1,387 @@
+/**
+ * The ctr-driven end-to-end suite, parameterised by runtime. Its expectations were taken from
+ * what containerd 1.6 + its own runc shim (io.containerd.runc.v2) do, so passing it means
+ * "behaves like the runc shim" as far as ctr users can see.
+ *
+ *   defineCtrSuite('io.containerd.runc.v2', { runFlags: (cd) => ['--runc-root', cd.runtimeRoot] });
+ *   defineCtrSuite('io.containerd.tsshim.v2', { runFlags: (cd) => ['--runtime-config-path', cfg] });
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GRPC_NOT_FOUND, grpcCode, type TaskExitPayload } from './harness/containerd-api.js';
+import { PrivateContainerd, type CtrResult, type PrivateContainerdOptions } from './harness/private-containerd.js';
+import { isLive, mountPointsUnder, zombieChildrenOf } from './harness/proc-fs.js';
+import { BUSYBOX_IMAGE } from './harness/test-images.js';
+import { waitUntil } from './harness/wait-until.js';
+
+export interface CtrSuiteOptions {
+  /** Title of the describe block; defaults to the runtime name. */
+  label?: string;
+  /** Extra `ctr run` flags for this runtime, e.g. ['--runc-binary', 'crun'] or ['--runtime-config-path', p]. */
+  runFlags?: (cd: PrivateContainerd) => string[];
+  containerd?: PrivateContainerdOptions;
+  /** When set, the suite is registered but skipped, with this reason in its title. */
+  skipReason?: string;
+}
+
+const SIGKILL = 9;
+
+function lines(text: string): string[] {
+  return text.split('\n').filter((line) => line !== '');
+}
+
+function describeFailure(result: CtrResult<unknown>): string {
+  const stdout = typeof result.stdout === 'string' ? result.stdout.slice(0, 2000) : '(bytes)';
+  return `${result.command}\nexit ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}\nstdout: ${stdout}\nstderr: ${result.stderr.slice(0, 2000)}`;
+}
+
+/** Runs `jobs` with at most `limit` at a time. */
+async function inBatches<T>(count: number, limit: number, job: (index: number) => Promise<T>): Promise<T[]> {
+  const results: T[] = new Array<T>(count);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const index = next++;
+      results[index] = await job(index);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, count) }, worker));
+  return results;
+}
+
+export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): void {
+  const title = `ctr e2e: ${options.label ?? runtime}${options.skipReason ? ` (skipped: ${options.skipReason})` : ''}`;
+
+  describe.skipIf(options.skipReason !== undefined)(title, () => {
+    let cd: PrivateContainerd;
+    let counter = 0;
+    const newId = (tag: string): string => `${tag}-${++counter}`;
+    const runArgs = (flags: string[], id: string, command: string[]): string[] => [
+      'run',
+      '--runtime',
+      runtime,
+      ...(options.runFlags?.(cd) ?? []),
+      ...flags,
+      BUSYBOX_IMAGE,
+      id,
+      ...command,
+    ];
+    const ctrExpect = async (args: string[], exitCode = 0, ctrOptions = {}): Promise<CtrResult> => {
+      const result = await cd.ctr(args, ctrOptions);
+      expect(result.exitCode, describeFailure(result)).toBe(exitCode);
+      return result;
+    };
+    /** `ctr run -d`, returning the task's init pid. */
+    const runDetached = async (id: string, command: string[]): Promise<number> => {
+      await ctrExpect(runArgs(['-d'], id, command));
+      const task = (await cd.listTasks()).find((t) => t.id === id);
+      expect(task?.status).toBe('RUNNING');
+      return task!.pid;
+    };
+    /** SIGKILL, delete the task and the container; asserts each step like a user would see it. */
+    const removeTask = async (id: string): Promise<void> => {
+      await cd.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+      await cd.api().wait(id).catch(() => undefined);
+      await cd.ctr(['task', 'delete', id]);
+      await ctrExpect(['container', 'rm', id]);
+    };
+    const rootfsPath = (id: string, path: string): string => join(cd.bundleDir(id), 'rootfs', path);
+
+    beforeAll(async () => {
+      cd = await PrivateContainerd.launch(options.containerd);
+    });
+
+    afterAll(async () => {
+      if (!cd) return;
+      const problems = await cd.destroy();
+      expect(problems).toEqual([]);
+      expect(existsSync(cd.dir)).toBe(false);
+      expect(cd.shimProcesses()).toEqual([]);
+      expect(cd.cgroupDirs()).toEqual([]);
+    });
+
+    describe('ctr run (attached)', () => {
+      it('forwards stdout', async () => {
+        const result = await ctrExpect(runArgs(['--rm'], newId('out'), ['echo', 'hello from the container']));
+        expect(result.stdout).toBe('hello from the container\n');
+      });
+
+      it('keeps stderr apart from stdout', async () => {
+        const script = 'for i in $(seq 1 200); do echo out$i; echo err$i >&2; done';
+        const result = await ctrExpect(runArgs(['--rm'], newId('err'), ['sh', '-c', script]));
+        const expected = (kind: string): string[] => Array.from({ length: 200 }, (_, i) => `${kind}${i + 1}`);
+        expect(lines(result.stdout)).toEqual(expected('out'));
+        // ctr writes the container's stderr to its own stderr (plus, at most, its own log lines).
+        expect(lines(result.stderr).filter((l) => /^(err|out)\d+$/.test(l))).toEqual(expected('err'));
+      });
+
+      it('forwards stdin, including its end', async () => {
+        const input = 'first line\nsecond line\n';
+        const result = await ctrExpect(runArgs(['--rm'], newId('in'), ['cat']), 0, { input });
+        expect(result.stdout).toBe(input);
+      });
+
+      it('returns the exit code of the container', async () => {
+        await ctrExpect(runArgs(['--rm'], newId('exit'), ['sh', '-c', 'exit 7']), 7);
+      });
+
+      it('passes 20 MB of output without losing a byte', async () => {
+        const count = 2_800_000;
+        const result = await cd.ctrBytes(runArgs(['--rm'], newId('big'), ['seq', '1', String(count)]), { timeoutMs: 60_000 });
+        expect(result.exitCode, describeFailure(result)).toBe(0);
+        let expected = '';
+        const hash = createHash('sha256');
+        let expectedLength = 0;
+        for (let i = 1; i <= count; i++) {
+          expected += `${i}\n`;
+          if (expected.length > 1 << 16) {
+            hash.update(expected);
+            expectedLength += expected.length;
+            expected = '';
+          }
+        }
+        hash.update(expected);
+        expectedLength += expected.length;
+        expect(expectedLength).toBeGreaterThan(20_000_000);
+        expect(result.stdout.length).toBe(expectedLength);
+        expect(createHash('sha256').update(result.stdout).digest('hex')).toBe(hash.digest('hex'));
+      });
+
+      it('never loses the last lines written before exit (50 runs)', async () => {
+        const expected = `${Array.from({ length: 300 }, (_, i) => i + 1).join('\n')}\nlast\n`;
+        const results = await inBatches(50, 4, (i) =>
+          cd.ctr(runArgs(['--rm'], newId(`last${i}`), ['sh', '-c', 'seq 1 300; echo last'])),
+        );
+        const bad = results.filter((r) => r.exitCode !== 0 || r.stdout !== expected);
+        expect(bad.map(describeFailure)).toEqual([]);
+      });
+
+      it('runs with a terminal (-t): output, exit code', async () => {
+        const script = '[ -t 0 ] && [ -t 1 ] && echo "stdio is a tty"; tty; exit 3';
+        const result = await ctrExpect(runArgs(['--rm', '-t'], newId('tty'), ['sh', '-c', script]), 3, { tty: true });
+        expect(result.stdout).toContain('stdio is a tty\r\n');
+        expect(result.stdout).toMatch(/\/dev\/pts\/\d+\r\n/);
+      });
+
+      it('runs with a terminal (-t): input', async () => {
+        const input = 'echo typed-$((6 * 7))\nexit 5\n';
+        const result = await ctrExpect(runArgs(['--rm', '-t'], newId('ttyin'), ['sh']), 5, { tty: true, input });
+        expect(result.stdout).toContain('typed-42');
+      });
+    });
+
+    describe('detached task', () => {
+      let id: string;
+      let initPid: number;
+
+      beforeAll(async () => {
+        id = newId('det');
+        initPid = await runDetached(id, ['sleep', '600']);
+      });
+
+      it('is listed as RUNNING with its init pid', async () => {
+        expect(isLive(initPid)).toBe(true);
+        const task = await cd.api().getTask(id);
+        expect(task).toMatchObject({ id, pid: initPid, status: 'RUNNING' });
+      });
+
+      it('exec: stdout, stderr and exit code', async () => {
+        const script = 'echo exec-out; echo exec-err >&2; exit 5';
+        const result = await ctrExpect(['task', 'exec', '--exec-id', 'e-out', id, 'sh', '-c', script], 5);
+        expect(result.stdout).toBe('exec-out\n');
+        expect(lines(result.stderr)).toContain('exec-err');
+      });
+
+      it('exec: stdin', async () => {
+        const input = 'to the exec\n';
+        const result = await ctrExpect(['task', 'exec', '--exec-id', 'e-in', id, 'cat'], 0, { input });
+        expect(result.stdout).toBe(input);
+      });
+
+      it('exec: terminal (-t)', async () => {
+        const result = await ctrExpect(['task', 'exec', '-t', '--exec-id', 'e-tty', id, 'sh', '-c', 'tty; exit 4'], 4, { tty: true });
+        expect(result.stdout).toMatch(/\/dev\/pts\/\d+\r\n/);
+      });
+
+      it('exec: a missing executable is an error and the task lives on', async () => {
+        const result = await cd.ctr(['task', 'exec', '--exec-id', 'e-missing', id, '/nonexistent']);
+        expect(result.exitCode, describeFailure(result)).not.toBe(0);
+        expect(result.stderr).toMatch(/\/nonexistent/);
+        expect(result.stderr).toMatch(/no such file|not found/i);
+        expect((await cd.api().getTask(id)).status).toBe('RUNNING');
+      });
+
+      it('ps lists the init and exec processes', async () => {
+        await ctrExpect(['task', 'exec', '-d', '--exec-id', 'e-bg', id, 'sleep', '600']);
+        const result = await ctrExpect(['task', 'ps', id]);
+        const pids = lines(result.stdout)
+          .slice(1)
+          .map((line) => Number(line.trim().split(/\s+/)[0]));
+        expect(pids).toContain(initPid);
+        expect(pids.length).toBeGreaterThanOrEqual(2);
+        expect(pids.every((pid) => isLive(pid))).toBe(true);
+      });
+
+      it('metrics shows cgroup data', async () => {
+        const table = await ctrExpect(['task', 'metrics', id]);
+        expect(table.stdout).toMatch(/memory\./);
+        expect(table.stdout).toMatch(/pids\.current\s+\d+/);
+        const json = await ctrExpect(['task', 'metrics', '--format', 'json', id]);
+        const metrics = JSON.parse(json.stdout) as { pids?: { current?: number }; memory?: object; cpu?: object };
+        expect(metrics.pids?.current).toBeGreaterThanOrEqual(2);
+        expect(metrics.memory).toBeTypeOf('object');
+        expect(metrics.cpu).toBeTypeOf('object');
+      });
+
+      it('pause and resume', async () => {
+        await ctrExpect(['task', 'pause', id]);
+        expect((await cd.listTasks()).find((t) => t.id === id)?.status).toBe('PAUSED');
+        await ctrExpect(['task', 'resume', id]);
+        expect((await cd.listTasks()).find((t) => t.id === id)?.status).toBe('RUNNING');
+        const result = await ctrExpect(['task', 'exec', '--exec-id', 'e-after-resume', id, 'echo', 'awake']);
+        expect(result.stdout).toBe('awake\n');
+      });
+
+      it('a running task cannot be deleted', async () => {
+        const result = await ctrExpect(['task', 'delete', id], 1);
+        expect(result.stderr).toMatch(/must be stopped|running/);
+      });
+
+      it('kill -s SIGKILL: the task stops with status 137', async () => {
+        await ctrExpect(['task', 'kill', '-s', 'SIGKILL', id]);
+        const waited = await cd.api().wait(id);
+        expect(waited.exitStatus).toBe(137);
+        expect((await cd.listTasks()).find((t) => t.id === id)?.status).toBe('STOPPED');
+        expect(await cd.api().getTask(id)).toMatchObject({ status: 'STOPPED', exitStatus: 137 });
+        await waitUntil(() => !isLive(initPid), { what: 'init to be gone' });
+      });
+
+      it('task delete reports the exit code, container rm removes everything', async () => {
+        const deleted = await ctrExpect(['task', 'delete', id]);
+        expect(deleted.stderr).toContain('exit code 137');
+        expect(await cd.listTasks()).not.toContainEqual(expect.objectContaining({ id }));
+        await ctrExpect(['container', 'rm', id]);
+        expect(lines((await ctrExpect(['container', 'ls', '-q'])).stdout)).not.toContain(id);
+        await waitUntil(() => cd.shimProcessesFor(id).length === 0, { what: `shim of ${id} to exit` });
+        expect(existsSync(cd.bundleDir(id))).toBe(false);
+        expect(mountPointsUnder(cd.bundleDir(id))).toEqual([]);
+      });
+    });
+
+    it('kill (SIGTERM by default) reaches the task, which exits with its own status', async () => {
+      const id = newId('term');
+      const script = 'trap "exit 42" TERM; touch /tmp/ready; sleep 600 & wait';
+      await runDetached(id, ['sh', '-c', script]);
+      await waitUntil(() => existsSync(rootfsPath(id, 'tmp/ready')), { what: 'trap to be installed' });
+      await ctrExpect(['task', 'kill', id]);
+      expect((await cd.api().wait(id)).exitStatus).toBe(42);
+      const deleted = await ctrExpect(['task', 'delete', id]);
+      expect(deleted.stderr).toContain('exit code 42');
+      await ctrExpect(['container', 'rm', id]);
+    });
+
+    it('an unknown id gives a not-found error', async () => {
+      const kill = await ctrExpect(['task', 'kill', 'nosuch'], 1);
+      expect(kill.stderr).toMatch(/not found/);
+      const ps = await ctrExpect(['task', 'ps', 'nosuch'], 1);
+      expect(ps.stderr).toMatch(/not found/);
+      const exec = await ctrExpect(['task', 'exec', '--exec-id', 'x', 'nosuch', 'true'], 1);
+      expect(exec.stderr).toMatch(/not found/);
+      const err = await cd.api().getTask('nosuch').then(() => undefined, (e: unknown) => e);
+      expect(grpcCode(err)).toBe(GRPC_NOT_FOUND);
+    });
+
+    it('a missing executable gives a clear error and leaves nothing behind', async () => {
+      const id = newId('noexec');
+      const result = await cd.ctr(runArgs(['--rm'], id, ['/nonexistent']));
+      expect(result.exitCode, describeFailure(result)).not.toBe(0);
+      expect(result.stderr).toMatch(/\/nonexistent/);
+      expect(result.stderr).toMatch(/no such file|not found/i);
+      expect(await cd.listTasks()).not.toContainEqual(expect.objectContaining({ id }));
+      expect(lines((await ctrExpect(['container', 'ls', '-q'])).stdout)).not.toContain(id);
+      await waitUntil(() => cd.shimProcessesFor(id).length === 0, { what: `shim of ${id} to exit` });
+      expect(existsSync(cd.bundleDir(id))).toBe(false);
+      expect(mountPointsUnder(cd.state)).toEqual([]);
+    });
+
+    it('leaves no zombie under the shim', async () => {
+      const id = newId('zombie');
+      // init forks children that exit (reaped by sh), then becomes a long sleep
+      const initPid = await runDetached(id, ['sh', '-c', 'sleep 0.1 & sleep 0.2 & wait; exec sleep 600']);
+      // exec processes are the shim's own children; some leave orphans behind
+      for (let i = 0; i < 3; i++) {
+        await ctrExpect(['task', 'exec', '--exec-id', `z${i}`, id, 'sh', '-c', '(sleep 0.1 &); exit 3'], 3);
+        await ctrExpect(['task', 'exec', '--exec-id', `t${i}`, id, 'true']);
+      }
+      const shims = cd.shimProcessesFor(id, initPid);
+      expect(shims.length).toBeGreaterThan(0);
+      await waitUntil(() => shims.every((s) => zombieChildrenOf(s.pid).length === 0), {
+        timeoutMs: 5_000,
+        what: `no zombie children of shim(s) ${shims.map((s) => s.pid).join(',')}`,
+      });
+      await removeTask(id);
+    });
+
+    it('no shim process remains after the last container is deleted', async () => {
+      const id = newId('last');
+      const initPid = await runDetached(id, ['sleep', '600']);
+      expect(cd.shimProcessesFor(id, initPid).length).toBeGreaterThan(0);
+      await removeTask(id);
+      await waitUntil(() => cd.shimProcesses().length === 0, { what: 'every shim of this containerd to exit' });
+    });
+
+    it('containerd restart: tasks survive, exec works, an exit during the downtime is reported', async () => {
+      const keep = newId('keep');
+      const quit = newId('quit');
+      const keepPid = await runDetached(keep, ['sleep', '600']);
+      const quitPid = await runDetached(quit, ['sh', '-c', 'while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 9']);
+
+      await cd.stop();
+      writeFileSync(rootfsPath(quit, 'tmp/go'), '');
+      await waitUntil(() => !isLive(quitPid), { what: 'task to exit while containerd is down' });
+      await cd.start();
+
+      const tasks = await cd.listTasks();
+      expect(tasks).toContainEqual({ id: keep, pid: keepPid, status: 'RUNNING' });
+      expect(tasks).toContainEqual({ id: quit, pid: quitPid, status: 'STOPPED' });
+      expect(await cd.api().getTask(quit)).toMatchObject({ status: 'STOPPED', exitStatus: 9 });
+      const exec = await ctrExpect(['task', 'exec', '--exec-id', 'after-restart', keep, 'echo', 'still here']);
+      expect(exec.stdout).toBe('still here\n');
+
+      const deleted = await ctrExpect(['task', 'delete', quit]);
+      expect(deleted.stderr).toContain('exit code 9');
+      await ctrExpect(['container', 'rm', quit]);
+      await ctrExpect(['task', 'kill', '-s', 'SIGKILL', keep]);
+      expect((await cd.api().wait(keep)).exitStatus).toBe(137);
+      await ctrExpect(['task', 'delete', keep]);
+      await ctrExpect(['container', 'rm', keep]);
+    });
+
+    it('shim killed with SIGKILL: containerd reports exit 137 and the container dies', async () => {
+      const id = newId('shimkill');
+      const initPid = await runDetached(id, ['sleep', '600']);
+      const shims = cd.shimProcessesFor(id, initPid);
+      expect(shims.length).toBeGreaterThan(0);
+      const events = await cd.api().subscribe([`topic=="/tasks/exit"`, `topic=="/tasks/delete"`]);
+      try {
+        for (const shim of shims) process.kill(shim.pid, SIGKILL);
+        const exit = await events.next((e) => e.topic === '/tasks/exit' && e.payload.containerId === id);
+        const payload = exit.payload as unknown as TaskExitPayload;
+        expect(payload.exitStatus).toBe(137);
+        expect(payload.pid).toBe(initPid);
+        await events.next((e) => e.topic === '/tasks/delete' && e.payload.containerId === id);
+      } finally {
+        events.close();
+      }
+      await waitUntil(() => !isLive(initPid), { what: 'container process to be killed' });
+      // The runc shim's task disappears (containerd ran `shim delete`); STOPPED would also do.
+      const task = await cd.api().getTask(id).then((t) => t, (e: unknown) => e);
+      if (grpcCode(task) === undefined) expect(task).toMatchObject({ status: 'STOPPED', exitStatus: 137 });
+      else expect(grpcCode(task)).toBe(GRPC_NOT_FOUND);
+      await waitUntil(() => !existsSync(cd.bundleDir(id)), { what: 'bundle to be removed' });
+      await ctrExpect(['container', 'rm', id]);
+    });
+  });
+}

@@ -1,0 +1,615 @@
+/**
+ * A containerd daemon private to one test file or bench run: its own root, state, sockets,
+ * namespace and config, with <repo>/bin first on its PATH so it finds containerd-shim-tsshim-v2.
+ * Several can run side by side with each other and with a system containerd.
+ */
+import { execa } from 'execa';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { stringify } from 'smol-toml';
+import { ContainerdApi } from './containerd-api.js';
+import { prepareHost } from './host-setup.js';
+import { isLive, listPids, mountPointsUnder, readCmdline, readCwd, readEnviron, readExe, readStat, type ProcStat } from './proc-fs.js';
+import { repoBinDir } from './repo-paths.js';
+import { buildTestImages, type TestImages } from './test-images.js';
+import { waitUntil } from './wait-until.js';
+
+/** One CRI runtime handler ([plugins."io.containerd.grpc.v1.cri".containerd.runtimes.<name>]). */
+export interface CriRuntime {
+  runtimeType: string;
+  /** Absolute shim path (containerd 1.6+ `runtime_path`); otherwise found on PATH. */
+  runtimePath?: string;
+  /** The handler's `options` table: Go field names of the runtime's options message. */
+  options?: Record<string, string | number | boolean>;
+  podAnnotations?: string[];
+  containerAnnotations?: string[];
+}
+
+export interface CriOptions {
+  /** Handlers by name; default: `runc` = io.containerd.runc.v2 rooted in runtimeRoot. */
+  runtimes?: Record<string, CriRuntime>;
+  defaultRuntime?: string;
+  /** Defaults to the locally built pause image. */
+  sandboxImage?: string;
+  cniBinDir?: string;
+  /** Defaults to <dir>/cni (empty: pods get no network unless a test writes a conflist). */
+  cniConfDir?: string;
+}
+
+export interface PrivateContainerdOptions {
+  /** containerd namespace used by ctr() and api(); default tse-<random>. */
+  namespace?: string;
+  /** Enable the CRI plugin with this configuration; by default CRI is disabled (faster start). */
+  cri?: CriOptions;
+  /** Directories put first on containerd's PATH; default [<repo>/bin]. */
+  pathPrefix?: string[];
+  containerdBinary?: string;
+  ctrBinary?: string;
+  logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  /** Last word on the generated config (a parsed config.toml object) before it is written. */
+  editConfig?: (config: Record<string, unknown>) => void;
+  startTimeoutMs?: number;
+}
+
+export interface CtrOptions {
+  timeoutMs?: number;
+  /** Bytes for ctr's stdin; without it stdin is /dev/null. */
+  input?: string | Buffer;
+  /** Run ctr on a pseudo-terminal (needed by `-t`), through util-linux `script`. */
+  tty?: boolean;
+  env?: Record<string, string>;
+}
+
+export interface CtrResult<T = string> {
+  stdout: T;
+  stderr: string;
+  /** -1 when ctr was killed (see timedOut). */
+  exitCode: number;
+  timedOut: boolean;
+  command: string;
+}
+
+export interface TaskListEntry {
+  id: string;
+  pid: number;
+  status: string;
+}
+
+const CRI_PLUGIN = 'io.containerd.grpc.v1.cri';
+// Snapshotters that cannot work here; disabling them only keeps the log quiet.
+const UNUSED_PLUGINS = [
+  'io.containerd.snapshotter.v1.aufs',
+  'io.containerd.snapshotter.v1.btrfs',
+  'io.containerd.snapshotter.v1.devmapper',
+  'io.containerd.snapshotter.v1.zfs',
+];
+const SHIM_SOCKET_DIR = '/run/containerd/s';
+const DEFAULT_RUNC_ROOT = '/run/containerd/runc';
+const NON_SHIM_EXES = new Set(['ctr', 'runc', 'crun', 'containerd', 'script']);
+
+const running = new Set<PrivateContainerd>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Last resort when a test run dies without destroy(): never leave a daemon behind.
+  process.on('exit', () => {
+    for (const instance of running) instance.killSync();
+  });
+}
+
+function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+function chooseBaseDir(): string {
+  // Unix socket paths must stay short (108 bytes, containerd adds ".ttrpc" and more).
+  const base = tmpdir();
+  return base.length <= 40 ? base : '/tmp';
+}
+
+export class PrivateContainerd {
+  readonly dir: string;
+  readonly root: string;
+  readonly state: string;
+  readonly address: string;
+  readonly ttrpcAddress: string;
+  readonly configPath: string;
+  readonly logPath: string;
+  /** runc/crun `--root` for tasks of this instance (pass with `--runc-root` / CRI `Root`). */
+  readonly runtimeRoot: string;
+  /** ctr's FIFO dir (injected into `ctr run` / `ctr task exec`), so nothing lands in /run/containerd/fifo. */
+  readonly fifoDir: string;
+  readonly namespace: string;
+  readonly options: PrivateContainerdOptions;
+
+  private child: ChildProcess | undefined;
+  private childExit: Promise<void> | undefined;
+  private apiClient: ContainerdApi | undefined;
+  /** Every argument ever passed to ctr: candidate container ids for shim socket cleanup. */
+  private readonly ctrArgsSeen = new Set<string>();
+
+  private constructor(dir: string, options: PrivateContainerdOptions) {
+    this.options = options;
+    this.dir = dir;
+    this.root = join(dir, 'root');
+    this.state = join(dir, 'state');
+    this.address = join(dir, 'c.sock');
+    this.ttrpcAddress = `${this.address}.ttrpc`;
+    this.configPath = join(dir, 'config.toml');
+    this.logPath = join(dir, 'containerd.log');
+    this.runtimeRoot = join(dir, 'runc');
+    this.fifoDir = join(dir, 'fifo');
+    this.namespace = options.namespace ?? `tse-${basename(dir).slice('tse-'.length).toLowerCase()}`;
+  }
+
+  /** Makes the directories and config.toml; does not start the daemon. */
+  static create(options: PrivateContainerdOptions = {}): PrivateContainerd {
+    const dir = mkdtempSync(join(chooseBaseDir(), 'tse-'));
+    const instance = new PrivateContainerd(dir, options);
+    for (const sub of [instance.root, instance.state, instance.runtimeRoot, instance.fifoDir]) mkdirSync(sub, { recursive: true });
+    writeFileSync(instance.configPath, stringify(instance.buildConfig()));
+    return instance;
+  }
+
+  /** create() + start() + import the test images. */
+  static async launch(options: PrivateContainerdOptions = {}): Promise<PrivateContainerd> {
+    const instance = PrivateContainerd.create(options);
+    try {
+      await instance.start();
+      await instance.importTestImages();
+    } catch (err) {
+      await instance.destroy();
+      throw err;
+    }
+    return instance;
+  }
+
+  /** Directory containerd gives a task (cwd of its shim). */
+  bundleDir(id: string): string {
+    return join(this.state, 'io.containerd.runtime.v2.task', this.namespace, id);
+  }
+
+  /** Socket path the runc shim (and tsshim, same scheme) uses for a task group key. */
+  shimSocketPath(groupKey: string): string {
+    const hash = createHash('sha256').update(`${this.address}/${this.namespace}/${groupKey}`).digest('hex');
+    return join(SHIM_SOCKET_DIR, hash);
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get isRunning(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  private buildConfig(): Record<string, unknown> {
+    const plugins: Record<string, unknown> = {
+      // Keep containerd's "opt" plugin from creating /opt/containerd.
+      'io.containerd.internal.v1.opt': { path: join(this.dir, 'opt') },
+    };
+    const disabled = [...UNUSED_PLUGINS];
+    const cri = this.options.cri;
+    if (cri) {
+      plugins[CRI_PLUGIN] = this.buildCriConfig(cri);
+    } else {
+      disabled.push(CRI_PLUGIN);
+    }
+    const config: Record<string, unknown> = {
+      version: 2,
+      root: this.root,
+      state: this.state,
+      disabled_plugins: disabled,
+      grpc: { address: this.address },
+      ttrpc: { address: this.ttrpcAddress },
+      debug: { level: this.options.logLevel ?? 'info' },
+      plugins,
+    };
+    this.options.editConfig?.(config);
+    return config;
+  }
+
+  private buildCriConfig(cri: CriOptions): Record<string, unknown> {
+    const runtimes = cri.runtimes ?? {
+      runc: { runtimeType: 'io.containerd.runc.v2', options: { Root: this.runtimeRoot } },
+    };
+    const runtimeTables: Record<string, unknown> = {};
+    for (const [name, runtime] of Object.entries(runtimes)) {
+      const table: Record<string, unknown> = { runtime_type: runtime.runtimeType };
+      if (runtime.runtimePath) table.runtime_path = runtime.runtimePath;
+      if (runtime.podAnnotations) table.pod_annotations = runtime.podAnnotations;
+      if (runtime.containerAnnotations) table.container_annotations = runtime.containerAnnotations;
+      if (runtime.options) table.options = runtime.options;
+      runtimeTables[name] = table;
+    }
+    return {
+      sandbox_image: cri.sandboxImage ?? 'localhost/pause:tsshim',
+      // root here lacks CAP_SYS_RESOURCE: sandboxes' oom_score_adj -998 cannot be set otherwise.
+      restrict_oom_score_adj: true,
+      // Random port: several instances may run at once.
+      stream_server_address: '127.0.0.1',
+      stream_server_port: '0',
+      enable_selinux: false,
+      containerd: {
+        snapshotter: 'overlayfs',
+        default_runtime_name: cri.defaultRuntime ?? Object.keys(runtimes)[0] ?? 'runc',
+        runtimes: runtimeTables,
+      },
+      cni: {
+        bin_dir: cri.cniBinDir ?? '/usr/lib/cni',
+        conf_dir: cri.cniConfDir ?? join(this.dir, 'cni'),
+      },
+    };
+  }
+
+  private daemonEnv(): Record<string, string> {
+    const prefix = this.options.pathPrefix ?? [repoBinDir];
+    return { PATH: [...prefix, process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':') };
+  }
+
+  /** Starts containerd and waits until it answers `ctr version`. */
+  async start(): Promise<void> {
+    if (this.isRunning) return;
+    await prepareHost();
+    installExitHook();
+    const logFd = openSync(this.logPath, 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(this.options.containerdBinary ?? 'containerd', ['--config', this.configPath], {
+        stdio: ['ignore', logFd, logFd],
+        env: { ...process.env, ...this.daemonEnv() },
+        // Own process group: a terminal's Ctrl-C must not take it down mid-test.
+        detached: true,
+      });
+    } finally {
+      closeSync(logFd);
+    }
+    child.unref();
+    this.child = child;
+    this.childExit = new Promise((resolve) => child.once('exit', () => resolve()));
+    running.add(this);
+    const spawnError = new Promise<never>((_, reject) => child.once('error', reject));
+    spawnError.catch(() => {});
+    try {
+      await Promise.race([
+        spawnError,
+        waitUntil(
+          async () => {
+            if (!this.isRunning) throw new Error(`containerd exited (${child.exitCode ?? child.signalCode})`);
+            const probe = await this.ctr(['version'], { timeoutMs: 3_000 });
+            return probe.exitCode === 0;
+          },
+          { timeoutMs: this.options.startTimeoutMs ?? 20_000, intervalMs: 100, what: 'containerd to answer' },
+        ),
+      ]);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      await this.stop();
+      throw new Error(`containerd did not start: ${message}\n--- ${this.logPath} (tail) ---\n${this.logTail()}`);
+    }
+  }
+
+  /** Stops containerd like a service restart would: SIGTERM, then SIGKILL; shims keep running. */
+  async stop(timeoutMs = 10_000): Promise<void> {
+    const child = this.child;
+    if (!child || !this.isRunning) {
+      running.delete(this);
+      return;
+    }
+    child.kill('SIGTERM');
+    const exited = await Promise.race([
+      this.childExit!.then(() => true),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs)),
+    ]);
+    if (!exited) {
+      child.kill('SIGKILL');
+      await this.childExit;
+    }
+    running.delete(this);
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  /** @internal synchronous kill for the process exit hook. */
+  killSync(): void {
+    if (this.child?.pid && this.isRunning) {
+      try {
+        process.kill(this.child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  logTail(lines = 40): string {
+    try {
+      return readFileSync(this.logPath, 'utf8').split('\n').slice(-lines).join('\n');
+    } catch {
+      return '(no log)';
+    }
+  }
+
+  /** Adds ctr's FIFO dir to commands that create FIFOs, unless the caller chose one. */
+  private withFifoDir(args: string[]): string[] {
+    if (args.includes('--fifo-dir')) return args;
+    const [first, second] = args;
+    if (first === 'run') return ['run', '--fifo-dir', this.fifoDir, ...args.slice(1)];
+    if ((first === 'task' || first === 'tasks' || first === 't') && second === 'exec') {
+      return [first, 'exec', '--fifo-dir', this.fifoDir, ...args.slice(2)];
+    }
+    return args;
+  }
+
+  private ctrArgv(args: string[]): string[] {
+    for (const arg of args) this.ctrArgsSeen.add(arg);
+    return ['--address', this.address, '--namespace', this.namespace, ...this.withFifoDir(args)];
+  }
+
+  private async runCtr(args: string[], options: CtrOptions, binary: boolean): Promise<CtrResult<string | Buffer>> {
+    const ctr = this.options.ctrBinary ?? 'ctr';
+    const argv = this.ctrArgv(args);
+    let file = ctr;
+    let fileArgs = argv;
+    if (options.tty) {
+      // `script` gives ctr a pty; -e returns the child's exit code.
+      file = 'script';
+      fileArgs = ['-qec', [ctr, ...argv].map(shellQuote).join(' '), '/dev/null'];
+    }
+    const result = await execa(file, fileArgs, {
+      reject: false,
+      timeout: options.timeoutMs ?? 30_000,
+      ...(options.input !== undefined ? { input: options.input } : { stdin: 'ignore' as const }),
+      env: { ...this.daemonEnv(), SHELL: '/bin/sh', ...options.env },
+      encoding: binary ? 'buffer' : 'utf8',
+      stripFinalNewline: false,
+      maxBuffer: 512 * 1024 * 1024,
+    });
+    const stderr = typeof result.stderr === 'string' ? result.stderr : Buffer.from(result.stderr ?? []).toString('utf8');
+    const stdout = binary ? Buffer.from(result.stdout as Uint8Array) : String(result.stdout ?? '');
+    return {
+      stdout,
+      stderr,
+      exitCode: result.exitCode ?? -1,
+      timedOut: result.timedOut ?? false,
+      command: [file, ...fileArgs].join(' '),
+    };
+  }
+
+  /** Runs ctr against this instance (address and namespace preset). Never throws on exit codes. */
+  async ctr(args: string[], options: CtrOptions = {}): Promise<CtrResult> {
+    return (await this.runCtr(args, options, false)) as CtrResult<string>;
+  }
+
+  /** ctr() with stdout as raw bytes (for byte-exact output checks). */
+  async ctrBytes(args: string[], options: CtrOptions = {}): Promise<CtrResult<Buffer>> {
+    return (await this.runCtr(args, options, true)) as CtrResult<Buffer>;
+  }
+
+  /** ctr() that throws with full diagnostics unless ctr exits 0. */
+  async ctrOk(args: string[], options: CtrOptions = {}): Promise<CtrResult> {
+    const result = await this.ctr(args, options);
+    if (result.exitCode !== 0) {
+      throw new Error(`ctr ${args.join(' ')} exited ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
+    }
+    return result;
+  }
+
+  async importImage(tarball: string): Promise<void> {
+    await this.ctrOk(['images', 'import', tarball], { timeoutMs: 60_000 });
+  }
+
+  /** Builds (cached) and imports the busybox and pause images. */
+  async importTestImages(): Promise<TestImages> {
+    const images = await buildTestImages();
+    await this.importImage(images.busybox.tarball);
+    await this.importImage(images.pause.tarball);
+    return images;
+  }
+
+  /** `ctr task ls`, parsed. */
+  async listTasks(): Promise<TaskListEntry[]> {
+    const result = await this.ctrOk(['task', 'ls']);
+    return result.stdout
+      .split('\n')
+      .slice(1)
+      .map((line) => line.trim().split(/\s+/))
+      .filter((fields) => fields.length >= 3 && fields[0] !== '')
+      .map(([id, pid, status]) => ({ id: id!, pid: Number(pid), status: status! }));
+  }
+
+  /** gRPC client to this instance's API (namespace preset); closed by destroy(). */
+  api(): ContainerdApi {
+    this.apiClient ??= new ContainerdApi(this.address, this.namespace);
+    return this.apiClient;
+  }
+
+  /**
+   * Live shim processes of this instance: containerd gives every shim TTRPC_ADDRESS=<our ttrpc
+   * socket>, and the runc shim also carries `-address <our socket>` in argv. runc/crun
+   * invocations inherit that env and are not shims.
+   */
+  shimProcesses(): ProcStat[] {
+    const out: ProcStat[] = [];
+    for (const pid of listPids()) {
+      if (pid === process.pid || pid === this.pid || !isLive(pid)) continue;
+      const argv = readCmdline(pid);
+      const addressIndex = argv.findIndex((a) => a === '-address' || a === '--address');
+      const byArgv = addressIndex >= 0 && argv[addressIndex + 1] === this.address;
+      const byEnv = !byArgv && readEnviron(pid).get('TTRPC_ADDRESS') === this.ttrpcAddress;
+      if (!byArgv && !byEnv) continue;
+      const exe = readExe(pid);
+      if (exe && NON_SHIM_EXES.has(basename(exe))) continue;
+      const stat = readStat(pid);
+      if (stat) out.push(stat);
+    }
+    return out;
+  }
+
+  /**
+   * Shim processes serving task `id`: its cwd is the task's bundle, or its argv names the id, or
+   * it is the parent of `initPid` (the container's init is reparented to its shim).
+   */
+  shimProcessesFor(id: string, initPid?: number): ProcStat[] {
+    const bundle = this.bundleDir(id);
+    const initParent = initPid !== undefined ? readStat(initPid)?.ppid : undefined;
+    return this.shimProcesses().filter((p) => {
+      if (p.pid === initParent) return true;
+      const cwd = readCwd(p.pid);
+      if (cwd === bundle || cwd === `${bundle} (deleted)`) return true;
+      const argv = readCmdline(p.pid);
+      const idIndex = argv.indexOf('-id');
+      return idIndex >= 0 && argv[idIndex + 1] === id;
+    });
+  }
+
+  /** cgroup directories (all hierarchies) under this instance's namespace cgroup, deepest first. */
+  cgroupDirs(): string[] {
+    const found: string[] = [];
+    const visit = (dir: string): void => {
+      let entries: string[];
+      try {
+        entries = readdirSync(dir);
+      } catch {
+        return;
+      }
+      for (const entry of entries) {
+        const path = join(dir, entry);
+        try {
+          if (statSync(path).isDirectory()) visit(path);
+        } catch {
+          // vanished
+        }
+      }
+      found.push(dir);
+    };
+    let hierarchies: string[] = [];
+    try {
+      hierarchies = readdirSync('/sys/fs/cgroup').map((h) => join('/sys/fs/cgroup', h));
+    } catch {
+      return [];
+    }
+    const unified = existsSync('/sys/fs/cgroup/cgroup.controllers');
+    for (const base of unified ? ['/sys/fs/cgroup'] : hierarchies) {
+      const nsDir = join(base, this.namespace);
+      if (existsSync(nsDir)) visit(nsDir);
+    }
+    return found;
+  }
+
+  private killCgroupProcesses(): number[] {
+    const pids: number[] = [];
+    for (const dir of this.cgroupDirs()) {
+      // A frozen (paused) task does not act on SIGKILL until thawed.
+      for (const [file, value] of [['freezer.state', 'THAWED'], ['cgroup.freeze', '0']] as const) {
+        if (existsSync(join(dir, file))) {
+          try {
+            writeFileSync(join(dir, file), value);
+          } catch {
+            // not a freezer cgroup after all
+          }
+        }
+      }
+      let procs: string[] = [];
+      try {
+        procs = readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
+      } catch {
+        continue;
+      }
+      for (const pid of procs.map(Number)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+          pids.push(pid);
+        } catch {
+          // gone
+        }
+      }
+    }
+    return pids;
+  }
+
+  /**
+   * Tears everything down: tasks, containers, the daemon, leftover shims and container processes
+   * of this instance, mounts under its dirs, its cgroups, runc state and shim sockets, the dirs.
+   * Best effort: never throws, returns what could not be cleaned.
+   */
+  async destroy(): Promise<string[]> {
+    const problems: string[] = [];
+    const note = (what: string, err: unknown): void => {
+      problems.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+    };
+    if (this.isRunning) {
+      try {
+        const tasks = await this.ctr(['task', 'ls', '-q'], { timeoutMs: 10_000 });
+        for (const id of tasks.stdout.split('\n').map((s) => s.trim()).filter(Boolean)) {
+          await this.ctr(['task', 'delete', '--force', id], { timeoutMs: 15_000 });
+        }
+        const containers = await this.ctr(['container', 'ls', '-q'], { timeoutMs: 10_000 });
+        for (const id of containers.stdout.split('\n').map((s) => s.trim()).filter(Boolean)) {
+          await this.ctr(['container', 'rm', id], { timeoutMs: 15_000 });
+        }
+      } catch (err) {
+        note('deleting tasks', err);
+      }
+    }
+    this.apiClient?.close();
+    this.apiClient = undefined;
+    try {
+      await this.stop();
+    } catch (err) {
+      note('stopping containerd', err);
+    }
+
+    // Bundles still present name tasks whose shims may have left sockets.
+    const candidateIds = new Set(this.ctrArgsSeen);
+    try {
+      for (const id of readdirSync(join(this.state, 'io.containerd.runtime.v2.task', this.namespace))) candidateIds.add(id);
+    } catch {
+      // no task state at all
+    }
+
+    const leftovers = [...this.shimProcesses().map((p) => p.pid), ...this.killCgroupProcesses()];
+    for (const pid of leftovers) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    try {
+      await waitUntil(() => leftovers.every((pid) => !isLive(pid)), { timeoutMs: 5_000, what: 'leftover processes to die' });
+    } catch (err) {
+      note('killing leftovers', err);
+    }
+
+    for (const point of mountPointsUnder(this.dir)) {
+      const result = await execa('umount', ['-l', point], { reject: false, timeout: 10_000 });
+      if (result.exitCode !== 0) note(`umount ${point}`, result.stderr);
+    }
+    for (const dir of this.cgroupDirs()) {
+      try {
+        rmdirSync(dir);
+      } catch (err) {
+        note(`rmdir ${dir}`, err);
+      }
+    }
+    for (const id of candidateIds) {
+      const socket = this.shimSocketPath(id);
+      if (existsSync(socket)) rmSync(socket, { force: true });
+    }
+    rmSync(join(DEFAULT_RUNC_ROOT, this.namespace), { recursive: true, force: true });
+    try {
+      rmSync(this.dir, { recursive: true, force: true });
+    } catch (err) {
+      note(`rm ${this.dir}`, err);
+    }
+    return problems;
+  }
+}
