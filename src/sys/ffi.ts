@@ -183,7 +183,7 @@ function load(): Libc {
   return libc;
 }
 
-/** Calls `fn` and throws SysError when the C return value is negative. */
+/** The C return value, or a SysError when it is negative (errno is only read then). */
 function check<T extends number>(syscall: string, r: WithErrno<T>, detail?: string): T {
   if (r.value < 0) throw new SysError(syscall, r.errnoCode, detail);
   return r.value;

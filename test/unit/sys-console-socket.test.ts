@@ -2,7 +2,20 @@
  * ConsoleSocket against the real runc: a busybox bundle with terminal=true, the pty
  * master received over SCM_RIGHTS, its size set, its output read in Node.
  */
-import { copyFileSync, existsSync, fstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +26,7 @@ import { ConsoleSocket } from '../../src/sys/console-socket.js';
 import { getWinsize, isCloseOnExec, setWinsize } from '../../src/sys/ffi.js';
 
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
+const havePython = (process.env.PATH ?? '').split(':').some((d) => existsSync(join(d, 'python3')));
 const haveRunc = BUSYBOX !== undefined && ['/usr/sbin/runc', '/usr/bin/runc'].some((p) => existsSync(p));
 
 let tmp: string;
@@ -104,6 +118,34 @@ describe('ConsoleSocket', () => {
     const received = cs.receiveMaster(10_000);
     cs.close();
     await expect(received).rejects.toMatchObject({ code: 'Canceled' });
+  });
+
+  it.runIf(havePython)('takes the first of several fds after leading bytes, closing the others', async () => {
+    const cs = await ConsoleSocket.create({ parentDir: tmp });
+    const fdsBefore = readdirSync('/proc/self/fd').length;
+    try {
+      const received = cs.receiveMaster(10_000);
+      // bytes without a descriptor first, then one message carrying two descriptors
+      const py = [
+        'import os, socket, sys',
+        's = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])',
+        's.sendall(b"lead")',
+        'r, w = os.pipe()',
+        'os.write(w, b"through the passed fd")',
+        'socket.send_fds(s, [b"/dev/pts/x"], [r, w])',
+        's.recv(1)',
+      ].join('\n');
+      const peer = execa('python3', ['-c', py, cs.path], { timeout: 20_000, reject: false });
+      const fd = await received;
+      const buf = Buffer.alloc(64);
+      const n = readSync(fd, buf);
+      expect(buf.subarray(0, n).toString()).toBe('through the passed fd');
+      closeSync(fd);
+      await peer;
+      expect(readdirSync('/proc/self/fd').length).toBe(fdsBefore); // the extra fd was closed
+    } finally {
+      cs.close();
+    }
   });
 
   it('refuses a parent dir that makes the socket path too long', async () => {

@@ -73,11 +73,11 @@ function blockUntilZombies(pids: number[], timeoutMs = 10_000): void {
 
 /**
  * Shell code for a background process that becomes an orphan for sure: it runs `body`
- * only once its parent shell is gone (a child that exits first may be reaped by that
- * shell and never reach us).
+ * only once the shell that started it is gone (a child that exits first may be reaped
+ * by that shell and never reach us). `$$` is expanded by that outer shell.
  */
 function orphanCmd(body: string): string {
-  return `sh -c 'while kill -0 $PPID 2>/dev/null; do sleep 0.01; done; ${body}' >/dev/null 2>&1`;
+  return `sh -c "while kill -0 $$ 2>/dev/null; do sleep 0.01; done; ${body}" >/dev/null 2>&1`;
 }
 
 /** Runs `script` in sh; it must print the pid of the orphan it leaves behind. */
@@ -112,7 +112,7 @@ describe('Reaper', () => {
     const exits3 = await makeOrphan(`${orphanCmd('exit 3')} & echo $!`);
     const killed = await makeOrphan(`sleep 30 >/dev/null 2>&1 & echo $!`);
     const doubleForked = await makeOrphan(
-      `( sh -c 'echo $$; exec >/dev/null 2>&1; while kill -0 $PPID 2>/dev/null; do sleep 0.01; done; exit 7' & ) | head -n1`,
+      `( sh -c "echo \\$\\$; exec >/dev/null 2>&1; while kill -0 $$ 2>/dev/null; do sleep 0.01; done; exit 7" & ) | head -n1`,
     );
     process.kill(killed, 'SIGKILL');
     expect((await c.wait(exits3)).status).toBe(3);
