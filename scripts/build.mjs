@@ -4,6 +4,7 @@
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
+import { buildLauncher } from './build-launcher.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -24,3 +25,6 @@ await build({
   banner: { js: "import { createRequire as __tsshimCreateRequire } from 'node:module'; const require = __tsshimCreateRequire(import.meta.url);" },
   logLevel: 'warning',
 });
+
+// the executable containerd runs: a C launcher in front of the bundle (src/launcher)
+await buildLauncher(root);

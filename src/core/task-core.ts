@@ -146,6 +146,8 @@ export interface TaskCoreDeps {
   log: Logger;
   /** bound on waiting for a terminal's output at exit */
   drainTimeoutMs?: number;
+  /** called (synchronously) once a container's Delete has succeeded, with its bundle */
+  onDeleted?(bundle: string): void;
 }
 
 export class TaskCore {
@@ -224,13 +226,10 @@ export class TaskCore {
       void this.finishExec(container, proc, e);
       return;
     }
+    // No runtime kill-all here (the reference shim does one): in a private PID namespace
+    // the kernel already killed every process when its init died, and `runc kill --all`
+    // freezes the cgroup, racing with containerd's Delete right after the exit event.
     container.pendingInitExit = e;
-    if (container.spec.privatePidNamespace && container.backendContainer) {
-      // The kernel kills the rest of a private PID namespace when its init dies; asking
-      // the runtime too (like the reference shim) covers processes it tracks elsewhere.
-      const bc = container.backendContainer;
-      container.backend.kill(bc, 9, true).catch(() => undefined);
-    }
     if (container.runningExecs() === 0) void this.finishInit(container);
   }
 
@@ -541,6 +540,7 @@ export class TaskCore {
       }
       this.deps.oom?.unwatch(id);
       this.containers.delete(id);
+      this.deps.onDeleted?.(container.bundle);
       const view = this.exitView(init);
       this.deps.events.publish({
         topic: '/tasks/delete',

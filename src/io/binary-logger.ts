@@ -134,7 +134,13 @@ async function settlesWithin(p: Promise<void>, ms: number): Promise<boolean> {
 
 /** Reads the readiness pipe: a byte means ready; EOF means ready for protocol 1 only. */
 function waitReady(fds: OwnedFds, fd: number, o: BinaryLoggerOptions): Promise<void> {
-  const sock = new net.Socket({ fd: fds.handOver(fd), readable: true, writable: false });
+  let sock: net.Socket;
+  try {
+    sock = new net.Socket({ fd, readable: true, writable: false });
+    fds.handOver(fd); // the socket closes it from now on
+  } catch (err) {
+    return Promise.reject(toShimError(err)); // fd is still in fds: the caller closes it
+  }
   return new Promise<void>((resolve, reject) => {
     const finish = (err?: ShimError) => {
       clearTimeout(timer);

@@ -13,6 +13,7 @@
  * FIFO / file / logger pipe). The caller bounds the wait: a daemonized child that keeps the
  * slave open, or a client that never reads, would otherwise hold it forever.
  */
+import { readSync } from 'node:fs';
 import net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { internal } from '../core/errors.js';
@@ -45,7 +46,7 @@ interface PipeWrapBinding {
  * Node exposes it through the pipe_wrap binding. Setting O_NONBLOCK is harmless here: the
  * runtime that sent us the master has exited and nobody else holds that file description.
  */
-export function openMasterStream(fd: number): net.Socket {
+export function openMasterStream(fd: number, onread?: MasterOnRead): net.Socket {
   let binding: PipeWrapBinding;
   try {
     binding = (process as unknown as { binding(name: string): unknown }).binding('pipe_wrap') as PipeWrapBinding;
@@ -61,16 +62,34 @@ export function openMasterStream(fd: number): net.Socket {
     writable: true,
     // EOF on the read side must not shut the write side down (shutdown(2) is for sockets)
     allowHalfOpen: true,
+    onread,
   } as net.SocketConstructorOpts);
 }
+
+/**
+ * net.Socket's `onread`: bytes go straight to the callback, and returning false stops
+ * reading at once. With the default 'data' mode a paused socket keeps reading into its
+ * internal buffer, and the EIO that follows the process exit destroys the socket together
+ * with that buffer: the last kilobytes of output were lost (measured).
+ */
+export interface MasterOnRead {
+  buffer: Buffer;
+  callback(nread: number, buf: Buffer): boolean;
+}
+
+const READ_BUFFER_SIZE = 64 * 1024;
 
 export class ConsoleCopier {
   private readonly master: net.Socket;
   private readonly stdin: Readable | undefined;
   private output: Writable | undefined;
   private masterDone = false;
+  private waitingForDrain = false;
   private pendingWrites = 0;
   private closed = false;
+  private closing: Promise<void> | undefined;
+  /** every stream whose fd we must close, even after we stopped using it */
+  private readonly owned: Array<Readable | Writable> = [];
   private readonly done: Promise<void>;
   private resolveDone!: () => void;
 
@@ -84,12 +103,16 @@ export class ConsoleCopier {
     this.stdin = streams.stdin;
     this.output = streams.output;
     try {
-      this.master = openMasterStream(masterFd);
+      this.master = openMasterStream(masterFd, {
+        buffer: Buffer.allocUnsafe(READ_BUFFER_SIZE),
+        callback: (nread, buf) => this.onOutput(buf.subarray(0, nread)),
+      });
     } catch (err) {
       this.stdin?.destroy();
       this.output?.destroy();
       throw err;
     }
+    for (const s of [this.stdin, this.master, this.output]) if (s) this.owned.push(s);
     this.copyOutput();
     this.copyInput();
   }
@@ -106,53 +129,80 @@ export class ConsoleCopier {
     return this.done;
   }
 
-  /** Frees the master, stdin and output. Idempotent. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.stdin?.destroy();
-    this.master.destroy();
-    this.output?.destroy();
-    this.resolveDone();
+  /** Frees the master, stdin and output; resolves once their fds are closed. Idempotent. */
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.closed = true;
+      this.resolveDone();
+      this.closing = Promise.all(this.owned.map(destroyAndWait)).then(() => undefined);
+    }
+    return this.closing;
+  }
+
+  /** one read from the master; false pauses reading until the output drains */
+  private onOutput(chunk: Buffer): boolean {
+    const out = this.output;
+    if (!out) return true; // no target, or it failed: keep reading so the container never blocks
+    this.pendingWrites++;
+    // the read buffer is reused for the next read: the output gets a copy
+    const accepted = out.write(Buffer.from(chunk), () => {
+      this.pendingWrites--;
+      this.checkDrained();
+    });
+    if (accepted) return true;
+    if (!this.waitingForDrain) {
+      this.waitingForDrain = true;
+      out.once('drain', () => this.resumeOutput());
+    }
+    return false;
+  }
+
+  private resumeOutput(): void {
+    if (!this.waitingForDrain) return;
+    this.waitingForDrain = false;
+    if (!this.master.destroyed) this.master.resume();
   }
 
   private copyOutput(): void {
-    const { master } = this;
-    let waitingForDrain = false;
-    master.on('data', (chunk: Buffer) => {
-      const out = this.output;
-      if (!out) return; // no target, or it failed: keep reading so the container never blocks
-      this.pendingWrites++;
-      const accepted = out.write(chunk, () => {
-        this.pendingWrites--;
-        this.checkDrained();
-      });
-      if (!accepted && !waitingForDrain) {
-        waitingForDrain = true;
-        master.pause();
-        out.once('drain', () => {
-          waitingForDrain = false;
-          master.resume();
-        });
-      }
-    });
     const finished = () => {
       this.masterDone = true;
       this.checkDrained();
     };
-    // EIO arrives as an error (and destroys the stream), EOF as 'end'
-    master.on('error', finished);
-    master.on('end', finished);
-    master.on('close', finished);
+    // EIO arrives as an error (and destroys the stream): the tty had nothing left
+    this.master.on('error', finished);
+    this.master.on('close', finished);
+    this.master.on('end', () => {
+      this.readRestAfterHangup();
+      finished();
+    });
     this.output?.on('error', () => {
       // nothing can be delivered any more; stop waiting for it and keep the master flowing
       this.output = undefined;
-      if (waitingForDrain) {
-        waitingForDrain = false;
-        master.resume();
-      }
+      this.resumeOutput();
       this.checkDrained();
     });
+  }
+
+  /**
+   * libuv reports EOF when poll says POLLHUP after a short read, which is right for pipes
+   * but not for a pty master: the slave side closed, yet the tty still holds output it hands
+   * out at most 4 KiB per read (measured: the last few KiB were lost). The fd is still open
+   * (allowHalfOpen) and non-blocking, and nothing can be added any more, so read the rest
+   * here until the tty says EIO. The amount is bounded by the kernel's pty buffers.
+   */
+  private readRestAfterHangup(): void {
+    if (this.master.destroyed) return;
+    const buf = Buffer.allocUnsafe(READ_BUFFER_SIZE);
+    for (;;) {
+      let n: number;
+      try {
+        n = readSync(this.masterFd, buf, 0, buf.length, null);
+      } catch {
+        return; // EIO: all read (EAGAIN would mean a slave again: libuv is not reading any more)
+      }
+      if (n === 0) return;
+      this.onOutput(buf.subarray(0, n));
+    }
   }
 
   private copyInput(): void {
@@ -167,4 +217,13 @@ export class ConsoleCopier {
   private checkDrained(): void {
     if (this.masterDone && (this.pendingWrites === 0 || !this.output)) this.resolveDone();
   }
+}
+
+/** destroy() closes fds asynchronously for fs streams: wait for 'close' */
+function destroyAndWait(s: Readable | Writable): Promise<void> {
+  if (s.closed) return Promise.resolve();
+  return new Promise((resolve) => {
+    s.once('close', () => resolve());
+    s.destroy();
+  });
 }

@@ -245,7 +245,7 @@ class OpenedProcessIo implements ProcessIo {
   private async releaseOnce(): Promise<void> {
     if (this.console) {
       await boundedWait(this.console.drained(), this.ctx.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS);
-      this.console.close();
+      await this.console.close();
     }
     // keep-alive handles, ends never handed to a runtime, unattached terminal ends, and the
     // logger's write ends (the logger sees EOF before it is asked to stop)

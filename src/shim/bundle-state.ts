@@ -31,3 +31,18 @@ export function readBundleState(bundle: string): BundleState | undefined {
     return undefined;
   }
 }
+
+/**
+ * Written once containerd's Delete of the init process has succeeded: the runtime state
+ * and the rootfs mount are gone, so the `delete` action has nothing left to clean up and
+ * the C launcher (src/launcher) answers it without starting Node.
+ */
+export const DELETED_MARKER_FILE = '.tsshim-deleted';
+
+export function markDeleted(bundle: string): void {
+  try {
+    fs.writeFileSync(path.join(bundle, DELETED_MARKER_FILE), '');
+  } catch {
+    // without the marker `delete` takes the slow (Node) path, which is still correct
+  }
+}

@@ -23,6 +23,8 @@ import { OomWatcher } from '../sys/oom.js';
 import { RootfsMounts } from '../sys/rootfs.js';
 import { setWinsize } from '../sys/ffi.js';
 import { openProcessIo } from '../io/process-io.js';
+import { shimArgv0 } from './daemon-launch.js';
+import { markDeleted } from './bundle-state.js';
 
 const INHERITED_LISTENER_FD = 3;
 
@@ -50,7 +52,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
     transport: new TtrpcForwardTransport(process.env.TTRPC_ADDRESS ?? '', args.namespace),
     log,
   });
-  const registry = new BackendRegistry(config, args.namespace, reaper, aliasFromBinary(process.argv[1]));
+  const registry = new BackendRegistry(config, args.namespace, reaper, aliasFromBinary(shimArgv0()));
   let core: TaskCore;
   const oom = new OomWatcher((id: string) => core.reportOom(id), {
     onError: (err) => logger.warn({ err: (err as Error)?.message }, 'oom watcher'),
@@ -66,6 +68,8 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
     rootfs,
     oom,
     log,
+    // lets the launcher answer containerd's `delete` for this bundle without Node
+    onDeleted: markDeleted,
   });
 
   const ttrpc = new TtrpcServer({
@@ -101,6 +105,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
 
   registerTaskService(ttrpc, core, {
     shimPid: process.pid,
+    log: logger,
     shutdown: () => {
       if (core.size > 0) return;
       // let the Shutdown response go out first

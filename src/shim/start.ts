@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import type { ShimArgs } from './args.js';
 import { groupKey, socketPath, unixAddress } from './address.js';
 import { readStartInput, type StartInput } from './start-input.js';
-import { daemonNodeFlags, daemonEntry } from './daemon-launch.js';
+import { daemonNodeFlags, daemonEntry, daemonEnv } from './daemon-launch.js';
 
 export interface StartOutput {
   /** bytes for stdout */
@@ -50,7 +50,8 @@ export async function runStart(args: ShimArgs): Promise<string | Uint8Array> {
   return input.bootstrap ? input.bootstrap.encodeResult(address) : address;
 }
 
-function readAnnotations(bundle: string): Record<string, unknown> | undefined {
+/** the spec's annotations as grouping sees them (the C launcher must agree: test/component/launcher.test.ts) */
+export function readAnnotations(bundle: string): Record<string, unknown> | undefined {
   try {
     const spec = JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8'));
     return spec && typeof spec.annotations === 'object' ? spec.annotations : undefined;
@@ -130,7 +131,7 @@ function spawnDaemon(args: ShimArgs, sock: string, server: net.Server, key: stri
     detached: true,
     // Nothing may inherit containerd's pipes: containerd waits for them to close.
     stdio: ['ignore', 'ignore', 'ignore', fd],
-    env: { ...process.env, TSSHIM_GROUP: key, ...(input.ttrpcAddress ? { TTRPC_ADDRESS: input.ttrpcAddress } : {}) },
+    env: daemonEnv(process.env, key, input.ttrpcAddress ? { TTRPC_ADDRESS: input.ttrpcAddress } : {}),
   });
   child.unref();
   if (child.pid) adjustOomScore(child.pid);

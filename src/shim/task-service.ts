@@ -24,12 +24,18 @@ import {
 import type { TtrpcServer, UnaryHandler, CallContext } from '../ttrpc/server.js';
 import type { DecodedOptions } from './runtime-options.js';
 
+export interface RpcLogger {
+  debug(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
 export interface ShimControl {
   /** containerd asked the shim to go away; honoured only when no container is left */
   shutdown(): void;
   /** decode + validate options for one Create (loads the per-runtime config) */
   decodeOptions(options: pb.CreateTaskRequest['options']): DecodedOptions;
   shimPid: number;
+  log: RpcLogger;
 }
 
 interface Codec<T> {
@@ -54,8 +60,15 @@ export function registerTaskService(server: TtrpcServer, core: TaskCore, control
     <Req, Res>(reqCodec: Codec<Req>, resCodec: Enc<Res> | null, fn: (req: Req, ctx: CallContext) => Promise<Res> | Res): UnaryHandler =>
     async (payload, ctx) => {
       const req = decode(reqCodec, payload);
-      const res = await fn(req, ctx);
-      return resCodec ? resCodec.encode(res).finish() : EMPTY;
+      const r = req as { id?: string; execId?: string };
+      control.log.debug({ rpc: ctx.method, id: r.id, execId: r.execId || undefined }, 'rpc');
+      try {
+        const res = await fn(req, ctx);
+        return resCodec ? resCodec.encode(res).finish() : EMPTY;
+      } catch (err) {
+        control.log.debug({ rpc: ctx.method, id: r.id, execId: r.execId || undefined, err: (err as Error).message }, 'rpc failed');
+        throw err;
+      }
     };
 
   const methods: Record<string, UnaryHandler> = {

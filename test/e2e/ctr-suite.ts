@@ -7,7 +7,7 @@
  *   defineCtrSuite('io.containerd.tsshim.v2', { runFlags: (cd) => ['--runtime-config-path', cfg] });
  */
 import { createHash } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GRPC_NOT_FOUND, grpcCode, type TaskExitPayload } from './harness/containerd-api.js';
@@ -32,9 +32,23 @@ function lines(text: string): string[] {
   return text.split('\n').filter((line) => line !== '');
 }
 
+/** Output read through `script`'s pty: drop CRs (two ttys add \r\r\n) and NULs. */
+function ttyText(text: string): string {
+  return text.replace(/[\r\0]/g, '');
+}
+
 function describeFailure(result: CtrResult<unknown>): string {
-  const stdout = typeof result.stdout === 'string' ? result.stdout.slice(0, 2000) : '(bytes)';
-  return `${result.command}\nexit ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}\nstdout: ${stdout}\nstderr: ${result.stderr.slice(0, 2000)}`;
+  const out = result.stdout;
+  const stdout =
+    typeof out === 'string'
+      ? `${out.length} chars${out.length > 400 ? ', last 400' : ''}: ${JSON.stringify(out.slice(-400))}`
+      : `${(out as Buffer).length} bytes`;
+  return [
+    result.command,
+    `exit ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}`,
+    `stderr: ${result.stderr.slice(-2000)}`,
+    `stdout: ${stdout}`,
+  ].join('\n');
 }
 
 /** Runs `jobs` with at most `limit` at a time. */
@@ -118,8 +132,14 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
       });
 
       it('forwards stdin, including its end', async () => {
+        const id = newId('in');
         const input = 'first line\nsecond line\n';
-        const result = await ctrExpect(runArgs(['--rm'], newId('in'), ['cat']), 0, { input });
+        // Typed once the task runs, as a user would (see CtrOptions.inputAfter about ctr's race).
+        const inputAfter = (): Promise<unknown> =>
+          waitUntil(async () => (await cd.listTasks()).some((t) => t.id === id && t.status === 'RUNNING'), {
+            what: `${id} to run`,
+          });
+        const result = await ctrExpect(runArgs(['--rm'], id, ['cat']), 0, { input, inputAfter });
         expect(result.stdout).toBe(input);
       });
 
@@ -161,14 +181,15 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
       it('runs with a terminal (-t): output, exit code', async () => {
         const script = '[ -t 0 ] && [ -t 1 ] && echo "stdio is a tty"; tty; exit 3';
         const result = await ctrExpect(runArgs(['--rm', '-t'], newId('tty'), ['sh', '-c', script]), 3, { tty: true });
-        expect(result.stdout).toContain('stdio is a tty\r\n');
-        expect(result.stdout).toMatch(/\/dev\/pts\/\d+\r\n/);
+        expect(result.stdout).toMatch(/\r\n/); // the container's tty translates \n
+        expect(ttyText(result.stdout)).toContain('stdio is a tty\n');
+        expect(ttyText(result.stdout)).toMatch(/\/dev\/pts\/\d+\n/);
       });
 
       it('runs with a terminal (-t): input', async () => {
         const input = 'echo typed-$((6 * 7))\nexit 5\n';
         const result = await ctrExpect(runArgs(['--rm', '-t'], newId('ttyin'), ['sh']), 5, { tty: true, input });
-        expect(result.stdout).toContain('typed-42');
+        expect(ttyText(result.stdout)).toContain('typed-42\n');
       });
     });
 
@@ -196,13 +217,18 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
 
       it('exec: stdin', async () => {
         const input = 'to the exec\n';
-        const result = await ctrExpect(['task', 'exec', '--exec-id', 'e-in', id, 'cat'], 0, { input });
+        const inputAfter = (): Promise<unknown> =>
+          waitUntil(async () => (await cd.api().getTask(id, 'e-in')).status === 'RUNNING', { what: 'exec to run' });
+        const result = await ctrExpect(['task', 'exec', '--exec-id', 'e-in', id, 'cat'], 0, { input, inputAfter });
         expect(result.stdout).toBe(input);
       });
 
       it('exec: terminal (-t)', async () => {
-        const result = await ctrExpect(['task', 'exec', '-t', '--exec-id', 'e-tty', id, 'sh', '-c', 'tty; exit 4'], 4, { tty: true });
-        expect(result.stdout).toMatch(/\/dev\/pts\/\d+\r\n/);
+        const script = '[ -t 0 ] && [ -t 1 ] && echo "stdio is a tty"; tty; exit 4';
+        const result = await ctrExpect(['task', 'exec', '-t', '--exec-id', 'e-tty', id, 'sh', '-c', script], 4, { tty: true });
+        // ctr may add "resize pty ... cannot resize a stopped container" here (its own race).
+        expect(ttyText(result.stdout)).toContain('stdio is a tty\n');
+        expect(ttyText(result.stdout)).toMatch(/\/dev\/pts\/\d+\n/);
       });
 
       it('exec: a missing executable is an error and the task lives on', async () => {
@@ -270,6 +296,56 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
       });
     });
 
+    describe('events', () => {
+      const taskTopics = ['topic~="^/tasks/"'];
+
+      it('a run publishes create, start, exit (with status), delete, in order', async () => {
+        const id = newId('ev');
+        const events = await cd.api().subscribe(taskTopics);
+        try {
+          await ctrExpect(runArgs(['--rm'], id, ['sh', '-c', 'exit 3']), 3);
+          const deleted = await events.next((e) => e.topic === '/tasks/delete' && e.payload.containerId === id);
+          const mine = events.received.filter((e) => e.payload.containerId === id);
+          expect(mine.map((e) => e.topic)).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete']);
+          const [create, start, exit] = mine;
+          const pid = start!.payload.pid;
+          expect(pid).toBeGreaterThan(0);
+          expect(create!.payload).toMatchObject({ containerId: id, bundle: cd.bundleDir(id), pid });
+          expect(exit!.payload).toMatchObject({ containerId: id, id, pid, exitStatus: 3 });
+          expect(deleted.payload).toMatchObject({ containerId: id, pid, exitStatus: 3 });
+        } finally {
+          events.close();
+        }
+      });
+
+      it('exec, pause and resume publish their events', async () => {
+        const id = newId('evx');
+        await runDetached(id, ['sleep', '600']);
+        const events = await cd.api().subscribe(taskTopics);
+        try {
+          await ctrExpect(['task', 'exec', '--exec-id', 'ex1', id, 'sh', '-c', 'exit 4'], 4);
+          await ctrExpect(['task', 'pause', id]);
+          await ctrExpect(['task', 'resume', id]);
+          await events.next((e) => e.topic === '/tasks/resumed' && e.payload.containerId === id);
+          const mine = events.received.filter((e) => e.payload.containerId === id);
+          expect(mine.map((e) => e.topic)).toEqual([
+            '/tasks/exec-added',
+            '/tasks/exec-started',
+            '/tasks/exit',
+            '/tasks/paused',
+            '/tasks/resumed',
+          ]);
+          const [added, started, exit] = mine;
+          expect(added!.payload).toMatchObject({ containerId: id, execId: 'ex1' });
+          expect(started!.payload).toMatchObject({ containerId: id, execId: 'ex1' });
+          expect(exit!.payload).toMatchObject({ containerId: id, id: 'ex1', pid: started!.payload.pid, exitStatus: 4 });
+        } finally {
+          events.close();
+        }
+        await removeTask(id);
+      });
+    });
+
     it('kill (SIGTERM by default) reaches the task, which exits with its own status', async () => {
       const id = newId('term');
       const script = 'trap "exit 42" TERM; touch /tmp/ready; sleep 600 & wait';
@@ -324,12 +400,16 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
       await removeTask(id);
     });
 
-    it('no shim process remains after the last container is deleted', async () => {
+    it('no shim process or socket remains after the last container is deleted', async () => {
       const id = newId('last');
       const initPid = await runDetached(id, ['sleep', '600']);
       expect(cd.shimProcessesFor(id, initPid).length).toBeGreaterThan(0);
+      // The shim wrote its socket address into the bundle at `start` (unix:///run/containerd/s/<hash>).
+      const socket = readFileSync(join(cd.bundleDir(id), 'address'), 'utf8').trim().replace(/^unix:\/\//, '');
+      expect(existsSync(socket)).toBe(true);
       await removeTask(id);
       await waitUntil(() => cd.shimProcesses().length === 0, { what: 'every shim of this containerd to exit' });
+      expect(existsSync(socket)).toBe(false);
     });
 
     it('containerd restart: tasks survive, exec works, an exit during the downtime is reported', async () => {

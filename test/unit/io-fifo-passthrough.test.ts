@@ -15,7 +15,7 @@ import {
   mkfifo,
   openFds,
   readFifo,
-  readFifoBlocking,
+  openReaderEarly,
   spawnWithStdio,
   tempDir,
   waitForOutput,
@@ -53,16 +53,16 @@ describe('FIFO passthrough', () => {
   }
 
   it('delivers exactly the bytes to a client that opened its readers first', async () => {
-    const out = readFifoBlocking(paths.stdout);
-    const err = readFifoBlocking(paths.stderr);
+    // the client's readers exist before the shim opens anything (what containerd does)
+    const outFd = openReaderEarly(paths.stdout);
+    const errFd = openReaderEarly(paths.stderr);
     const io = await open({ stdout: paths.stdout, stderr: paths.stderr });
+    const out = readFifo(outFd).data;
+    const err = readFifo(errFd).data;
     expect(io.stdio).toMatchObject({ terminal: false, stdin: 'ignore' });
-    console.log('opened', io.stdio);
     const p = spawnWithStdio(io.stdio, 'echo out; echo err >&2');
     io.afterSpawn();
-    console.log('spawned');
     expect(await p.exit).toEqual({ code: 0, signal: null });
-    console.log('exited');
     // the process was the last writer: the client sees EOF without the shim releasing
     expect((await out).toString()).toBe('out\n');
     expect((await err).toString()).toBe('err\n');
@@ -75,10 +75,15 @@ describe('FIFO passthrough', () => {
     const p = spawnWithStdio(io.stdio, 'echo out; echo err >&2');
     io.afterSpawn();
     expect(await p.exit).toEqual({ code: 0, signal: null });
+    // the data waits in the pipe because the shim's keep-alive reader holds it open. (A
+    // reader that opens after the last writer left gets no EOF: Linux reports POLLHUP only
+    // for writers that came and went while it was open; so wait for the bytes, not for EOF.)
     const out = readFifo(paths.stdout);
     const err = readFifo(paths.stderr);
-    expect((await out.data).toString()).toBe('out\n');
-    expect((await err.data).toString()).toBe('err\n');
+    expect(await waitForOutput(out.sock, (t) => t.length >= 4)).toBe('out\n');
+    expect(await waitForOutput(err.sock, (t) => t.length >= 4)).toBe('err\n');
+    out.close();
+    err.close();
     await io.release();
     expect(openFds()).toEqual(fdsBefore);
   });
@@ -176,14 +181,21 @@ describe('FIFO passthrough', () => {
   });
 
   it('hands the process only fds 0-2 (nothing else leaks into the runtime child)', async () => {
+    const list = 'exec ls /proc/self/fd'; // ls's own directory handle shows up as well
+    const ignored = { terminal: false, stdin: 'ignore', stdout: 'ignore', stderr: 'ignore' } as const;
+    // what any child of this test process inherits anyway (the test runner's own fds)
+    const baselineOut = join(dir.path, 'baseline');
+    const base = spawnWithStdio(ignored, `${list} > '${baselineOut}'`);
+    expect(await base.exit).toEqual({ code: 0, signal: null });
+    const baseline = readFileSync(baselineOut, 'utf8').split('\n').filter(Boolean);
+
     const io = await open({ stdin: paths.stdin, stdout: paths.stdout, stderr: paths.stderr });
     const out = readFifo(paths.stdout);
-    // ls opens /proc/self/fd itself: that is the 3
-    const p = spawnWithStdio(io.stdio, 'exec ls /proc/self/fd');
+    const p = spawnWithStdio(io.stdio, list);
     io.afterSpawn();
     io.closeStdin();
     expect(await p.exit).toEqual({ code: 0, signal: null });
-    expect((await out.data).toString().split('\n').filter(Boolean)).toEqual(['0', '1', '2', '3']);
+    expect((await out.data).toString().split('\n').filter(Boolean)).toEqual(baseline);
   });
 
   it('fails with NotFound for a missing FIFO and leaves nothing open', async () => {

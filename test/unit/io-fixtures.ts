@@ -3,7 +3,7 @@
  * spawned with the stdio a ProcessIo hands out (standing in for the runtime), fd counting.
  */
 import { execFileSync, spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { constants, createReadStream, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { constants, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,8 +59,8 @@ export interface FifoClient {
  * A client reading a FIFO the way containerd does once the shim has it open: O_RDONLY |
  * O_NONBLOCK, driven by libuv. `slow` pauses after every chunk.
  */
-export function readFifo(path: string, opts: { slowMs?: number } = {}): FifoClient {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+export function readFifo(pathOrFd: string | number, opts: { slowMs?: number } = {}): FifoClient {
+  const fd = typeof pathOrFd === 'number' ? pathOrFd : openSync(pathOrFd, constants.O_RDONLY | constants.O_NONBLOCK);
   const sock = new net.Socket({ fd, readable: true, writable: false });
   const chunks: Buffer[] = [];
   const data = new Promise<Buffer>((resolve, reject) => {
@@ -71,24 +71,21 @@ export function readFifo(path: string, opts: { slowMs?: number } = {}): FifoClie
         setTimeout(() => sock.resume(), opts.slowMs);
       }
     });
-    sock.once('end', () => resolve(Buffer.concat(chunks)));
+    sock.once('end', () => {
+      sock.destroy();
+      resolve(Buffer.concat(chunks));
+    });
     sock.once('error', reject);
   });
   return { sock, data, close: () => sock.destroy() };
 }
 
 /**
- * A client that opened its reader before the shim existed: a blocking open (in the libuv
- * pool, as containerd's fifo package does in a goroutine) that completes once a writer opens.
+ * A client reader opened before the shim (O_RDONLY|O_NONBLOCK succeeds without a writer);
+ * wrap it with readFifo(fd) once the shim has opened its side, or it would read EOF at once.
  */
-export function readFifoBlocking(path: string): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    createReadStream(path)
-      .on('data', (c) => chunks.push(c as Buffer))
-      .once('end', () => resolve(Buffer.concat(chunks)))
-      .once('error', reject);
-  });
+export function openReaderEarly(path: string): number {
+  return openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
 }
 
 /** A client writer; the shim must have opened the FIFO (a reader exists) before this. */
@@ -142,4 +139,46 @@ export async function blockedOnPipeWrite(pid: number, deadlineMs = 10_000): Prom
     if (Date.now() > until) throw new Error(`pid ${pid} never blocked on a pipe write`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** Sets up the slave of the pty master passed as fd 3 (unlock, TIOCGPTN, setsid, controlling tty, echo off), reports on fd 4, execs sh -c argv[1]. */
+const PTY_CHILD = `
+import fcntl, os, struct, sys, termios
+m = 3
+fcntl.ioctl(m, 0x40045431, struct.pack('i', 0))  # TIOCSPTLCK: unlock the slave
+n = struct.unpack('i', fcntl.ioctl(m, 0x80045430, struct.pack('i', 0)))[0]  # TIOCGPTN
+os.setsid()
+s = os.open('/dev/pts/%d' % n, os.O_RDWR)
+fcntl.ioctl(s, termios.TIOCSCTTY, 0)
+a = termios.tcgetattr(s)
+a[3] &= ~termios.ECHO
+termios.tcsetattr(s, termios.TCSANOW, a)
+for fd in (0, 1, 2):
+    os.dup2(s, fd)
+os.close(s)
+os.close(m)
+os.write(4, b'R')
+os.close(4)
+os.execvp('sh', ['sh', '-c', sys.argv[1]])
+`;
+
+/**
+ * Stands in for runc with a terminal: a fresh pty whose slave runs `sh -c script` (echo
+ * off) and whose master fd is returned, as the console socket would hand it over. Resolves
+ * once the slave is open (before that, reading the master would fail with EIO at once).
+ */
+export async function startOnPty(script: string): Promise<{ master: number; proc: Spawned }> {
+  const master = openSync('/dev/ptmx', constants.O_RDWR | constants.O_NOCTTY);
+  const child = spawn('python3', ['-c', PTY_CHILD, script], { stdio: ['ignore', 'ignore', 'inherit', master, 'pipe'] });
+  const exit = new Promise<Exit>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  const ready = child.stdio[4] as net.Socket;
+  await new Promise<void>((resolve, reject) => {
+    ready.once('data', () => resolve());
+    ready.once('end', () => reject(new Error('pty child failed before opening the slave')));
+  });
+  ready.destroy();
+  return { master, proc: { child, exit } };
 }

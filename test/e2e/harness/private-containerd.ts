@@ -56,8 +56,14 @@ export interface PrivateContainerdOptions {
 
 export interface CtrOptions {
   timeoutMs?: number;
-  /** Bytes for ctr's stdin; without it stdin is /dev/null. */
+  /** Bytes for ctr's stdin, then EOF; without it stdin is /dev/null. */
   input?: string | Buffer;
+  /**
+   * Hold `input` back until this resolves. ctr 1.6 `run` only forwards stdin's EOF (CloseIO) if
+   * it reads EOF after the task was created; input that is already complete when ctr starts
+   * leaves the task's stdin open forever (a ctr race, the same with every shim).
+   */
+  inputAfter?: () => Promise<unknown>;
   /** Run ctr on a pseudo-terminal (needed by `-t`), through util-linux `script`. */
   tty?: boolean;
   env?: Record<string, string>;
@@ -87,7 +93,8 @@ const UNUSED_PLUGINS = [
   'io.containerd.snapshotter.v1.zfs',
 ];
 const SHIM_SOCKET_DIR = '/run/containerd/s';
-const DEFAULT_RUNC_ROOT = '/run/containerd/runc';
+// Default state roots of runc (runc shim) and crun (tsshim's default); both append the namespace.
+const DEFAULT_RUNTIME_ROOTS = ['/run/containerd/runc', '/run/containerd/crun'];
 const NON_SHIM_EXES = new Set(['ctr', 'runc', 'crun', 'containerd', 'script']);
 
 const running = new Set<PrivateContainerd>();
@@ -363,15 +370,29 @@ export class PrivateContainerd {
       file = 'script';
       fileArgs = ['-qec', [ctr, ...argv].map(shellQuote).join(' '), '/dev/null'];
     }
-    const result = await execa(file, fileArgs, {
+    const delayed = options.input !== undefined && options.inputAfter !== undefined;
+    const stdinOption =
+      options.input === undefined ? { stdin: 'ignore' as const } : delayed ? { stdin: 'pipe' as const } : { input: options.input };
+    const subprocess = execa(file, fileArgs, {
       reject: false,
       timeout: options.timeoutMs ?? 30_000,
-      ...(options.input !== undefined ? { input: options.input } : { stdin: 'ignore' as const }),
+      ...stdinOption,
       env: { ...this.daemonEnv(), SHELL: '/bin/sh', ...options.env },
       encoding: binary ? 'buffer' : 'utf8',
       stripFinalNewline: false,
       maxBuffer: 512 * 1024 * 1024,
     });
+    if (delayed) {
+      const feed = async (): Promise<void> => {
+        try {
+          await options.inputAfter!();
+        } finally {
+          subprocess.stdin?.end(options.input);
+        }
+      };
+      feed().catch(() => {});
+    }
+    const result = await subprocess;
     const stderr = typeof result.stderr === 'string' ? result.stderr : Buffer.from(result.stderr ?? []).toString('utf8');
     const stdout = binary ? Buffer.from(result.stdout as Uint8Array) : String(result.stdout ?? '');
     return {
@@ -433,18 +454,21 @@ export class PrivateContainerd {
 
   /**
    * Live shim processes of this instance: containerd gives every shim TTRPC_ADDRESS=<our ttrpc
-   * socket>, and the runc shim also carries `-address <our socket>` in argv. runc/crun
-   * invocations inherit that env and are not shims.
+   * socket> and starts it in a bundle under our state dir; the runc shim also carries
+   * `-address <our socket>` in argv. runc/crun invocations inherit all that and are not shims.
    */
   shimProcesses(): ProcStat[] {
     const out: ProcStat[] = [];
+    const taskDir = join(this.state, 'io.containerd.runtime.v2.task');
     for (const pid of listPids()) {
       if (pid === process.pid || pid === this.pid || !isLive(pid)) continue;
       const argv = readCmdline(pid);
       const addressIndex = argv.findIndex((a) => a === '-address' || a === '--address');
       const byArgv = addressIndex >= 0 && argv[addressIndex + 1] === this.address;
       const byEnv = !byArgv && readEnviron(pid).get('TTRPC_ADDRESS') === this.ttrpcAddress;
-      if (!byArgv && !byEnv) continue;
+      const cwd = byArgv || byEnv ? undefined : readCwd(pid);
+      const byCwd = cwd !== undefined && cwd.startsWith(`${taskDir}/`) && !cwd.includes('/rootfs');
+      if (!byArgv && !byEnv && !byCwd) continue;
       const exe = readExe(pid);
       if (exe && NON_SHIM_EXES.has(basename(exe))) continue;
       const stat = readStat(pid);
@@ -604,7 +628,7 @@ export class PrivateContainerd {
       const socket = this.shimSocketPath(id);
       if (existsSync(socket)) rmSync(socket, { force: true });
     }
-    rmSync(join(DEFAULT_RUNC_ROOT, this.namespace), { recursive: true, force: true });
+    for (const root of DEFAULT_RUNTIME_ROOTS) rmSync(join(root, this.namespace), { recursive: true, force: true });
     try {
       rmSync(this.dir, { recursive: true, force: true });
     } catch (err) {

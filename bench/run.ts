@@ -1,0 +1,179 @@
+/**
+ * tsshim bench: `npm run bench` (after `npm run build`). Starts a private containerd and
+ * compares each runtime in BENCH_RUNTIMES against the reference (containerd's runc shim):
+ * `ctr run --rm` latency and shim memory. A runtime that is missing or fails is reported and
+ * left out; the reference is always measured.
+ *
+ * Environment: TSSHIM_BENCH_RUNS (latency samples, default 20), TSSHIM_BENCH_MEMORY_RUNS
+ * (default 1), TSSHIM_BENCH_JSON=<file> (also write the results as JSON).
+ */
+import { writeFileSync } from 'node:fs';
+import { availableParallelism, release } from 'node:os';
+import { PrivateContainerd } from '../test/e2e/harness/private-containerd.js';
+import { BUSYBOX_IMAGE } from '../test/e2e/harness/test-images.js';
+import { BENCHMARKS, type BenchContext, type Benchmark, type Statistic } from './benchmarks.js';
+import { BENCH_RUNTIMES, REFERENCE, type BenchRuntime } from './runtimes.js';
+import { median, percentile } from './stats.js';
+
+/** samples[benchmark title][runtime label][value key] */
+type Samples = Map<string, Map<string, Map<string, number[]>>>;
+
+interface Row {
+  metric: string;
+  unit: string;
+  values: Map<string, number>;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function statistic(samples: number[], stat: Statistic): number {
+  return stat === 'median' ? median(samples) : percentile(samples, 90);
+}
+
+function record(samples: Samples, bench: Benchmark, rt: BenchRuntime, values: Record<string, number>): void {
+  let byRuntime = samples.get(bench.title);
+  if (!byRuntime) samples.set(bench.title, (byRuntime = new Map()));
+  let byValue = byRuntime.get(rt.label);
+  if (!byValue) byRuntime.set(rt.label, (byValue = new Map()));
+  for (const [key, value] of Object.entries(values)) {
+    const list = byValue.get(key) ?? [];
+    list.push(value);
+    byValue.set(key, list);
+  }
+}
+
+function buildRows(samples: Samples, runtimes: BenchRuntime[]): Row[] {
+  const rows: Row[] = [];
+  for (const bench of BENCHMARKS) {
+    for (const value of bench.values) {
+      for (const stat of bench.statistics) {
+        const values = new Map<string, number>();
+        for (const rt of runtimes) {
+          const list = samples.get(bench.title)?.get(rt.label)?.get(value.key);
+          if (list && list.length > 0) values.set(rt.label, statistic(list, stat));
+        }
+        const statLabel = bench.statistics.length > 1 || stat !== 'median' ? ` ${stat}` : '';
+        rows.push({ metric: `${bench.title}: ${value.label}${statLabel}`, unit: value.unit ?? bench.unit, values });
+      }
+    }
+  }
+  return rows;
+}
+
+function formatNumber(value: number | undefined, unit: string): string {
+  if (value === undefined || Number.isNaN(value)) return '-';
+  if (unit === 'count') return String(Math.round(value));
+  return value >= 100 ? value.toFixed(0) : value.toFixed(1);
+}
+
+function printTable(rows: Row[], runtimes: BenchRuntime[]): void {
+  const others = runtimes.filter((rt) => rt !== REFERENCE);
+  const header = ['metric', ...runtimes.map((rt) => rt.label), ...others.map((rt) => `${rt.label}/ref`)];
+  const body = rows.map((row) => {
+    const ref = row.values.get(REFERENCE.label);
+    return [
+      `${row.metric} (${row.unit})`,
+      ...runtimes.map((rt) => formatNumber(row.values.get(rt.label), row.unit)),
+      ...others.map((rt) => {
+        const value = row.values.get(rt.label);
+        return value !== undefined && ref !== undefined && ref > 0 ? `${(value / ref).toFixed(2)}x` : '-';
+      }),
+    ];
+  });
+  const widths = header.map((_, i) => Math.max(...[header, ...body].map((cells) => cells[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  console.log(line(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const cells of body) console.log(line(cells));
+}
+
+/** Tries one `ctr run --rm /bin/true`; returns why the runtime is unusable, if it is. */
+async function probe(ctx: BenchContext, rt: BenchRuntime): Promise<string | undefined> {
+  const reason = rt.unavailableReason();
+  if (reason) return reason;
+  const result = await ctx.cd.ctr(ctx.runArgs(rt, ['--rm'], ctx.newId('probe'), ['/bin/true']), { timeoutMs: 60_000 });
+  if (result.exitCode === 0) return undefined;
+  const stderr = result.stderr.trim().split('\n').slice(-2).join(' | ');
+  return `ctr run failed (exit ${result.exitCode}${result.timedOut ? ', timed out' : ''}): ${stderr}`;
+}
+
+async function main(): Promise<number> {
+  console.log('tsshim bench: starting a private containerd...');
+  const cd = await PrivateContainerd.launch();
+  let interrupted = false;
+  const onSignal = (): void => {
+    interrupted = true;
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let counter = 0;
+  const ctx: BenchContext = {
+    cd,
+    newId: (tag) => `${tag}-${++counter}`,
+    runArgs: (rt, flags, id, command) => ['run', '--runtime', rt.runtime, ...rt.runFlags(cd), ...flags, BUSYBOX_IMAGE, id, ...command],
+  };
+  const failures = new Map<string, string>();
+  const samples: Samples = new Map();
+  let version = '?';
+  try {
+    version = (await cd.api().version()).version;
+    for (const rt of BENCH_RUNTIMES) {
+      const reason = await probe(ctx, rt);
+      if (reason) failures.set(rt.label, reason);
+    }
+    if (failures.has(REFERENCE.label)) throw new Error(`reference runtime unusable: ${failures.get(REFERENCE.label)}`);
+
+    for (const bench of BENCHMARKS) {
+      const active = (): BenchRuntime[] => BENCH_RUNTIMES.filter((rt) => !failures.has(rt.label));
+      const count = bench.samples();
+      console.log(`measuring: ${bench.title} (${count} sample${count > 1 ? 's' : ''} per runtime${bench.warmup ? `, ${bench.warmup} warm-up` : ''})`);
+      for (let i = 0; i < bench.warmup + count && !interrupted; i++) {
+        for (const rt of active()) {
+          try {
+            const values = await bench.sample(ctx, rt);
+            if (i >= bench.warmup) record(samples, bench, rt, values);
+          } catch (err) {
+            if (rt === REFERENCE) throw err;
+            failures.set(rt.label, `${bench.title}: ${errorText(err)}`);
+          }
+        }
+      }
+    }
+  } finally {
+    const problems = await cd.destroy();
+    if (problems.length > 0) console.error(`cleanup problems:\n  ${problems.join('\n  ')}`);
+  }
+  if (interrupted) {
+    console.error('interrupted');
+    return 130;
+  }
+
+  const rows = buildRows(samples, BENCH_RUNTIMES);
+  console.log('');
+  console.log(`containerd ${version}, kernel ${release()}, ${availableParallelism()} CPUs; runs interleaved across runtimes`);
+  printTable(rows, BENCH_RUNTIMES);
+  console.log('PSS splits shared pages among all processes mapping them (other Node processes included).');
+  for (const [label, reason] of failures) console.log(`NOT MEASURED: ${label}: ${reason}`);
+
+  const jsonPath = process.env.TSSHIM_BENCH_JSON;
+  if (jsonPath) {
+    const json = {
+      containerd: version,
+      runtimes: BENCH_RUNTIMES.map((rt) => ({ label: rt.label, runtime: rt.runtime, error: failures.get(rt.label) ?? null })),
+      rows: rows.map((row) => ({ metric: row.metric, unit: row.unit, values: Object.fromEntries(row.values) })),
+    };
+    writeFileSync(jsonPath, `${JSON.stringify(json, null, 2)}\n`);
+  }
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exit(1);
+  },
+);

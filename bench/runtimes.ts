@@ -1,0 +1,49 @@
+/**
+ * The runtimes the bench compares. The first one is the reference every ratio is computed
+ * against. Add a variant here (e.g. tsshim with the native or crun backend) to get a column.
+ */
+import { accessSync, constants, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { PrivateContainerd } from '../test/e2e/harness/private-containerd.js';
+import { tsshimBinary } from '../test/e2e/harness/repo-paths.js';
+
+export interface BenchRuntime {
+  /** Column title. */
+  label: string;
+  /** containerd runtime name passed to `ctr run --runtime`. */
+  runtime: string;
+  /** Extra `ctr run` flags (runtime options) for this variant. */
+  runFlags(cd: PrivateContainerd): string[];
+  /** Why this runtime cannot be measured here, or undefined when it can be tried. */
+  unavailableReason(): string | undefined;
+}
+
+function tsshimVariant(backend: 'runc' | 'crun'): BenchRuntime {
+  return {
+    label: backend === 'runc' ? 'tsshim' : `tsshim+${backend}`,
+    runtime: 'io.containerd.tsshim.v2',
+    runFlags(cd) {
+      // The shim's own config reaches it as runtime options (runtimeoptions.v1 config_path).
+      const file = join(cd.dir, `bench-tsshim-${backend}.toml`);
+      writeFileSync(file, `backend = "${backend}"\n[${backend}]\nroot = "${cd.runtimeRoot}"\n`);
+      return ['--runtime-config-path', file];
+    },
+    unavailableReason() {
+      try {
+        accessSync(tsshimBinary, constants.X_OK);
+        return undefined;
+      } catch {
+        return `${tsshimBinary} is missing or not executable (run npm run build)`;
+      }
+    },
+  };
+}
+
+export const REFERENCE: BenchRuntime = {
+  label: 'runc shim (ref)',
+  runtime: 'io.containerd.runc.v2',
+  runFlags: (cd) => ['--runc-root', cd.runtimeRoot],
+  unavailableReason: () => undefined,
+};
+
+export const BENCH_RUNTIMES: BenchRuntime[] = [REFERENCE, tsshimVariant('runc')];

@@ -1,0 +1,433 @@
+/**
+ * The C launcher (bin/containerd-shim-tsshim-v2, src/launcher): its fast `start` and
+ * `delete` must answer exactly what the TypeScript shim answers, and hand everything
+ * else to Node with the same argv and stdin.
+ *
+ * How a test knows whether Node ran: NODE_OPTIONS naming a missing --require module makes
+ * every Node start fail (exit 1). A fast path that succeeds under it did not start Node
+ * for the action itself; the daemon a fast `start` spawns dies at once under it, leaving
+ * a stale socket file that the test removes.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { groupKey, socketPath, unixAddress, DEFAULT_SOCKET_DIR } from '../../src/shim/address.js';
+import { readAnnotations } from '../../src/shim/start.js';
+import { DEFAULT_CONFIG_PATH } from '../../src/shim/config.js';
+import { Any } from '../../src/proto/gen/google/protobuf/any.js';
+import { Options as RuntimeOptions } from '../../src/proto/gen/runtimeoptions/v1/options.js';
+import { DeleteResponse, ConnectRequest, ConnectResponse, ShutdownRequest } from '../../src/proto/gen/containerd/task/v2/shim.js';
+import { TASK_SERVICE_V2, TypeUrl } from '../../src/proto/typeurls.js';
+import { TtrpcClient } from '../../src/ttrpc/client.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const LAUNCHER = path.join(ROOT, 'bin/containerd-shim-tsshim-v2');
+const NS = `tsshim-launcher-${process.pid}`;
+/** every Node start fails under this */
+const NO_NODE = { NODE_OPTIONS: '--require=/nonexistent/tsshim-no-node.cjs' };
+/** with a config file the launcher always defers to Node, so its fast paths cannot be observed */
+const fastPathPossible = !fs.existsSync(DEFAULT_CONFIG_PATH);
+
+let dir: string;
+let containerdAddress: string;
+const sockets = new Set<string>();
+
+/** HOME-independent, no inherited tsshim settings */
+function baseEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', TTRPC_ADDRESS: path.join(dir, 'none.ttrpc'), ...extra };
+}
+
+interface Run {
+  status: number | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+function runShim(
+  action: string,
+  o: { id: string; bundle: string; env?: Record<string, string>; input?: Uint8Array; address?: string; flags?: string[]; bin?: string; noBundleFlag?: boolean },
+): Run {
+  const argv =
+    action === '-v'
+      ? ['-v']
+      : [
+          '-namespace',
+          NS,
+          '-address',
+          o.address ?? containerdAddress,
+          '-publish-binary',
+          '/bin/false',
+          '-id',
+          o.id,
+          ...(action === 'delete' && !o.noBundleFlag ? ['-bundle', o.bundle] : []),
+          ...(o.flags ?? []),
+          action,
+        ];
+  const r = spawnSync(o.bin ?? LAUNCHER, argv, {
+    cwd: o.bundle,
+    env: baseEnv(o.env),
+    input: o.input ? Buffer.from(o.input) : Buffer.alloc(0),
+    timeout: 20_000,
+  });
+  if (r.error) throw r.error;
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
+}
+
+function makeBundle(name: string, config?: string): string {
+  const b = path.join(dir, name);
+  fs.mkdirSync(path.join(b, 'rootfs'), { recursive: true });
+  if (config !== undefined) fs.writeFileSync(path.join(b, 'config.json'), config);
+  return b;
+}
+
+/** what the TypeScript start computes for this bundle */
+function expectedAddress(bundle: string, id: string, address = containerdAddress): string {
+  const key = groupKey(readAnnotations(bundle), id, 'pod');
+  return unixAddress(socketPath(DEFAULT_SOCKET_DIR, address, NS, key));
+}
+
+/** pids of daemons serving sock (from their command line) */
+function daemonPids(sock: string): number[] {
+  const out: number[] = [];
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    let args: string[];
+    try {
+      args = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    const i = args.indexOf('-socket');
+    if (i > 0 && args[i + 1] === sock && args.includes('serve') && alive(Number(e))) out.push(Number(e));
+  }
+  return out;
+}
+
+/** fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, session, …] */
+function procStat(pid: number): string[] | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** a zombie counts as gone: its parent (often pid 1 here, which reaps slowly) is not us */
+function alive(pid: number): boolean {
+  const state = procStat(pid)?.[0];
+  return state !== undefined && state !== 'Z' && state !== 'X';
+}
+
+async function waitGone(pid: number): Promise<void> {
+  for (let i = 0; i < 200 && alive(pid); i++) await new Promise((r) => setTimeout(r, 25));
+}
+
+/** kill whatever serves sock and remove the socket file */
+async function cleanupSocket(sock: string): Promise<void> {
+  for (const pid of daemonPids(sock)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+    await waitGone(pid);
+  }
+  fs.rmSync(sock, { force: true });
+}
+
+function sockOf(address: string): string {
+  const sock = address.slice('unix://'.length);
+  sockets.add(sock);
+  return sock;
+}
+
+beforeAll(() => {
+  execFileSync(process.execPath, [path.join(ROOT, 'scripts/build.mjs')], { cwd: ROOT, stdio: 'inherit' });
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-launcher-'));
+  containerdAddress = path.join(dir, 'containerd.sock');
+});
+
+afterAll(async () => {
+  for (const s of sockets) await cleanupSocket(s);
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const SB = 'io.kubernetes.cri.sandbox-id';
+const RG = 'io.containerd.runc.v2.group';
+const TG = 'io.containerd.tsshim.v2.group';
+
+/** config.json variants; `fast` = the launcher answers without Node; `t` makes values unique */
+const variants: Array<{ name: string; fast: boolean; config: (t: string) => string | undefined; address?: (a: string) => string }> = [
+  { name: 'no config.json', fast: true, config: () => undefined },
+  { name: 'broken JSON', fast: true, config: (t) => `{"annotations": {"${SB}": "sb-${t}"}` },
+  { name: 'empty file', fast: true, config: () => '' },
+  { name: 'annotations absent', fast: true, config: () => '{"ociVersion":"1.0.2"}' },
+  { name: 'sandbox id', fast: true, config: (t) => JSON.stringify({ annotations: { [SB]: `sb-${t}` } }) },
+  { name: 'runc group', fast: true, config: (t) => JSON.stringify({ annotations: { [RG]: `rg-${t}` } }) },
+  { name: 'tsshim group', fast: true, config: (t) => JSON.stringify({ annotations: { [TG]: `tg-${t}` } }) },
+  { name: 'all three: tsshim group wins', fast: true, config: (t) => JSON.stringify({ annotations: { [SB]: `sb-${t}`, [RG]: `rg-${t}`, [TG]: `tg-${t}` } }) },
+  { name: 'runc group beats sandbox id', fast: true, config: (t) => JSON.stringify({ annotations: { [SB]: `sb-${t}`, [RG]: `rg-${t}` } }) },
+  { name: 'empty group falls through', fast: true, config: (t) => JSON.stringify({ annotations: { [TG]: '', [SB]: `sb-${t}` } }) },
+  { name: 'non-string group is ignored', fast: true, config: (t) => `{"annotations":{"${TG}":42,"${RG}":{"x":"y"},"${SB}":"sb-${t}"}}` },
+  {
+    name: 'nested objects and arrays before annotations',
+    fast: true,
+    config: (t) =>
+      `{"ociVersion":"1.0.2","process":{"args":["sh","-c","{\\"annotations\\":1}"],"env":[],"user":{"uid":0,"gid":0}},` +
+      `"mounts":[{"destination":"/proc","options":["a","b"]},[[[]]],{}],"linux":{"annotations":{"${SB}":"wrong-${t}"}},` +
+      `"annotations":{"x":{"${SB}":"nested-wrong-${t}"},"y":["${SB}"],"${SB}":"sb-${t}"}}`,
+  },
+  {
+    name: 'whitespace: tabs, CRLF, spaces around colons',
+    fast: true,
+    config: (t) => JSON.stringify({ process: { args: ['a'] }, annotations: { [RG]: `rg-${t}` } }, null, '\t').replace(/\n/g, '\r\n').replace(/":/g, '"  :  '),
+  },
+  { name: 'leading and trailing whitespace', fast: true, config: (t) => ` \n\t{ "annotations" : { "${SB}" : "sb-${t}" } } \r\n` },
+  { name: 'annotations null', fast: true, config: () => '{"annotations":null}' },
+  { name: 'annotations array', fast: true, config: (t) => `{"annotations":["${SB}","sb-${t}"]}` },
+  { name: 'top-level array', fast: true, config: (t) => `[{"annotations":{"${SB}":"sb-${t}"}}]` },
+  { name: 'duplicate annotations: last wins', fast: true, config: (t) => `{"annotations":{"${SB}":"first-${t}"},"annotations":{"${SB}":"second-${t}"}}` },
+  { name: 'later non-object annotations wins', fast: true, config: (t) => `{"annotations":{"${SB}":"first-${t}"},"annotations":7}` },
+  { name: 'duplicate key inside: a later non-string wins', fast: true, config: (t) => `{"annotations":{"${TG}":"first-${t}","${SB}":"sb-${t}","${TG}":5}}` },
+  { name: 'duplicate key inside: last wins', fast: true, config: (t) => `{"annotations":{"${SB}":"first-${t}","${SB}":"second-${t}"}}` },
+  { name: 'numbers and literals', fast: true, config: (t) => `{"a":-1.5e+10,"b":[true,false,null,0,12.0E-3,-0],"annotations":{"${RG}":"g-${t}"}}` },
+  { name: 'invalid number', fast: true, config: (t) => `{"a":01,"annotations":{"${SB}":"sb-${t}"}}` },
+  { name: 'control character in a string', fast: true, config: (t) => `{"a":"x\ty","annotations":{"${SB}":"sb-${t}"}}` },
+  { name: 'byte order mark', fast: true, config: (t) => `\ufeff{"annotations":{"${SB}":"sb-${t}"}}` },
+  { name: 'trailing garbage', fast: true, config: (t) => `{"annotations":{"${SB}":"sb-${t}"}} x` },
+  { name: 'escapes and UTF-8 elsewhere', fast: true, config: (t) => `{"process":{"args":["a\\"b\\\\c\\u00e9\\n","é"]},"annotations":{"é":"\\u0041","${SB}":"sb-${t}"}}` },
+  { name: 'group key with a slash', fast: true, config: (t) => JSON.stringify({ annotations: { [SB]: `pod/${t}` } }) },
+  { name: 'unix:// address', fast: true, config: (t) => JSON.stringify({ annotations: { [SB]: `sb-${t}` } }), address: (a) => `unix://${a}` },
+  { name: 'escaped value (Node decides)', fast: false, config: (t) => `{"annotations":{"${SB}":"sb\\u002d${t}"}}` },
+  { name: 'escaped key (Node decides)', fast: false, config: (t) => `{"annotations":{"io.kubernetes.cri.sandbox\\u002did":"sb-${t}"}}` },
+  { name: 'non-ASCII group key (Node decides)', fast: false, config: (t) => JSON.stringify({ annotations: { [SB]: `pöd-${t}` } }) },
+  { name: '".." in the group key (Node decides)', fast: false, config: (t) => JSON.stringify({ annotations: { [SB]: `x/../sb-${t}` } }) },
+];
+
+describe('launcher start: grouping and socket name agree with address.ts', () => {
+  variants.forEach((v, i) => {
+    it(`${v.name}`, async () => {
+      const id = `t${i}`;
+      const bundle = makeBundle(`v${i}`, v.config(`${process.pid}-${i}`));
+      const address = v.address ? v.address(containerdAddress) : containerdAddress;
+      const want = expectedAddress(bundle, id, address);
+      const sock = sockOf(want);
+      await cleanupSocket(sock);
+
+      if (v.fast && fastPathPossible) {
+        // no Node for `start` itself (the spawned daemon dies at once under NO_NODE)
+        const r = runShim('start', { id, bundle, address, env: NO_NODE });
+        // whatever it bound is cleaned up, even if it is the wrong one
+        if (r.stdout.toString().startsWith('unix://')) sockOf(r.stdout.toString());
+        expect(r.stderr).toBe('');
+        expect(r.status).toBe(0);
+        expect(r.stdout.toString()).toBe(want);
+        expect(fs.readFileSync(path.join(bundle, 'address'), 'utf8')).toBe(want);
+        expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
+        expect(fs.readdirSync(bundle).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+      } else if (!v.fast) {
+        // Node is needed: under NO_NODE start fails and binds nothing
+        const r = runShim('start', { id, bundle, address, env: NO_NODE });
+        expect(r.status).not.toBe(0);
+        expect(fs.existsSync(sock)).toBe(false);
+        // and with Node it works
+        const ok = runShim('start', { id, bundle, address });
+        if (ok.stdout.toString().startsWith('unix://')) sockOf(ok.stdout.toString().trim());
+        expect(ok.stderr).toBe('');
+        expect(ok.status).toBe(0);
+        expect(ok.stdout.toString().trim()).toBe(want);
+        expect(fs.readFileSync(path.join(bundle, 'address'), 'utf8')).toBe(want);
+      }
+      await cleanupSocket(sock);
+    });
+  });
+});
+
+describe('launcher start: the daemon', () => {
+  it('is spawned once per group, serves the socket, gets TSSHIM_ARGV0/TSSHIM_GROUP and no NODE_EXTRA_CA_CERTS', async () => {
+    const key = `pod-${process.pid}`;
+    const config = JSON.stringify({ annotations: { [SB]: key } });
+    const b1 = makeBundle('d1', config);
+    const b2 = makeBundle('d2', config);
+    const b3 = makeBundle('d3', config);
+    // an alias name, as containerd would run it (the TS side reads the backend from it)
+    const alias = path.join(dir, 'containerd-shim-tsshim-crun-v2');
+    fs.symlinkSync(LAUNCHER, alias);
+    const want = expectedAddress(b1, 'd1');
+    const sock = sockOf(want);
+    await cleanupSocket(sock);
+
+    const first = runShim('start', { id: 'd1', bundle: b1, bin: alias, env: { NODE_EXTRA_CA_CERTS: '/nonexistent.pem' } });
+    expect(first.stderr).toBe('');
+    expect(first.status).toBe(0);
+    expect(first.stdout.toString()).toBe(want);
+    const pids = daemonPids(sock);
+    expect(pids).toHaveLength(1);
+    const daemon = pids[0]!;
+    const env = fs.readFileSync(`/proc/${daemon}/environ`, 'utf8').split('\0');
+    expect(env).toContain(`TSSHIM_ARGV0=${alias}`);
+    expect(env).toContain(`TSSHIM_GROUP=${key}`);
+    expect(env.some((e) => e.startsWith('NODE_EXTRA_CA_CERTS='))).toBe(false);
+    // its own session, /dev/null stdio (containerd waits for its pipes to close)
+    expect(Number(procStat(daemon)?.[3])).toBe(daemon); // session id
+    for (const fd of [0, 1, 2]) expect(fs.readlinkSync(`/proc/${daemon}/fd/${fd}`)).toBe('/dev/null');
+
+    // same group again: same address, no second daemon
+    const second = runShim('start', { id: 'd2', bundle: b2 });
+    expect(second.status).toBe(0);
+    expect(second.stdout.toString()).toBe(want);
+    expect(fs.readFileSync(path.join(b2, 'address'), 'utf8')).toBe(want);
+    expect(daemonPids(sock)).toEqual([daemon]);
+    if (fastPathPossible) {
+      // … and without Node at all
+      const third = runShim('start', { id: 'd3', bundle: b3, env: NO_NODE });
+      expect(third.status).toBe(0);
+      expect(third.stdout.toString()).toBe(want);
+      expect(daemonPids(sock)).toEqual([daemon]);
+    }
+
+    // the daemon really serves the socket
+    const client = await TtrpcClient.connect(sock, { timeoutMs: 10_000 });
+    try {
+      const conn = ConnectResponse.decode(
+        await client.call(TASK_SERVICE_V2, 'Connect', ConnectRequest.encode(ConnectRequest.fromPartial({ id: 'd1' })).finish(), { timeoutMs: 10_000 }),
+      );
+      expect(conn.shimPid).toBe(daemon);
+      await client.call(TASK_SERVICE_V2, 'Shutdown', ShutdownRequest.encode(ShutdownRequest.fromPartial({ id: 'd1' })).finish(), { timeoutMs: 10_000 });
+    } finally {
+      client.close();
+    }
+    await waitGone(daemon);
+    expect(alive(daemon)).toBe(false);
+    expect(fs.existsSync(sock)).toBe(false);
+  });
+
+  it.skipIf(!fastPathPossible)('a stale socket file goes to Node, which replaces it', async () => {
+    const bundle = makeBundle('stale', JSON.stringify({ annotations: { [SB]: `stale-${process.pid}` } }));
+    const want = expectedAddress(bundle, 's1');
+    const sock = sockOf(want);
+    await cleanupSocket(sock);
+    // a fast start whose daemon cannot run leaves a socket nobody listens on
+    expect(runShim('start', { id: 's1', bundle, env: NO_NODE }).status).toBe(0);
+    for (let i = 0; i < 200 && daemonPids(sock).length > 0; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(fs.existsSync(sock)).toBe(true);
+    // connect is refused: the launcher defers to Node …
+    expect(runShim('start', { id: 's1', bundle, env: NO_NODE }).status).not.toBe(0);
+    // … which replaces the stale socket and starts a daemon
+    const r = runShim('start', { id: 's1', bundle });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout.toString().trim()).toBe(want);
+    expect(daemonPids(sock)).toHaveLength(1);
+    await cleanupSocket(sock);
+  });
+});
+
+describe('launcher start: stdin', () => {
+  function runtimeOptions(configPath: string): Uint8Array {
+    const value = RuntimeOptions.encode(RuntimeOptions.fromPartial({ configPath })).finish();
+    return Any.encode(Any.fromPartial({ typeUrl: TypeUrl.RuntimeOptions, value: Buffer.from(value) })).finish();
+  }
+
+  it('non-empty stdin goes to Node with the same bytes', async () => {
+    const bundle = makeBundle('stdin', JSON.stringify({ annotations: { [SB]: `stdin-${process.pid}` } }));
+    const want = expectedAddress(bundle, 'i1');
+    const sock = sockOf(want);
+    await cleanupSocket(sock);
+    // Node ran: it fails under NO_NODE
+    expect(runShim('start', { id: 'i1', bundle, env: NO_NODE, input: runtimeOptions('') }).status).not.toBe(0);
+    expect(fs.existsSync(sock)).toBe(false);
+    // Node saw the bytes: the config file named in them is read (and rejected)
+    const bad = path.join(dir, 'bad.toml');
+    fs.writeFileSync(bad, 'backend = "nonsense"\n');
+    const rejected = runShim('start', { id: 'i1', bundle, input: runtimeOptions(bad) });
+    expect(rejected.status).not.toBe(0);
+    expect(rejected.stdout.toString()).toMatch(/backend must be one of/);
+    // and a valid one works
+    const ok = runShim('start', { id: 'i1', bundle, input: runtimeOptions('') });
+    expect(ok.stderr).toBe('');
+    expect(ok.status).toBe(0);
+    expect(ok.stdout.toString().trim()).toBe(want);
+    expect(daemonPids(sock)).toHaveLength(1);
+    await cleanupSocket(sock);
+  });
+
+  it('a tsshim config (TSSHIM_CONFIG) goes to Node', () => {
+    const bundle = makeBundle('cfg', '{}');
+    const r = runShim('start', { id: 'c1', bundle, env: { ...NO_NODE, TSSHIM_CONFIG: path.join(dir, 'none.toml') } });
+    expect(r.status).not.toBe(0);
+  });
+});
+
+describe('launcher delete', () => {
+  function decodeNow(r: Run, before: number) {
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const resp = DeleteResponse.decode(r.stdout);
+    const at = Number(resp.exitedAt!.seconds) * 1000 + resp.exitedAt!.nanos / 1e6;
+    expect(at).toBeGreaterThanOrEqual(before - 1000);
+    expect(at).toBeLessThanOrEqual(Date.now() + 1000);
+    return resp;
+  }
+
+  it.skipIf(!fastPathPossible)('after the daemon marked the bundle: answers without Node', () => {
+    const bundle = makeBundle('del1', '{}');
+    fs.writeFileSync(path.join(bundle, 'init.pid'), '4321');
+    fs.writeFileSync(path.join(bundle, '.tsshim-deleted'), '');
+    const before = Date.now();
+    const resp = decodeNow(runShim('delete', { id: 'del1', bundle, env: NO_NODE }), before);
+    expect(resp.pid).toBe(4321);
+    expect(resp.exitStatus).toBe(137);
+    // bundle from the cwd when -bundle is absent; no init.pid → pid 0
+    fs.rmSync(path.join(bundle, 'init.pid'));
+    const noPid = decodeNow(runShim('delete', { id: 'del1', bundle, env: NO_NODE, noBundleFlag: true }), before);
+    expect(noPid.pid).toBe(0);
+    expect(noPid.exitStatus).toBe(137);
+  });
+
+  it('without the marker: the Node delete runs', () => {
+    const bundle = makeBundle('del2', '{}');
+    fs.writeFileSync(path.join(bundle, 'init.pid'), '987\n');
+    expect(runShim('delete', { id: 'del2', bundle, env: NO_NODE }).status).not.toBe(0);
+    const resp = decodeNow(runShim('delete', { id: 'del2', bundle }), Date.now());
+    expect(resp.pid).toBe(987);
+    expect(resp.exitStatus).toBe(137);
+  });
+
+  it('marker but something mounted at rootfs: the Node delete runs (and unmounts)', () => {
+    const bundle = makeBundle('del3', '{}');
+    fs.writeFileSync(path.join(bundle, '.tsshim-deleted'), '');
+    const rootfs = path.join(bundle, 'rootfs');
+    execFileSync('mount', ['-t', 'tmpfs', 'tsshim-launcher-test', rootfs]);
+    try {
+      expect(runShim('delete', { id: 'del3', bundle, env: NO_NODE }).status).not.toBe(0);
+      const resp = decodeNow(runShim('delete', { id: 'del3', bundle }), Date.now());
+      expect(resp.exitStatus).toBe(137);
+      expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(` ${rootfs} `);
+    } finally {
+      spawnSync('umount', [rootfs]);
+    }
+  });
+});
+
+describe('launcher: everything else goes to Node', () => {
+  it('-v', () => {
+    const bundle = makeBundle('v', '{}');
+    const r = runShim('-v', { id: '', bundle });
+    expect(r.status).toBe(0);
+    expect(r.stdout.toString()).toContain(`Runtime: node ${process.version}`);
+    expect(runShim('-v', { id: '', bundle, env: NO_NODE }).status).not.toBe(0);
+  });
+
+  it('unknown flags and actions', () => {
+    const bundle = makeBundle('unknown', '{}');
+    expect(runShim('start', { id: 'u1', bundle, flags: ['-future-flag', 'x'], env: NO_NODE }).status).not.toBe(0);
+    const r = runShim('frobnicate', { id: 'u1', bundle });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/unknown action "frobnicate"/);
+  });
+});
