@@ -4,9 +4,13 @@
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
+import { rmSync } from 'node:fs';
 import { buildLauncher } from './build-launcher.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+// stale code-split chunks would pile up otherwise
+rmSync(path.join(root, 'dist/shim'), { recursive: true, force: true });
 
 await build({
   absWorkingDir: root,

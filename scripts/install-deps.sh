@@ -8,8 +8,11 @@
 #   npm:  `npm ci` when node_modules is missing or does not match package-lock.json
 #   build: `npm run build`
 #   host: scripts/setup-host.sh (cgroup fix for crun), test images (cached in .cache/)
+#   containerd 1.7 and 2.1 (Debian trixie/sid), fetched but NOT installed, for the e2e suites
+#         on every containerd: scripts/fetch-containerd.sh (cached in .cache/containerd/)
 #
-# Environment: TSSHIM_SKIP_BUILD=1 skips `npm run build`.
+# Environment: TSSHIM_SKIP_BUILD=1 skips `npm run build`; TSSHIM_SKIP_CONTAINERD_FETCH=1 skips
+# fetching containerd 1.7/2.1 (their e2e files then fail with a hint to run this script).
 set -euo pipefail
 
 repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -104,4 +107,9 @@ fi
 # --- host setup and test images ---------------------------------------------------------------
 bash scripts/setup-host.sh || die "scripts/setup-host.sh failed"
 bash scripts/build-image.sh all >/dev/null || die "scripts/build-image.sh failed"
+if [ "${TSSHIM_SKIP_CONTAINERD_FETCH:-0}" != 1 ]; then
+  for line in 1.7 2.1; do
+    bash scripts/fetch-containerd.sh "$line" >/dev/null || die "scripts/fetch-containerd.sh $line failed"
+  done
+fi
 say "done"

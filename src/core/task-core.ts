@@ -106,7 +106,6 @@ export interface ExitView {
 
 /** The part of the OCI spec the core itself needs. */
 interface BundleSpec {
-  privatePidNamespace: boolean;
   annotations: Record<string, string>;
 }
 
@@ -306,7 +305,7 @@ export class TaskCore {
     } catch (err) {
       throw invalidArgument(`cannot read ${path.join(bundle, 'config.json')}: ${(err as Error).message}`, err);
     }
-    let spec: { annotations?: unknown; linux?: { namespaces?: unknown } };
+    let spec: { annotations?: unknown };
     try {
       spec = JSON.parse(raw);
     } catch (err) {
@@ -319,9 +318,7 @@ export class TaskCore {
         if (typeof v === 'string') annotations[k] = v;
       }
     }
-    const nss = Array.isArray(spec.linux?.namespaces) ? (spec.linux!.namespaces as Array<{ type?: string; path?: string }>) : [];
-    const pidNs = nss.find((n) => n && n.type === 'pid');
-    return { privatePidNamespace: !!pidNs && !pidNs.path, annotations };
+    return { annotations };
   }
 
   async create(input: CreateTaskInput): Promise<{ pid: number }> {

@@ -9,8 +9,6 @@ import type { CgroupMetrics } from '../core/backend.js';
 import * as pb from '../proto/gen/containerd/task/v2/shim.js';
 import { Empty } from '../proto/gen/google/protobuf/empty.js';
 import { ProcessDetails, CheckpointOptions } from '../proto/gen/containerd/runc/v1/options.js';
-import { Metrics as MetricsV1 } from '../proto/gen/cgroups/v1/metrics.js';
-import { Metrics as MetricsV2 } from '../proto/gen/cgroups/v2/metrics.js';
 import { Status } from '../proto/gen/containerd/v1/types/task.js';
 import {
   TASK_SERVICE_V2,
@@ -184,7 +182,7 @@ export function registerTaskService(server: TtrpcServer, core: TaskCore, control
       return { exitStatus: v.exitStatus, exitedAt: timestampFromDate(v.exitedAt) };
     }),
 
-    Stats: unary(pb.StatsRequest, pb.StatsResponse, async (r) => ({ stats: encodeMetrics(await core.stats(r.id)) })),
+    Stats: unary(pb.StatsRequest, pb.StatsResponse, async (r) => ({ stats: await encodeMetrics(await core.stats(r.id)) })),
 
     Connect: unary(pb.ConnectRequest, pb.ConnectResponse, (r) => ({
       shimPid: control.shimPid,
@@ -201,7 +199,15 @@ export function registerTaskService(server: TtrpcServer, core: TaskCore, control
   server.register(TASK_SERVICE_V3, methods);
 }
 
-function encodeMetrics(m: CgroupMetrics) {
-  if (m.version === 1) return packMessage(TypeUrl.CgroupsV1Metrics, MetricsV1, MetricsV1.fromPartial(m.data as never));
-  return packMessage(TypeUrl.CgroupsV2Metrics, MetricsV2, MetricsV2.fromPartial(m.data as never));
+/**
+ * The metrics messages are the largest generated code we have; a shim that is never
+ * asked for stats (ctr run) never loads them.
+ */
+async function encodeMetrics(m: CgroupMetrics) {
+  if (m.version === 1) {
+    const { Metrics } = await import('../proto/gen/cgroups/v1/metrics.js');
+    return packMessage(TypeUrl.CgroupsV1Metrics, Metrics, Metrics.fromPartial(m.data as never));
+  }
+  const { Metrics } = await import('../proto/gen/cgroups/v2/metrics.js');
+  return packMessage(TypeUrl.CgroupsV2Metrics, Metrics, Metrics.fromPartial(m.data as never));
 }
