@@ -18,15 +18,19 @@ export interface BenchRuntime {
   unavailableReason(): string | undefined;
 }
 
-function tsshimVariant(backend: 'runc' | 'crun'): BenchRuntime {
+/**
+ * grouped: every container of the run goes to one shim (the group annotation), which is
+ * what a pod gets through CRI — and what `shim.group = "namespace"` does for a node.
+ */
+function tsshimVariant(backend: 'runc' | 'crun', grouped = false): BenchRuntime {
   return {
-    label: backend === 'runc' ? 'tsshim' : `tsshim+${backend}`,
+    label: `tsshim${backend === 'runc' ? '' : `+${backend}`}${grouped ? ' (1 shim for all)' : ''}`,
     runtime: 'io.containerd.tsshim.v2',
     runFlags(cd) {
       // The shim's own config reaches it as runtime options (runtimeoptions.v1 config_path).
       const file = join(cd.dir, `bench-tsshim-${backend}.toml`);
       writeFileSync(file, `backend = "${backend}"\n[${backend}]\nroot = "${cd.runtimeRoot}"\n`);
-      return ['--runtime-config-path', file];
+      return ['--runtime-config-path', file, ...(grouped ? ['--annotation', 'io.containerd.tsshim.v2.group=bench'] : [])];
     },
     unavailableReason() {
       try {
@@ -46,4 +50,9 @@ export const REFERENCE: BenchRuntime = {
   unavailableReason: () => undefined,
 };
 
-export const BENCH_RUNTIMES: BenchRuntime[] = [REFERENCE, tsshimVariant('runc')];
+export const BENCH_RUNTIMES: BenchRuntime[] = [
+  REFERENCE,
+  tsshimVariant('runc'),
+  tsshimVariant('crun'),
+  tsshimVariant('runc', true),
+];

@@ -4,14 +4,12 @@
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
-import { rmSync } from 'node:fs';
 import { buildLauncher } from './build-launcher.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-// stale code-split chunks would pile up otherwise
-rmSync(path.join(root, 'dist/shim'), { recursive: true, force: true });
-
+// dist/shim is not cleaned: chunk names are content hashes, and a daemon that is running
+// during a rebuild (an upgrade, on a node) may still lazy-load the chunks it was built with.
 await build({
   absWorkingDir: root,
   entryPoints: { main: 'src/shim/main.ts' },

@@ -1077,8 +1077,10 @@ static bool read_init_pid(const char *path, uint32_t *pid)
 	const char *p = buf;
 	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
 		p++;
-	if (*p == '-' || *p == '+')
-		return false;
+	if (*p == '\0')
+		return true; /* blank: parseInt gives NaN, i.e. 0 */
+	if (*p < '0' || *p > '9')
+		return false; /* signs, other whitespace, junk: let the TS code judge */
 	uint64_t v = 0;
 	for (; *p >= '0' && *p <= '9'; p++) {
 		v = v * 10 + (uint64_t)(*p - '0');
