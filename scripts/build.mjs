@@ -10,13 +10,11 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 // dist/shim is not cleaned: chunk names are content hashes, and a daemon that is running
 // during a rebuild (an upgrade, on a node) may still lazy-load the chunks it was built with.
-await build({
+const common = {
   absWorkingDir: root,
-  entryPoints: { main: 'src/shim/main.ts' },
   outdir: 'dist/shim',
   outExtension: { '.js': '.mjs' },
   bundle: true,
-  splitting: true,
   format: 'esm',
   platform: 'node',
   target: 'node20',
@@ -26,7 +24,15 @@ await build({
   // some dependencies are CommonJS and call require() for Node built-ins
   banner: { js: "import { createRequire as __tsshimCreateRequire } from 'node:module'; const require = __tsshimCreateRequire(import.meta.url);" },
   logLevel: 'warning',
-});
+};
+
+// The daemon is one self-contained file: its boot is on containerd's critical path and
+// every extra module file is another read and compile. Its lazy parts (cgroup metrics
+// codecs) are split into chunks of their own.
+await build({ ...common, entryPoints: { daemon: 'src/shim/daemon-main.ts' }, splitting: true, entryNames: '[name]', chunkNames: 'daemon-[name]-[hash]' });
+
+// The other actions (start/delete fallbacks, -info, -v) dispatch from main.mjs.
+await build({ ...common, entryPoints: { main: 'src/shim/main.ts' }, splitting: true, chunkNames: 'main-[name]-[hash]' });
 
 // the executable containerd runs: a C launcher in front of the bundle (src/launcher)
 await buildLauncher(root);

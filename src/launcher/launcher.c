@@ -853,7 +853,7 @@ static pid_t spawn_daemon(const struct args *a, const char *sock, int listen_fd,
 	argv[k++] = (char *)TSSHIM_NODE;
 	for (size_t i = 0; i < nflags; i++)
 		argv[k++] = (char *)daemon_flags[i];
-	argv[k++] = (char *)TSSHIM_ENTRY;
+	argv[k++] = (char *)TSSHIM_DAEMON_ENTRY;
 	for (size_t i = 0; i < ntail; i++)
 		argv[k++] = (char *)tail[i];
 	if (a->debug)

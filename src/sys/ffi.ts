@@ -10,7 +10,7 @@
  *   winsize). Structs that hold pointers (msghdr) must live in malloc'd memory whose
  *   address we know, so they are built in one `NativeArena`.
  */
-import { closeSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { constants as osConstants } from 'node:os';
 import type * as FfiRs from 'ffi-rs';
@@ -154,9 +154,29 @@ interface Libc {
 
 let libc: Libc | undefined;
 
+/**
+ * ffi-rs's loader tells glibc from musl with process.report.getReport(), which gathers a
+ * whole diagnostic report (~6 ms, on every shim boot). On a glibc system (the dynamic
+ * loader's name says so) we answer that question for it, during the require only.
+ */
+function requireFfiRs(): Ffi {
+  const req = createRequire(import.meta.url);
+  const report = process.report as unknown as { getReport: () => unknown } | undefined;
+  if (!report || !existsSync('/lib64/ld-linux-x86-64.so.2') && !existsSync('/lib/ld-linux-aarch64.so.1')) {
+    return req('ffi-rs') as Ffi;
+  }
+  const original = report.getReport;
+  report.getReport = () => ({ header: { glibcVersionRuntime: 'glibc' } });
+  try {
+    return req('ffi-rs') as Ffi;
+  } finally {
+    report.getReport = original;
+  }
+}
+
 function load(): Libc {
   if (libc) return libc;
-  const ffi = createRequire(import.meta.url)('ffi-rs') as Ffi;
+  const ffi = requireFfiRs();
   const D = ffi.DataType;
   ffi.open({ library: LIB, path: 'libc.so.6' });
   // ffi.define() names the C function after the key; aliases (prctlOut) need their own
