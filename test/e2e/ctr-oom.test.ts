@@ -1,0 +1,66 @@
+/**
+ * OOM under real containerd: a container over its memory limit is killed (137), and
+ * /tasks/oom reaches containerd before the /tasks/exit of that container — for the
+ * reference runc shim and for tsshim (runc and crun backends).
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PrivateContainerd } from './harness/private-containerd.js';
+import { BUSYBOX_IMAGE } from './harness/test-images.js';
+
+interface Variant {
+  label: string;
+  runtime: string;
+  flags(cd: PrivateContainerd): string[];
+}
+
+function tsshim(backend: 'runc' | 'crun'): Variant {
+  return {
+    label: `tsshim + ${backend}`,
+    runtime: 'io.containerd.tsshim.v2',
+    flags(cd) {
+      const file = join(cd.dir, `oom-${backend}.toml`);
+      writeFileSync(file, `backend = "${backend}"\n[${backend}]\nroot = "${cd.runtimeRoot}"\n`);
+      return ['--runtime-config-path', file];
+    },
+  };
+}
+
+const VARIANTS: Variant[] = [
+  { label: 'reference runc shim', runtime: 'io.containerd.runc.v2', flags: (cd) => ['--runc-root', cd.runtimeRoot] },
+  tsshim('runc'),
+  tsshim('crun'),
+];
+
+describe('OOM kill under containerd 1.6', () => {
+  let cd: PrivateContainerd;
+  beforeAll(async () => {
+    cd = await PrivateContainerd.launch();
+  });
+  afterAll(async () => {
+    const problems = await cd?.destroy();
+    expect(problems ?? []).toEqual([]);
+  });
+
+  for (const v of VARIANTS) {
+    it(`${v.label}: /tasks/oom, then /tasks/exit with 137`, async () => {
+      const id = `oom-${v.runtime.split('.')[2]}-${v.label.includes('crun') ? 'crun' : 'runc'}`;
+      const events = await cd.api().subscribe(['topic~="^/tasks/"']);
+      try {
+        // 16 MiB limit; dd's 64 MiB block buffer cannot fit
+        const result = await cd.ctr(
+          ['run', '--rm', '--runtime', v.runtime, ...v.flags(cd), '--memory-limit', String(16 << 20), BUSYBOX_IMAGE, id, 'dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'],
+          { timeoutMs: 60_000 },
+        );
+        expect(result.exitCode, result.stderr).toBe(137);
+        await events.next((e) => e.topic === '/tasks/delete' && e.payload.containerId === id, 20_000);
+        const mine = events.received.filter((e) => e.payload.containerId === id).map((e) => e.topic);
+        expect(mine).toContain('/tasks/oom');
+        expect(mine.indexOf('/tasks/oom')).toBeLessThan(mine.indexOf('/tasks/exit'));
+      } finally {
+        events.close();
+      }
+    });
+  }
+});
