@@ -87,8 +87,20 @@ else
   say "npm ci"
   npm_log="$(mktemp -t tsshim-npm-XXXXXX.log)"
   if ! npm ci --no-audit --no-fund --loglevel=error >"$npm_log" 2>&1; then
-    tail -n 30 "$npm_log" >&2
-    die "npm ci failed (full log: $npm_log)"
+    # The registry reachable here serves only this platform's builds of packages with
+    # per-platform optional dependencies (esbuild, rollup), so the lock file cannot list
+    # the others and `npm ci` refuses it as out of sync. `npm install --no-save` installs
+    # exactly the locked versions that exist for this platform and writes nothing.
+    if grep -q 'EUSAGE' "$npm_log"; then
+      say "npm ci refused the lock file (platform-only registry); npm install --no-save"
+      if ! npm install --no-save --no-audit --no-fund --loglevel=error >"$npm_log" 2>&1; then
+        tail -n 30 "$npm_log" >&2
+        die "npm install failed (full log: $npm_log)"
+      fi
+    else
+      tail -n 30 "$npm_log" >&2
+      die "npm ci failed (full log: $npm_log)"
+    fi
   fi
   rm -f "$npm_log"
 fi
