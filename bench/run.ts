@@ -7,7 +7,9 @@
  * Environment: TSSHIM_BENCH_RUNS (latency samples, default 20), TSSHIM_BENCH_MEMORY_RUNS
  * (default 1), TSSHIM_BENCH_JSON=<file> (also write the results as JSON).
  */
-import { writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
 import { PrivateContainerd } from '../test/e2e/harness/private-containerd.js';
 import { BUSYBOX_IMAGE } from '../test/e2e/harness/test-images.js';
@@ -144,6 +146,8 @@ async function main(): Promise<number> {
     }
   } finally {
     const problems = await cd.destroy();
+    // tsshim without runtime options keeps runtime state under the default root
+    rmSync(join('/run/containerd/runc', cd.namespace), { recursive: true, force: true });
     if (problems.length > 0) console.error(`cleanup problems:\n  ${problems.join('\n  ')}`);
   }
   if (interrupted) {

@@ -2,8 +2,7 @@
  * The runtimes the bench compares. The first one is the reference every ratio is computed
  * against. Add a variant here (e.g. tsshim with the native or crun backend) to get a column.
  */
-import { accessSync, constants, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, constants } from 'node:fs';
 import type { PrivateContainerd } from '../test/e2e/harness/private-containerd.js';
 import { tsshimBinary } from '../test/e2e/harness/repo-paths.js';
 
@@ -19,18 +18,18 @@ export interface BenchRuntime {
 }
 
 /**
- * grouped: every container of the run goes to one shim (the group annotation), which is
- * what a pod gets through CRI — and what `shim.group = "namespace"` does for a node.
+ * tsshim as a node would run it: no runtime options (so `start` takes the C launcher's
+ * fast path), the backend picked by the runtime name's alias (io.containerd.tsshim-crun.v2
+ * → bin/containerd-shim-tsshim-crun-v2). grouped: every container of the run goes to one
+ * shim (the group annotation), which is what a pod gets through CRI — and what
+ * `shim.group = "namespace"` does for a whole node.
  */
 function tsshimVariant(backend: 'runc' | 'crun', grouped = false): BenchRuntime {
   return {
     label: `tsshim${backend === 'runc' ? '' : `+${backend}`}${grouped ? ' (1 shim for all)' : ''}`,
-    runtime: 'io.containerd.tsshim.v2',
-    runFlags(cd) {
-      // The shim's own config reaches it as runtime options (runtimeoptions.v1 config_path).
-      const file = join(cd.dir, `bench-tsshim-${backend}.toml`);
-      writeFileSync(file, `backend = "${backend}"\n[${backend}]\nroot = "${cd.runtimeRoot}"\n`);
-      return ['--runtime-config-path', file, ...(grouped ? ['--annotation', 'io.containerd.tsshim.v2.group=bench'] : [])];
+    runtime: backend === 'runc' ? 'io.containerd.tsshim.v2' : `io.containerd.tsshim-${backend}.v2`,
+    runFlags() {
+      return grouped ? ['--annotation', 'io.containerd.tsshim.v2.group=bench'] : [];
     },
     unavailableReason() {
       try {

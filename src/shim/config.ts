@@ -48,7 +48,8 @@ export function defaultConfig(): ShimConfig {
       backendAnnotation: 'io.tsshim.backend',
     },
     runc: { binary: 'runc', root: '/run/containerd/runc', systemdCgroup: false },
-    crun: { binary: 'crun', root: '/run/containerd/crun', systemdCgroup: false },
+    // the reference shim keeps crun's state under runc's root too (BinaryName = crun)
+    crun: { binary: 'crun', root: '/run/containerd/runc', systemdCgroup: false },
     source: 'defaults',
   };
 }
