@@ -7,7 +7,6 @@
  * Environment: TSSHIM_BENCH_RUNS (latency samples, default 20), TSSHIM_BENCH_MEMORY_RUNS
  * (default 1), TSSHIM_BENCH_JSON=<file> (also write the results as JSON).
  */
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
