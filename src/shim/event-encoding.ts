@@ -23,14 +23,6 @@ export function encodeForward(namespace: string, e: TaskEvent, at: Date): Uint8A
       envelope = eventEnvelope(namespace, e.topic, { containerId: e.containerId, pid: e.pid }, ts);
       break;
     case '/tasks/exit':
-      envelope = eventEnvelope(namespace, e.topic, {
-        containerId: e.containerId,
-        id: e.id,
-        pid: e.pid,
-        exitStatus: e.exitStatus,
-        exitedAt: timestampFromDate(e.exitedAt),
-      }, ts);
-      break;
     case '/tasks/delete':
       envelope = eventEnvelope(namespace, e.topic, {
         containerId: e.containerId,

@@ -28,30 +28,15 @@ export function decodeRuntimeOptions(any: Any | undefined): DecodedOptions {
       const o = RuncOptions.decode(any.value);
       return {
         runc: {
-          noPivotRoot: o.noPivotRoot,
-          noNewKeyring: o.noNewKeyring,
-          ioUid: o.ioUid,
-          ioGid: o.ioGid,
+          ...commonRuncFields(o),
           binaryName: o.binaryName || undefined,
           root: o.root || undefined,
           systemdCgroup: o.systemdCgroup,
-          criuImagePath: o.criuImagePath || undefined,
-          criuWorkPath: o.criuWorkPath || undefined,
         },
       };
     }
     if (typeUrlMatches(any.typeUrl, TypeUrl.LinuxRuncCreateOptions)) {
-      const o = LinuxRuncCreateOptions.decode(any.value);
-      return {
-        runc: {
-          noPivotRoot: o.noPivotRoot,
-          noNewKeyring: o.noNewKeyring,
-          ioUid: o.ioUid,
-          ioGid: o.ioGid,
-          criuImagePath: o.criuImagePath || undefined,
-          criuWorkPath: o.criuWorkPath || undefined,
-        },
-      };
+      return { runc: commonRuncFields(LinuxRuncCreateOptions.decode(any.value)) };
     }
     if (typeUrlMatches(any.typeUrl, TypeUrl.RuntimeOptions)) {
       const o = RuntimeOptions.decode(any.value);
@@ -62,4 +47,23 @@ export function decodeRuntimeOptions(any: Any | undefined): DecodedOptions {
     throw invalidArgument(`cannot decode runtime options of type ${any.typeUrl}: ${(err as Error).message}`, err);
   }
   return { runc: {}, ignoredType: any.typeUrl };
+}
+
+/** the fields runc Options and the legacy linux CreateOptions share */
+function commonRuncFields(o: {
+  noPivotRoot: boolean;
+  noNewKeyring: boolean;
+  ioUid: number;
+  ioGid: number;
+  criuImagePath: string;
+  criuWorkPath: string;
+}): RuncLikeOptions {
+  return {
+    noPivotRoot: o.noPivotRoot,
+    noNewKeyring: o.noNewKeyring,
+    ioUid: o.ioUid,
+    ioGid: o.ioGid,
+    criuImagePath: o.criuImagePath || undefined,
+    criuWorkPath: o.criuWorkPath || undefined,
+  };
 }

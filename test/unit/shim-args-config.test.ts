@@ -91,3 +91,22 @@ describe('binary alias and error mapping', () => {
     expect(errorToStatus(new Error('boom'))).toEqual({ code: 2, message: 'boom' });
   });
 });
+
+describe('runtime options decoding', () => {
+  it('reads runc Options, legacy CreateOptions and runtimeoptions; tolerates unknown types', async () => {
+    const { decodeRuntimeOptions } = await import('../../src/shim/runtime-options.js');
+    const { Options: RuncOptions } = await import('../../src/proto/gen/containerd/runc/v1/options.js');
+    const { CreateOptions } = await import('../../src/proto/gen/containerd/linux/runc/runc.js');
+    const { Options: RuntimeOptions } = await import('../../src/proto/gen/runtimeoptions/v1/options.js');
+    const { TypeUrl, packMessage } = await import('../../src/proto/typeurls.js');
+    const runc = decodeRuntimeOptions(packMessage(TypeUrl.RuncOptions, RuncOptions, RuncOptions.fromPartial({ binaryName: 'crun', root: '/r', ioUid: 7, systemdCgroup: true })));
+    expect(runc.runc).toMatchObject({ binaryName: 'crun', root: '/r', ioUid: 7, systemdCgroup: true });
+    const legacy = decodeRuntimeOptions(packMessage(`type.googleapis.com/${TypeUrl.LinuxRuncCreateOptions}`, CreateOptions, CreateOptions.fromPartial({ noPivotRoot: true, ioGid: 9 })));
+    expect(legacy.runc).toMatchObject({ noPivotRoot: true, ioGid: 9 });
+    const cri = decodeRuntimeOptions(packMessage(TypeUrl.RuntimeOptions, RuntimeOptions, RuntimeOptions.fromPartial({ configPath: '/etc/x.toml' })));
+    expect(cri.configPath).toBe('/etc/x.toml');
+    expect(decodeRuntimeOptions({ typeUrl: 'example.com/Unknown', value: Buffer.from([1, 2]) }).ignoredType).toBe('example.com/Unknown');
+    expect(() => decodeRuntimeOptions({ typeUrl: TypeUrl.RuncOptions, value: Buffer.from([0x0a, 0xff]) })).toThrow(/cannot decode runtime options/);
+    expect(decodeRuntimeOptions(undefined).runc).toEqual({});
+  });
+});
