@@ -96,10 +96,11 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
         /* already gone */
       }
     }
-    await forwarder.flush(5000);
+    // Events still queued must reach containerd (bounded); calls still in flight (a Wait
+    // containerd left open) have nothing left to wait for once no container remains.
+    const flushed = await forwarder.flush(5000);
+    if (!flushed) logger.warn({ pending: forwarder.pending }, 'exiting with undelivered events');
     forwarder.close();
-    await ttrpc.close().catch(() => undefined);
-    logger.flush?.();
     process.exit(0);
   };
 

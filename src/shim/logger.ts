@@ -19,11 +19,28 @@ export function createLogger(opts: { bundle: string; level: string; namespace: s
   }
   const base = { runtime: 'io.containerd.tsshim.v2', namespace: opts.namespace, pid: process.pid };
   if (fd === undefined) return pino({ level: opts.level, base, enabled: false });
-  const dest = pino.destination({ fd, sync: false, minLength: 0 });
-  dest.on('error', () => {
-    /* containerd not reading: drop */
-  });
-  return pino({ level: opts.level, base, timestamp: pino.stdTimeFunctions.isoTime }, dest);
+  return pino({ level: opts.level, base, timestamp: pino.stdTimeFunctions.isoTime }, new LogFifoDestination(fd));
+}
+
+/**
+ * pino's own destination (sonic-boom) retries EAGAIN forever, and flushes synchronously
+ * at exit: a shim whose log FIFO is full (containerd stopped reading) would never exit.
+ * A log line either goes into the pipe now or is dropped; logging never blocks the shim.
+ */
+export class LogFifoDestination {
+  dropped = 0;
+  constructor(private readonly fd: number) {}
+
+  write(line: string): void {
+    try {
+      const buf = Buffer.from(line);
+      // a pipe write of at most PIPE_BUF bytes is atomic: all of it or EAGAIN
+      const n = fs.writeSync(this.fd, buf);
+      if (n < buf.length) this.dropped++;
+    } catch {
+      this.dropped++;
+    }
+  }
 }
 
 /** the core's narrow Logger view of a pino logger */
