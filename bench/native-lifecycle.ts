@@ -66,12 +66,14 @@ interface Result {
   samples: number[];
 }
 
-async function measureNative(bundle: string, stateRoot: string, helperPath: string): Promise<Result> {
+/** one lifecycle per call; returns milliseconds */
+type Lifecycle = (i: number) => Promise<number>;
+
+function nativeLifecycle(bundle: string, stateRoot: string, helperPath: string): { run: Lifecycle; close: () => void } {
   const reaper = Reaper.install();
   const sub = reaper.subscribe();
   const backend = new NativeBackend({ root: stateRoot, exits: reaper, helperPath });
-  const samples: number[] = [];
-  for (let i = 0; i < WARMUP + RUNS; i++) {
+  const run: Lifecycle = async (i) => {
     const id = `native-${i}`;
     setCgroupsPath(bundle, id);
     const t0 = process.hrtime.bigint();
@@ -81,24 +83,22 @@ async function measureNative(bundle: string, stateRoot: string, helperPath: stri
     await backend.delete(container, { force: false });
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     if (e.status !== 0) throw new Error(`native: /bin/true exited ${e.status}`);
-    if (i >= WARMUP) samples.push(ms);
-  }
-  sub.close();
-  return { label: 'native', samples };
+    return ms;
+  };
+  return { run, close: () => sub.close() };
 }
 
-function measureCli(binary: string, bundle: string, root: string): Result {
-  const samples: number[] = [];
-  for (let i = 0; i < WARMUP + RUNS; i++) {
+/** `<runtime> run` = create + start + wait + delete in one CLI call */
+function cliLifecycle(binary: string, bundle: string, root: string): Lifecycle {
+  return async (i) => {
     const id = `${binary}-${i}`;
     setCgroupsPath(bundle, id);
     const t0 = process.hrtime.bigint();
     const r = spawnSync(binary, ['--root', root, 'run', '--bundle', bundle, id], { stdio: 'ignore' });
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     if (r.status !== 0) throw new Error(`${binary} run exited ${r.status ?? r.signal}`);
-    if (i >= WARMUP) samples.push(ms);
-  }
-  return { label: binary, samples };
+    return ms;
+  };
 }
 
 function removeCgroups(): void {
@@ -117,14 +117,26 @@ async function main(): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-bench-native-'));
   try {
     const bundle = makeBundle(path.join(work, 'bundle'));
-    const results: Result[] = [await measureNative(bundle, path.join(work, 'native-state'), helperPath)];
+    const native = nativeLifecycle(bundle, path.join(work, 'native-state'), helperPath);
+    const runners: Array<{ label: string; run: Lifecycle }> = [{ label: 'native', run: native.run }];
     for (const binary of ['crun', 'runc']) {
+      const run = cliLifecycle(binary, bundle, path.join(work, `${binary}-state`));
       try {
-        results.push(measureCli(binary, bundle, path.join(work, `${binary}-state`)));
+        await run(-1); // also the availability check
+        runners.push({ label: binary, run });
       } catch (err) {
         console.log(`${binary}: not measured (${(err as Error).message})`);
       }
     }
+    // interleaved, so every runtime sees the same machine load
+    const results: Result[] = runners.map((r) => ({ label: r.label, samples: [] }));
+    for (let i = 0; i < WARMUP + RUNS; i++) {
+      for (const [k, r] of runners.entries()) {
+        const ms = await r.run(i);
+        if (i >= WARMUP) results[k]!.samples.push(ms);
+      }
+    }
+    native.close();
     console.log(`create+start+wait+delete of /bin/true, ${RUNS} runs (${os.cpus().length} cpus, kernel ${os.release()})`);
     for (const r of results) console.log(`  ${r.label.padEnd(8)} median ${median(r.samples).toFixed(2)} ms   p90 ${percentile(r.samples, 90).toFixed(2)} ms`);
     const crun = results.find((r) => r.label === 'crun');

@@ -5,6 +5,7 @@ import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import { buildLauncher } from './build-launcher.mjs';
+import { buildNative, buildTsrun } from './build-native.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -36,3 +37,7 @@ await build({ ...common, entryPoints: { main: 'src/shim/main.ts' }, splitting: t
 
 // the executable containerd runs: a C launcher in front of the bundle (src/launcher)
 await buildLauncher(root);
+
+// the native backend's C executor and the tsrun CLI bundle (src/backends/native)
+buildNative(root);
+await buildTsrun(root);

@@ -37,6 +37,7 @@ packages=(
   mount      # mount/umount
   util-linux # unshare, nsenter
   tar coreutils
+  podman     # the native executor's CLI (bin/tsrun) is tested as podman's --runtime
 )
 missing=()
 for pkg in "${packages[@]}"; do

@@ -12,6 +12,7 @@ import { invalidArgument, unimplemented } from '../core/errors.js';
 import type { CreateTaskInput } from '../core/task-core.js';
 import { BACKEND_NAMES, type BackendName, type ShimConfig, loadConfig } from './config.js';
 import { RuncBackend } from '../backends/runc/backend.js';
+import { NativeBackend } from '../backends/native/backend.js';
 import { writeBundleState } from './bundle-state.js';
 
 export class BackendRegistry {
@@ -73,6 +74,18 @@ export class BackendRegistry {
         }
         // for the `delete` action, which runs without this process's memory
         writeBundleState(input.bundle, { backend: name, binary: bin, root, systemdCgroup: systemd });
+        return b;
+      }
+      case 'native': {
+        const root = path.join(input.options.root || config.native.root, this.namespace);
+        const systemd = input.options.systemdCgroup || config.native.systemdCgroup;
+        const key = `native|${root}|${systemd}`;
+        let b = this.instances.get(key);
+        if (b === undefined) {
+          b = new NativeBackend({ root, systemdCgroup: systemd, exits: this.exits });
+          this.instances.set(key, b);
+        }
+        writeBundleState(input.bundle, { backend: 'native', binary: '', root, systemdCgroup: systemd });
         return b;
       }
       default:

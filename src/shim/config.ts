@@ -34,6 +34,7 @@ export interface ShimConfig {
   };
   runc: RuncLikeConfig;
   crun: RuncLikeConfig;
+  native: { root: string; systemdCgroup: boolean };
   /** where the config came from, for messages */
   source: string;
 }
@@ -50,6 +51,7 @@ export function defaultConfig(): ShimConfig {
     runc: { binary: 'runc', root: '/run/containerd/runc', systemdCgroup: false },
     // the reference shim keeps crun's state under runc's root too (BinaryName = crun)
     crun: { binary: 'crun', root: '/run/containerd/runc', systemdCgroup: false },
+    native: { root: '/run/tsshim/native', systemdCgroup: false },
     source: 'defaults',
   };
 }
@@ -151,5 +153,13 @@ export function parseConfig(text: string, source: string): ShimConfig {
     const sd = bool(t, 'systemd_cgroup', `${name}.systemd_cgroup`);
     if (sd !== undefined) cfg[name].systemdCgroup = sd;
   }
+  const native = table('native');
+  const nativeRoot = str(native, 'root', 'native.root');
+  if (nativeRoot !== undefined) {
+    if (!nativeRoot.startsWith('/')) throw bad('native.root', 'an absolute path');
+    cfg.native.root = nativeRoot;
+  }
+  const nativeSd = bool(native, 'systemd_cgroup', 'native.systemd_cgroup');
+  if (nativeSd !== undefined) cfg.native.systemdCgroup = nativeSd;
   return cfg;
 }

@@ -35,6 +35,23 @@ export async function runDelete(args: ShimArgs): Promise<Uint8Array> {
       });
       await backend.cleanupAfterCrash({ id, namespace: args.namespace, bundle, options: {} });
     }
+  } else if (state?.backend === 'native' && fs.existsSync(path.join(state.root, id))) {
+    const { NativeBackend } = await import('../backends/native/backend.js');
+    if (!pid) {
+      // the native executor keeps the init pid in its own state, not in <bundle>/init.pid
+      const { readState } = await import('../backends/native/state.js');
+      try {
+        pid = readState(state.root, id).initPid;
+      } catch {
+        /* state already gone */
+      }
+    }
+    const backend = new NativeBackend({
+      root: state.root,
+      systemdCgroup: state.systemdCgroup,
+      exits: { subscribe: () => { throw new Error('delete action reaps nothing'); } },
+    });
+    await backend.cleanupAfterCrash({ id, namespace: args.namespace, bundle, options: {} });
   }
   const rootfs = path.join(bundle, 'rootfs');
   if (isMountPoint(rootfs)) {

@@ -150,6 +150,13 @@ interface Libc {
   umount2: Fn<number>;
   malloc: (args: unknown[]) => number;
   memsetExternal: (args: unknown[]) => FfiRs.JsExternal;
+  socketpair: Fn<number>;
+  close: Fn<number>;
+  posixSpawn: Fn<number>;
+  spawnActionsInit: Fn<number>;
+  spawnActionsDestroy: Fn<number>;
+  spawnActionsAddDup2: Fn<number>;
+  spawnActionsAddOpen: Fn<number>;
 }
 
 let libc: Libc | undefined;
@@ -199,6 +206,14 @@ function load(): Libc {
     malloc: fn('malloc', D.I64, [D.I64], false),
     // memset returns its first argument: how we get an External for a known address
     memsetExternal: fn('memset', D.External, [D.I64, D.I32, D.I64], false),
+    socketpair: fn('socketpair', D.I32, [D.I32, D.I32, D.I32, D.U8Array]),
+    close: fn('close', D.I32, [D.I32]),
+    // posix_spawn and its file actions return an error number instead of setting errno
+    posixSpawn: fn('posix_spawn', D.I32, [D.I64, D.String, D.I64, D.I64, D.I64, D.I64], false),
+    spawnActionsInit: fn('posix_spawn_file_actions_init', D.I32, [D.I64], false),
+    spawnActionsDestroy: fn('posix_spawn_file_actions_destroy', D.I32, [D.I64], false),
+    spawnActionsAddDup2: fn('posix_spawn_file_actions_adddup2', D.I32, [D.I64, D.I32, D.I32], false),
+    spawnActionsAddOpen: fn('posix_spawn_file_actions_addopen', D.I32, [D.I64, D.I32, D.String, D.I32, D.I32], false),
   };
   return libc;
 }
@@ -440,4 +455,114 @@ export function mount(source: string | undefined, target: string, fstype: string
 /** umount2(2), e.g. with MNT_DETACH */
 export function umount2(target: string, flags = 0): void {
   check('umount2', load().umount2([target, flags]), target);
+}
+
+// ---- spawning without fork ---------------------------------------------------------------
+
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOCK_CLOEXEC = 0o2000000;
+const F_DUPFD_CLOEXEC = 1030;
+const O_RDWR = 2;
+
+/** socketpair(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC): two connected unix stream sockets */
+export function socketpair(): [number, number] {
+  const out = Buffer.alloc(8);
+  check('socketpair', load().socketpair([AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, out]));
+  return [out.readInt32LE(0), out.readInt32LE(4)];
+}
+
+/** close(2) for fds that Node does not own */
+export function closeFd(fd: number): void {
+  check('close', load().close([fd]), `fd ${fd}`);
+}
+
+/** One fd of a spawned process: a copy of one of ours, or /dev/null. */
+export interface SpawnFd {
+  child: number;
+  from: number | 'devnull';
+}
+
+/**
+ * Native memory for posix_spawn: the pid slot, the file actions object, argv and envp
+ * (NULL-terminated pointer arrays) and their strings, in one malloc'd block reused by
+ * every call (JS is single-threaded; posix_spawn copies what it needs before returning).
+ */
+const SPAWN_PID_OFF = 0;
+const SPAWN_ACTIONS_OFF = 64; // posix_spawn_file_actions_t is 80 bytes on glibc x86_64
+const SPAWN_PTRS_OFF = 256;
+const SPAWN_MAX_PTRS = 224; // argv and envp entries, NULLs included
+const SPAWN_STRINGS_OFF = SPAWN_PTRS_OFF + SPAWN_MAX_PTRS * 8;
+const SPAWN_ARENA_LEN = 64 * 1024;
+let spawnArena: NativeArena | undefined;
+
+function spawnMemory(): NativeArena {
+  if (spawnArena) return spawnArena;
+  const l = load();
+  const addr = l.malloc([SPAWN_ARENA_LEN]);
+  if (!addr) throw new SysError('malloc', osConstants.errno.ENOMEM);
+  const ext = l.memsetExternal([addr, 0, SPAWN_ARENA_LEN]);
+  spawnArena = { addr, view: l.ffi.createExternalBuffer(ext, SPAWN_ARENA_LEN) };
+  return spawnArena;
+}
+
+/**
+ * posix_spawn(file, argv, envp) with the given fds and nothing else of ours (everything
+ * Node opens is close-on-exec). glibc spawns with CLONE_VM|CLONE_VFORK: no copy of this
+ * process's page tables, unlike fork (child_process), which costs ~1.5 ms for Node. The
+ * child is not libuv's: whoever reaps this process's children (src/sys/reaper.ts) reaps
+ * it. Signal dispositions are inherited as posix_spawn does: a spawned program that
+ * cares (tsshim-exec does) resets them.
+ */
+export function posixSpawn(file: string, argv: string[], envp: string[], fds: SpawnFd[]): number {
+  const l = load();
+  const a = spawnMemory();
+  const v = a.view;
+  if (argv.length + envp.length + 2 > SPAWN_MAX_PTRS) throw new SysError('posix_spawn', osConstants.errno.E2BIG, 'too many arguments');
+  // strings and the two pointer arrays
+  let strOff = SPAWN_STRINGS_OFF;
+  let ptrOff = SPAWN_PTRS_OFF;
+  const putList = (list: string[]): number => {
+    const start = a.addr + ptrOff;
+    for (const s of list) {
+      const bytes = Buffer.from(s, 'utf8');
+      if (bytes.includes(0)) throw new SysError('posix_spawn', osConstants.errno.EINVAL, 'NUL in an argument');
+      if (strOff + bytes.length + 1 > SPAWN_ARENA_LEN) throw new SysError('posix_spawn', osConstants.errno.E2BIG, 'arguments too long');
+      bytes.copy(v, strOff);
+      v[strOff + bytes.length] = 0;
+      v.writeBigUInt64LE(BigInt(a.addr + strOff), ptrOff);
+      strOff += bytes.length + 1;
+      ptrOff += 8;
+    }
+    v.writeBigUInt64LE(0n, ptrOff);
+    ptrOff += 8;
+    return start;
+  };
+  const argvAddr = putList(argv);
+  const envpAddr = putList(envp);
+  // every source is copied above all targets first, so no dup2 clobbers a later source
+  // and none is a no-op dup2 onto itself (which would keep its close-on-exec flag)
+  const top = Math.max(3, ...fds.map((f) => f.child + 1));
+  const temps: number[] = [];
+  const actions = a.addr + SPAWN_ACTIONS_OFF;
+  let err = l.spawnActionsInit([actions]).value;
+  if (err) throw new SysError('posix_spawn_file_actions_init', err);
+  try {
+    for (const f of fds) {
+      if (f.from === 'devnull') {
+        err = l.spawnActionsAddOpen([actions, f.child, '/dev/null', O_RDWR, 0]).value;
+      } else {
+        const t = check('fcntl(F_DUPFD_CLOEXEC)', l.fcntl([f.from, F_DUPFD_CLOEXEC, top]), `fd ${f.from}`);
+        temps.push(t);
+        err = l.spawnActionsAddDup2([actions, t, f.child]).value;
+      }
+      if (err) throw new SysError('posix_spawn_file_actions', err, `fd ${f.child}`);
+    }
+    err = l.posixSpawn([a.addr + SPAWN_PID_OFF, file, actions, 0, argvAddr, envpAddr]).value;
+    if (err) throw new SysError('posix_spawn', err, file);
+    return v.readInt32LE(SPAWN_PID_OFF);
+  } finally {
+    l.spawnActionsDestroy([actions]);
+    for (const t of temps) l.close([t]);
+  }
 }

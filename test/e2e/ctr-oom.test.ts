@@ -15,7 +15,7 @@ interface Variant {
   flags(cd: PrivateContainerd): string[];
 }
 
-function tsshim(backend: 'runc' | 'crun'): Variant {
+function tsshim(backend: 'runc' | 'crun' | 'native'): Variant {
   return {
     label: `tsshim + ${backend}`,
     runtime: 'io.containerd.tsshim.v2',
@@ -31,6 +31,7 @@ const VARIANTS: Variant[] = [
   { label: 'reference runc shim', runtime: 'io.containerd.runc.v2', flags: (cd) => ['--runc-root', cd.runtimeRoot] },
   tsshim('runc'),
   tsshim('crun'),
+  tsshim('native'),
 ];
 
 describe('OOM kill under containerd 1.6', () => {
@@ -45,7 +46,7 @@ describe('OOM kill under containerd 1.6', () => {
 
   for (const v of VARIANTS) {
     it(`${v.label}: /tasks/oom, then /tasks/exit with 137`, async () => {
-      const id = `oom-${v.runtime.split('.')[2]}-${v.label.includes('crun') ? 'crun' : 'runc'}`;
+      const id = `oom-${v.label.replace(/[^a-z]+/g, '-')}`;
       const events = await cd.api().subscribe(['topic~="^/tasks/"']);
       try {
         // 16 MiB limit; dd's 64 MiB block buffer cannot fit

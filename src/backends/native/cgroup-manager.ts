@@ -1,0 +1,526 @@
+/**
+ * Cgroup placement and resources for the native backend, cgroupfs driver: the same
+ * path in every v1 hierarchy (and in the cgroup2 tree on hybrid and v2 hosts), as runc
+ * does with an OCI `cgroupsPath`. Directories are made and resources written here, in
+ * Node, before the helper runs; the helper only writes the container's pid into the
+ * `cgroup.procs` files this module lists.
+ *
+ * Everything is synchronous: cgroupfs reads and writes never block on I/O, and create
+ * is on the latency path (an async fs call costs a thread-pool round trip each).
+ *
+ * Reading (stats, pids, OOM) reuses src/sys/cgroups.ts. Device rules on a pure cgroup2
+ * host need an eBPF program (not done yet): they are reported, not silently dropped.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ShimError, failedPrecondition, invalidArgument, unimplemented } from '../../core/errors.js';
+import { type CgroupLayout, type ProcessCgroups, cgroupLayout, cgroupsAt, listPids } from '../../sys/cgroups.js';
+import type { OciDeviceRule, OciResources } from './spec.js';
+
+/** One container's cgroup: its path and the directory in each hierarchy. */
+export interface CgroupSet {
+  /** as /proc/<pid>/cgroup shows it, e.g. /default/redis */
+  path: string;
+  /** v1 hierarchy directories, keyed by the hierarchy's controllers joined with ',' */
+  v1: Record<string, string>;
+  /** the cgroup2 directory (v2 hosts; the unified tree on hybrid hosts) */
+  unified?: string;
+  /** directories this create made (removed on a failed create) */
+  created: string[];
+}
+
+/** where the helper puts a container process: see CgroupManager.placement */
+export interface CgroupPlacement {
+  procs: string[];
+  self: string[];
+  cloneInto?: string;
+}
+
+/** devices every container may use, whatever its rules say (runc's default allow list) */
+const DEFAULT_ALLOWED_DEVICES: OciDeviceRule[] = [
+  { allow: true, type: 'c', major: -1, minor: -1, access: 'm' },
+  { allow: true, type: 'b', major: -1, minor: -1, access: 'm' },
+  { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' }, // null
+  { allow: true, type: 'c', major: 1, minor: 8, access: 'rwm' }, // random
+  { allow: true, type: 'c', major: 1, minor: 7, access: 'rwm' }, // full
+  { allow: true, type: 'c', major: 5, minor: 0, access: 'rwm' }, // tty
+  { allow: true, type: 'c', major: 1, minor: 5, access: 'rwm' }, // zero
+  { allow: true, type: 'c', major: 1, minor: 9, access: 'rwm' }, // urandom
+  { allow: true, type: 'c', major: 136, minor: -1, access: 'rwm' }, // pts
+  { allow: true, type: 'c', major: 5, minor: 2, access: 'rwm' }, // ptmx
+  { allow: true, type: 'c', major: 10, minor: 200, access: 'rwm' }, // tun
+];
+
+const FREEZE_TIMEOUT_MS = 5_000;
+const EMPTY_TIMEOUT_MS = 5_000;
+
+/** OCI cgroupsPath → the cgroupfs path; systemd's "slice:prefix:name" needs systemd */
+export function resolveCgroupPath(cgroupsPath: string | undefined, id: string, systemd: boolean): string {
+  const systemdSyntax = cgroupsPath !== undefined && /^[^/:]*:[^:]*:[^:]*$/.test(cgroupsPath);
+  if (systemd || systemdSyntax) {
+    const why = systemd ? 'the systemd cgroup driver is configured' : `linux.cgroupsPath "${cgroupsPath}" is in systemd's slice:prefix:name form`;
+    if (!fs.existsSync('/run/systemd/system')) {
+      throw failedPrecondition(`${why}, but systemd is not running on this host (no /run/systemd/system): use the cgroupfs driver and a path cgroupsPath`);
+    }
+    throw unimplemented(`${why}: the native backend supports only the cgroupfs driver yet`);
+  }
+  const p = path.posix.normalize(path.posix.join('/', cgroupsPath ?? id)).replace(/(.)\/+$/, '$1');
+  if (p === '/') throw invalidArgument('linux.cgroupsPath: must not be the root cgroup');
+  return p;
+}
+
+function dirsFor(cgPath: string, layout: CgroupLayout): Omit<CgroupSet, 'created'> {
+  const v1: Record<string, string> = {};
+  for (const m of layout.v1) v1[m.controllers.join(',')] = path.join(m.mountPoint, cgPath);
+  const unified = layout.unified ? path.join(layout.unified.mountPoint, cgPath) : undefined;
+  return { path: cgPath, v1, unified };
+}
+
+function sysErrno(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException)?.code;
+}
+
+/** writes one cgroup file; failures name the spec field and the file */
+function writeCg(dir: string, file: string, value: string, field: string): void {
+  try {
+    fs.writeFileSync(path.join(dir, file), value);
+  } catch (err) {
+    const code = sysErrno(err);
+    const msg = `${field}: cannot write ${JSON.stringify(value)} to ${path.join(dir, file)}: ${code ?? (err as Error).message}`;
+    throw code === 'EINVAL' || code === 'ERANGE' || code === 'EBUSY' ? invalidArgument(msg, err) : new ShimError('Internal', msg, { cause: err });
+  }
+}
+
+function exists(p: string): boolean {
+  return fs.existsSync(p);
+}
+
+function readTrim(p: string): string {
+  try {
+    return fs.readFileSync(p, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** v1 cpuset cgroups start empty: each new level copies cpus and mems from its parent */
+function mkdirCpuset(dir: string, root: string, created: string[]): void {
+  if (exists(dir)) return;
+  const parent = path.dirname(dir);
+  if (parent !== root && parent.startsWith(root)) mkdirCpuset(parent, root, created);
+  fs.mkdirSync(dir);
+  created.push(dir);
+  for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+    if (!readTrim(path.join(dir, f))) fs.writeFileSync(path.join(dir, f), readTrim(path.join(parent, f)));
+  }
+}
+
+function mkdirAll(dir: string, created: string[]): void {
+  if (exists(dir)) return;
+  mkdirAll(path.dirname(dir), created);
+  try {
+    fs.mkdirSync(dir);
+    created.push(dir);
+  } catch (err) {
+    if (sysErrno(err) !== 'EEXIST') throw err;
+  }
+}
+
+/** v2: controllers must be enabled in every ancestor's subtree_control to reach the leaf */
+function enableControllers(unifiedRoot: string, leaf: string): void {
+  const available = readTrim(path.join(unifiedRoot, 'cgroup.controllers')).split(/\s+/).filter(Boolean);
+  if (available.length === 0) return;
+  let dir = unifiedRoot;
+  for (const part of path.relative(unifiedRoot, leaf).split('/').slice(0, -1)) {
+    const want = readTrim(path.join(dir, 'cgroup.controllers')).split(/\s+/).filter(Boolean);
+    const have = new Set(readTrim(path.join(dir, 'cgroup.subtree_control')).split(/\s+/).filter(Boolean));
+    const missing = want.filter((c) => !have.has(c));
+    if (missing.length) {
+      try {
+        fs.writeFileSync(path.join(dir, 'cgroup.subtree_control'), missing.map((c) => `+${c}`).join(' '));
+      } catch {
+        // a controller that cannot be delegated here (e.g. a threaded subtree): its files are absent below
+      }
+    }
+    dir = path.join(dir, part);
+  }
+}
+
+function deviceRuleV1(r: OciDeviceRule): string {
+  if (r.type === 'a' && r.major === -1 && r.minor === -1) return 'a';
+  const n = (v: number) => (v < 0 ? '*' : String(v));
+  return `${r.type} ${n(r.major)}:${n(r.minor)} ${r.access}`;
+}
+
+/** -1 or anything ≥ 2^63 means unlimited */
+function limitV1(v: bigint): string {
+  return v < 0n || v >= 1n << 63n ? '-1' : String(v);
+}
+
+function limitV2(v: bigint): string {
+  return v < 0n || v >= 1n << 63n ? 'max' : String(v);
+}
+
+/** cpu.shares (2..262144) → cpu.weight (1..10000), as runc and crun convert */
+export function sharesToWeight(shares: bigint): bigint {
+  if (shares === 0n) return 0n;
+  return 1n + ((shares - 2n) * 9999n) / 262142n;
+}
+
+export class CgroupManager {
+  constructor(readonly layout: CgroupLayout = cgroupLayout()) {}
+
+  get mode(): CgroupLayout['mode'] {
+    return this.layout.mode;
+  }
+
+  /** the set for a path, without touching the filesystem (delete, cleanup after crash) */
+  setFor(cgPath: string): CgroupSet {
+    return { ...dirsFor(cgPath, this.layout), created: [] };
+  }
+
+  /** as src/sys/cgroups.ts wants it for metrics and pid lists */
+  processCgroups(set: CgroupSet): ProcessCgroups {
+    return cgroupsAt(set.path, this.layout);
+  }
+
+  /** the files the helper writes the container's pid into */
+  procsFiles(set: CgroupSet): string[] {
+    const files = Object.values(set.v1).map((d) => path.join(d, 'cgroup.procs'));
+    if (set.unified) files.push(path.join(set.unified, 'cgroup.procs'));
+    return files;
+  }
+
+  /**
+   * How the helper places a container process (see plan.ts): cloned into the cgroup2
+   * directory and moving itself into the v1 ones when it can (host root when it
+   * starts), else migrated by the helper through cgroup.procs.
+   */
+  placement(set: CgroupSet, canMoveItself: boolean): CgroupPlacement {
+    if (!canMoveItself) return { procs: this.procsFiles(set), self: [] };
+    return { procs: [], self: Object.values(set.v1).map((d) => path.join(d, 'tasks')), cloneInto: set.unified };
+  }
+
+  /** makes the directories; AlreadyExists if the leaf exists and holds processes */
+  create(cgPath: string): CgroupSet {
+    const set = this.setFor(cgPath);
+    try {
+      for (const [key, dir] of Object.entries(set.v1)) {
+        const mount = this.layout.v1.find((m) => m.controllers.join(',') === key)!;
+        if (mount.controllers.includes('cpuset')) mkdirCpuset(dir, mount.mountPoint, set.created);
+        else mkdirAll(dir, set.created);
+      }
+      if (set.unified) {
+        mkdirAll(set.unified, set.created);
+        if (this.layout.mode === 'v2') enableControllers(this.layout.unified!.mountPoint, set.unified);
+      }
+    } catch (err) {
+      this.removeCreated(set);
+      throw new ShimError('Internal', `create cgroup ${cgPath}: ${(err as Error).message}`, { cause: err });
+    }
+    // a cgroup we just made is empty; one that was there may belong to another container
+    const leafMade = set.created.length > 0 && Object.values(set.v1).concat(set.unified ?? []).every((d) => set.created.includes(d));
+    if (!leafMade && listPids(this.processCgroups(set), this.layout).length > 0) {
+      this.removeCreated(set);
+      throw invalidArgument(`linux.cgroupsPath: cgroup ${cgPath} already has processes (another container uses it)`);
+    }
+    return set;
+  }
+
+  /** a failed create leaves nothing: removes the directories it made, deepest first */
+  async destroyCreated(set: CgroupSet): Promise<void> {
+    for (const dir of [...set.created].sort((a, b) => b.length - a.length)) await rmdirRetry(dir).catch(() => undefined);
+    set.created = [];
+  }
+
+  /** as destroyCreated, for a set no process ever joined */
+  private removeCreated(set: CgroupSet): void {
+    for (const dir of [...set.created].sort((a, b) => b.length - a.length)) rmdirQuiet(dir);
+    set.created = [];
+  }
+
+  /** writes resources (create and Update); errors name the field */
+  apply(set: CgroupSet, r: OciResources, field = 'linux.resources'): void {
+    if (this.layout.mode === 'v2') this.applyV2(set, r, field);
+    else this.applyV1(set, r, field);
+  }
+
+  private v1Dir(set: CgroupSet, controller: string): string | undefined {
+    for (const [key, dir] of Object.entries(set.v1)) if (key.split(',').includes(controller)) return dir;
+    return undefined;
+  }
+
+  private applyV1(set: CgroupSet, r: OciResources, field: string): void {
+    const d = (c: string) => this.v1Dir(set, c);
+    const mem = d('memory');
+    if (r.memory && mem) {
+      const m = r.memory;
+      // with swap, limit and memsw.limit must move in the order that keeps limit ≤ memsw
+      const current = BigInt(readTrim(path.join(mem, 'memory.limit_in_bytes')) || '0');
+      const writeLimit = () => m.limit !== undefined && writeCg(mem, 'memory.limit_in_bytes', limitV1(m.limit), `${field}.memory.limit`);
+      const writeSwap = () => {
+        if (m.swap === undefined) return;
+        if (!exists(path.join(mem, 'memory.memsw.limit_in_bytes'))) {
+          if (m.swap > 0n) throw invalidArgument(`${field}.memory.swap: swap accounting is not enabled on this host`);
+          return;
+        }
+        writeCg(mem, 'memory.memsw.limit_in_bytes', limitV1(m.swap), `${field}.memory.swap`);
+      };
+      if (m.swap !== undefined && (m.swap < 0n || (m.limit !== undefined && m.limit > current))) {
+        writeSwap();
+        writeLimit();
+      } else {
+        writeLimit();
+        writeSwap();
+      }
+      if (m.reservation !== undefined) writeCg(mem, 'memory.soft_limit_in_bytes', limitV1(m.reservation), `${field}.memory.reservation`);
+      if (m.swappiness !== undefined && m.swappiness <= 100n) writeCg(mem, 'memory.swappiness', String(m.swappiness), `${field}.memory.swappiness`);
+      if (m.disableOOMKiller) writeCg(mem, 'memory.oom_control', '1', `${field}.memory.disableOOMKiller`);
+    }
+    const cpu = d('cpu');
+    if (r.cpu && cpu) {
+      const c = r.cpu;
+      if (c.shares) writeCg(cpu, 'cpu.shares', String(c.shares), `${field}.cpu.shares`);
+      // period before quota: a quota is checked against the current period
+      if (c.period) writeCg(cpu, 'cpu.cfs_period_us', String(c.period), `${field}.cpu.period`);
+      if (c.quota !== undefined && c.quota !== 0n) writeCg(cpu, 'cpu.cfs_quota_us', c.quota < 0n ? '-1' : String(c.quota), `${field}.cpu.quota`);
+      if (c.realtimePeriod) writeCg(cpu, 'cpu.rt_period_us', String(c.realtimePeriod), `${field}.cpu.realtimePeriod`);
+      if (c.realtimeRuntime !== undefined && c.realtimeRuntime !== 0n) writeCg(cpu, 'cpu.rt_runtime_us', String(c.realtimeRuntime), `${field}.cpu.realtimeRuntime`);
+      if (c.idle !== undefined && exists(path.join(cpu, 'cpu.idle'))) writeCg(cpu, 'cpu.idle', String(c.idle), `${field}.cpu.idle`);
+    }
+    const cpuset = d('cpuset');
+    if (r.cpu && cpuset) {
+      if (r.cpu.cpus) writeCg(cpuset, 'cpuset.cpus', r.cpu.cpus, `${field}.cpu.cpus`);
+      if (r.cpu.mems) writeCg(cpuset, 'cpuset.mems', r.cpu.mems, `${field}.cpu.mems`);
+    }
+    const pids = d('pids');
+    if (r.pids && pids) writeCg(pids, 'pids.max', r.pids.limit > 0n ? String(r.pids.limit) : 'max', `${field}.pids.limit`);
+    const blkio = d('blkio');
+    if (r.blockIO && blkio) {
+      const b = r.blockIO;
+      const f = `${field}.blockIO`;
+      if (b.weight) writeCg(blkio, exists(path.join(blkio, 'blkio.weight')) ? 'blkio.weight' : 'blkio.bfq.weight', String(b.weight), `${f}.weight`);
+      if (b.leafWeight && exists(path.join(blkio, 'blkio.leaf_weight'))) writeCg(blkio, 'blkio.leaf_weight', String(b.leafWeight), `${f}.leafWeight`);
+      for (const w of b.weightDevice) {
+        if (w.weight) writeCg(blkio, 'blkio.weight_device', `${w.major}:${w.minor} ${w.weight}`, `${f}.weightDevice`);
+      }
+      const throttles: Array<[string, keyof typeof b]> = [
+        ['blkio.throttle.read_bps_device', 'throttleReadBpsDevice'],
+        ['blkio.throttle.write_bps_device', 'throttleWriteBpsDevice'],
+        ['blkio.throttle.read_iops_device', 'throttleReadIOPSDevice'],
+        ['blkio.throttle.write_iops_device', 'throttleWriteIOPSDevice'],
+      ];
+      for (const [file, key] of throttles) {
+        for (const t of b[key] as Array<{ major: number; minor: number; rate: bigint }>) writeCg(blkio, file, `${t.major}:${t.minor} ${t.rate}`, `${f}.${key}`);
+      }
+    }
+    const hugetlb = d('hugetlb');
+    for (const h of r.hugepageLimits) {
+      if (!hugetlb) throw invalidArgument(`${field}.hugepageLimits: the hugetlb controller is not mounted`);
+      writeCg(hugetlb, `hugetlb.${h.pageSize}.limit_in_bytes`, String(h.limit), `${field}.hugepageLimits`);
+    }
+    if (r.network) {
+      const cls = d('net_cls');
+      const prio = d('net_prio');
+      if (r.network.classID !== undefined && cls) writeCg(cls, 'net_cls.classid', String(r.network.classID), `${field}.network.classID`);
+      for (const p of r.network.priorities) if (prio) writeCg(prio, 'net_prio.ifpriomap', `${p.name} ${p.priority}`, `${field}.network.priorities`);
+    }
+    const devices = d('devices');
+    if (devices && r.devices.length > 0) {
+      for (const rule of [...r.devices, ...DEFAULT_ALLOWED_DEVICES]) {
+        writeCg(devices, rule.allow ? 'devices.allow' : 'devices.deny', deviceRuleV1(rule), `${field}.devices`);
+      }
+    }
+    if (Object.keys(r.unified).length > 0) {
+      throw invalidArgument(`${field}.unified: cgroup2 files given, but this host runs cgroup v1 controllers (${this.layout.mode})`);
+    }
+  }
+
+  private applyV2(set: CgroupSet, r: OciResources, field: string): void {
+    const dir = set.unified!;
+    if (r.memory) {
+      const m = r.memory;
+      if (m.limit !== undefined) writeCg(dir, 'memory.max', limitV2(m.limit), `${field}.memory.limit`);
+      if (m.reservation !== undefined) writeCg(dir, 'memory.low', limitV2(m.reservation), `${field}.memory.reservation`);
+      if (m.swap !== undefined && exists(path.join(dir, 'memory.swap.max'))) {
+        // OCI swap is memory+swap; cgroup2 counts swap alone
+        const swapOnly = m.swap < 0n ? -1n : m.limit !== undefined && m.limit > 0n ? m.swap - m.limit : m.swap;
+        if (swapOnly < -1n) throw invalidArgument(`${field}.memory.swap: must be at least memory.limit (memory+swap)`);
+        writeCg(dir, 'memory.swap.max', limitV2(swapOnly), `${field}.memory.swap`);
+      }
+      if (m.disableOOMKiller) throw unimplemented(`${field}.memory.disableOOMKiller: cgroup v2 cannot disable the OOM killer`);
+    }
+    if (r.cpu) {
+      const c = r.cpu;
+      if (c.shares) writeCg(dir, 'cpu.weight', String(sharesToWeight(c.shares)), `${field}.cpu.shares`);
+      if ((c.quota !== undefined && c.quota !== 0n) || c.period) {
+        const quota = c.quota === undefined || c.quota === 0n ? readTrim(path.join(dir, 'cpu.max')).split(' ')[0] ?? 'max' : c.quota < 0n ? 'max' : String(c.quota);
+        writeCg(dir, 'cpu.max', `${quota} ${c.period || 100000n}`, `${field}.cpu.quota`);
+      }
+      if (c.idle !== undefined && exists(path.join(dir, 'cpu.idle'))) writeCg(dir, 'cpu.idle', String(c.idle), `${field}.cpu.idle`);
+      if (c.cpus) writeCg(dir, 'cpuset.cpus', c.cpus, `${field}.cpu.cpus`);
+      if (c.mems) writeCg(dir, 'cpuset.mems', c.mems, `${field}.cpu.mems`);
+    }
+    if (r.pids) writeCg(dir, 'pids.max', r.pids.limit > 0n ? String(r.pids.limit) : 'max', `${field}.pids.limit`);
+    if (r.blockIO) {
+      const b = r.blockIO;
+      if (b.weight) writeCg(dir, 'io.weight', `default ${1n + ((BigInt(b.weight) - 10n) * 9999n) / 990n}`, `${field}.blockIO.weight`);
+      const io: Array<[string, keyof typeof b]> = [
+        ['rbps', 'throttleReadBpsDevice'],
+        ['wbps', 'throttleWriteBpsDevice'],
+        ['riops', 'throttleReadIOPSDevice'],
+        ['wiops', 'throttleWriteIOPSDevice'],
+      ];
+      for (const [k, key] of io) {
+        for (const t of b[key] as Array<{ major: number; minor: number; rate: bigint }>) writeCg(dir, 'io.max', `${t.major}:${t.minor} ${k}=${t.rate}`, `${field}.blockIO.${key}`);
+      }
+    }
+    for (const h of r.hugepageLimits) writeCg(dir, `hugetlb.${h.pageSize}.max`, String(h.limit), `${field}.hugepageLimits`);
+    for (const [file, value] of Object.entries(r.unified)) writeCg(dir, file, value, `${field}.unified.${file}`);
+    // device rules need an eBPF program on cgroup2: not enforced yet (see the module comment)
+  }
+
+  // ---- freezer -----------------------------------------------------------------------
+
+  private freezerDir(set: CgroupSet): { dir: string; v2: boolean } {
+    if (this.layout.mode === 'v2') return { dir: set.unified!, v2: true };
+    const dir = this.v1Dir(set, 'freezer');
+    if (!dir) throw unimplemented('pause: the freezer controller is not mounted on this host');
+    return { dir, v2: false };
+  }
+
+  async freeze(set: CgroupSet): Promise<void> {
+    await this.setFrozen(set, true);
+  }
+
+  async thaw(set: CgroupSet): Promise<void> {
+    await this.setFrozen(set, false);
+  }
+
+  /** isFrozen, false when there is no freezer to ask */
+  isFrozenQuiet(set: CgroupSet): boolean {
+    try {
+      return this.isFrozen(set);
+    } catch {
+      return false;
+    }
+  }
+
+  isFrozen(set: CgroupSet): boolean {
+    const { dir, v2 } = this.freezerDir(set);
+    if (v2) return /^frozen 1$/m.test(readTrim(path.join(dir, 'cgroup.events')));
+    return readTrim(path.join(dir, 'freezer.state')) === 'FROZEN';
+  }
+
+  /** writes the state and waits until the kernel reports it (v1 passes FREEZING) */
+  private async setFrozen(set: CgroupSet, frozen: boolean): Promise<void> {
+    const { dir, v2 } = this.freezerDir(set);
+    const deadline = Date.now() + FREEZE_TIMEOUT_MS;
+    for (let attempt = 0; ; attempt++) {
+      // v1 may need the write repeated: tasks forking while FREEZING can leave it there
+      if (v2) writeCg(dir, 'cgroup.freeze', frozen ? '1' : '0', 'freeze');
+      else if (attempt % 10 === 0) writeCg(dir, 'freezer.state', frozen ? 'FROZEN' : 'THAWED', 'freeze');
+      if (this.isFrozen(set) === frozen) return;
+      if (Date.now() > deadline) throw new ShimError('DeadlineExceeded', `cgroup ${set.path} did not ${frozen ? 'freeze' : 'thaw'} within ${FREEZE_TIMEOUT_MS} ms`);
+      await new Promise((r) => setTimeout(r, Math.min(1 + attempt, 10)));
+    }
+  }
+
+  // ---- processes ---------------------------------------------------------------------
+
+  pids(set: CgroupSet): number[] {
+    return listPids(this.processCgroups(set), this.layout);
+  }
+
+  /** no process directly in the cgroup (one file read; child cgroups are not looked at) */
+  isEmpty(set: CgroupSet): boolean {
+    const dir = this.v1Dir(set, 'pids') ?? this.v1Dir(set, 'memory') ?? set.unified ?? Object.values(set.v1)[0];
+    if (!dir) return true;
+    try {
+      return fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').trim() === '';
+    } catch {
+      return true; // no such cgroup
+    }
+  }
+
+  /** signals every process of the cgroup; SIGKILL under the freezer so no fork escapes */
+  async signalAll(set: CgroupSet, signal: number): Promise<number> {
+    const useFreezer = signal === 9 && this.hasFreezer(set);
+    if (useFreezer) await this.freeze(set);
+    let n = 0;
+    try {
+      for (const pid of this.pids(set)) {
+        try {
+          process.kill(pid, signal);
+          n++;
+        } catch {
+          // exited meanwhile
+        }
+      }
+    } finally {
+      if (useFreezer) await this.thaw(set).catch(() => undefined);
+    }
+    return n;
+  }
+
+  private hasFreezer(set: CgroupSet): boolean {
+    try {
+      const { dir } = this.freezerDir(set);
+      return exists(dir);
+    } catch {
+      return false;
+    }
+  }
+
+  /** waits until no process is left in the cgroup */
+  async waitEmpty(set: CgroupSet, timeoutMs = EMPTY_TIMEOUT_MS): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (let i = 0; this.pids(set).length > 0; i++) {
+      if (Date.now() > deadline) throw new ShimError('DeadlineExceeded', `processes of cgroup ${set.path} still alive after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, Math.min(1 + i, 20)));
+    }
+  }
+
+  /** removes the container's cgroup (the leaf: parents like /default are shared) */
+  async destroy(set: CgroupSet): Promise<void> {
+    const dirs = [...Object.values(set.v1), ...(set.unified ? [set.unified] : [])];
+    for (const dir of dirs) await rmdirRetry(dir);
+  }
+}
+
+function rmdirQuiet(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // not ours to force
+  }
+}
+
+/**
+ * A cgroup is removable once its last task is fully gone (EBUSY can trail an exit
+ * briefly) and its child cgroups are removed (the container may have made some, e.g.
+ * systemd inside): those are looked for only when the plain rmdir fails.
+ */
+async function rmdirRetry(dir: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      fs.rmdirSync(dir);
+      return;
+    } catch (err) {
+      const code = sysErrno(err);
+      if (code === 'ENOENT') return;
+      if ((code !== 'EBUSY' && code !== 'ENOTEMPTY') || i >= 20) {
+        throw new ShimError('Internal', `remove cgroup ${dir}: ${code ?? (err as Error).message}`, { cause: err });
+      }
+      let children = 0;
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        if (!e.isDirectory()) continue;
+        children++;
+        await rmdirRetry(path.join(dir, e.name));
+      }
+      if (children === 0) await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+}
+
+export { DEFAULT_ALLOWED_DEVICES };

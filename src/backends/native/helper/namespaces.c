@@ -1,0 +1,154 @@
+/*
+ * Namespaces to join are opened first, all of them, while paths still mean what the
+ * caller meant (after setns(CLONE_NEWNS) "/proc/<pid>/ns/..." would be the container's
+ * /proc). Then the user namespace is joined first (it decides what the others allow)
+ * and the mount namespace last. New namespaces come from clone() in main.c.
+ */
+#define _GNU_SOURCE
+
+#include "helper.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *ns_name(uint32_t type)
+{
+	switch (type) {
+	case CLONE_NEWUSER: return "user";
+	case CLONE_NEWNS: return "mnt";
+	case CLONE_NEWPID: return "pid";
+	case CLONE_NEWNET: return "net";
+	case CLONE_NEWIPC: return "ipc";
+	case CLONE_NEWUTS: return "uts";
+	case CLONE_NEWCGROUP: return "cgroup";
+	default: return "unknown";
+	}
+}
+
+void ns_open(const struct plan *p, struct ns_fds *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < p->n_ns; i++) {
+		const struct plan_ns *ns = &p->ns[i];
+		if (!ns->path[0]) {
+			out->new_flags |= ns->type;
+			continue;
+		}
+		int fd = open(ns->path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			fail(errno, "open %s namespace %s", ns_name(ns->type), ns->path);
+		out->fd[out->n] = fd;
+		out->type[out->n] = ns->type;
+		out->n++;
+	}
+}
+
+static void join_one(struct ns_fds *n, size_t i)
+{
+	if (n->fd[i] < 0)
+		return;
+	if (setns(n->fd[i], (int)n->type[i]) < 0)
+		fail(errno, "setns %s namespace", ns_name(n->type[i]));
+	close(n->fd[i]);
+	n->fd[i] = -1;
+}
+
+void ns_join(struct ns_fds *n)
+{
+	for (size_t i = 0; i < n->n; i++)
+		if (n->type[i] == CLONE_NEWUSER)
+			join_one(n, i);
+	for (size_t i = 0; i < n->n; i++)
+		if (n->type[i] != CLONE_NEWNS)
+			join_one(n, i);
+	for (size_t i = 0; i < n->n; i++)
+		join_one(n, i);
+}
+
+static void write_map(pid_t child, const char *file, const struct plan_idmap *m, size_t count)
+{
+	char path[64], buf[MAX_MAPS * 36];
+	size_t used = 0;
+	for (size_t i = 0; i < count; i++) {
+		int w = snprintf(buf + used, sizeof(buf) - used, "%u %u %u\n", m[i].inside, m[i].outside, m[i].count);
+		if (w < 0 || (size_t)w >= sizeof(buf) - used)
+			fail(0, "%s too long", file);
+		used += (size_t)w;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)child, file);
+	if (write_file(path, buf, used) < 0)
+		fail(errno, "write %s", file);
+}
+
+void ns_write_id_maps(const struct plan *p, pid_t child)
+{
+	char path[64];
+	if (p->n_uid_maps)
+		write_map(child, "uid_map", p->uid_maps, p->n_uid_maps);
+	if (p->flags & F_SETGROUPS_DENY) {
+		snprintf(path, sizeof(path), "/proc/%d/setgroups", (int)child);
+		if (write_file(path, "deny", 4) < 0)
+			fail(errno, "write setgroups");
+	}
+	if (p->n_gid_maps)
+		write_map(child, "gid_map", p->gid_maps, p->n_gid_maps);
+}
+
+/*
+ * Where the container process gets its cgroups, fastest first:
+ * - cloned straight into the cgroup2 directory (clone3 CLONE_INTO_CGROUP, Linux 5.7);
+ * - moving itself, "0" into each v1 `tasks` file: the kernel takes no global lock to
+ *   migrate the calling thread (a single-threaded process is all of it);
+ * - the helper writing its pid into cgroup.procs: a migration under the global
+ *   cgroup_threadgroup_rwsem, whose write side waits for an RCU grace period (~10 ms
+ *   here). Only where the child cannot move itself: in a new user namespace.
+ */
+int cgroup_open_clone_into(const struct plan *p)
+{
+	int fd;
+	if (!p->cgroup_clone_into)
+		return -1;
+	fd = open(p->cgroup_clone_into, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		fail(errno, "open cgroup %s", p->cgroup_clone_into);
+	return fd;
+}
+
+void cgroup_place(const struct plan *p, pid_t child, int cloned_into)
+{
+	char pid[16], procs[4096];
+	int n = snprintf(pid, sizeof(pid), "%d", (int)child);
+	for (size_t i = 0; i < p->n_cgroup_procs; i++)
+		if (write_file(p->cgroup_procs[i], pid, (size_t)n) < 0)
+			fail(errno, "join cgroup: write %s", p->cgroup_procs[i]);
+	/* clone3 was not available: the cgroup2 directory the old way */
+	if (p->cgroup_clone_into && !cloned_into) {
+		if ((size_t)snprintf(procs, sizeof(procs), "%s/cgroup.procs", p->cgroup_clone_into) >= sizeof(procs))
+			fail(ENAMETOOLONG, "cgroup %s", p->cgroup_clone_into);
+		if (write_file(procs, pid, (size_t)n) < 0)
+			fail(errno, "join cgroup: write %s", procs);
+	}
+}
+
+void cgroup_self_move(const struct plan *p)
+{
+	for (size_t i = 0; i < p->n_cgroup_self; i++)
+		if (write_file(p->cgroup_self[i], "0", 1) < 0)
+			fail(errno, "join cgroup: write %s", p->cgroup_self[i]);
+}
+
+void write_oom_score_adj(const struct plan *p, pid_t child)
+{
+	char path[64], val[16];
+	int n;
+	if (!p->has_oom_score_adj)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int)child);
+	n = snprintf(val, sizeof(val), "%d", (int)p->oom_score_adj);
+	if (write_file(path, val, (size_t)n) < 0)
+		fail(errno, "set oom_score_adj to %d", (int)p->oom_score_adj);
+}

@@ -1,0 +1,375 @@
+/**
+ * The native runtime's verbs over a state root, shared by the shim's backend
+ * (backend.ts) and the runc-compatible CLI (bin/tsrun). Everything here works from
+ * <root>/<id>/state.json, so any process can pick a container up where another left it.
+ *
+ * TypeScript validates the config, places the cgroup and compiles the plan; the helper
+ * (dist/native/tsshim-exec) makes the namespaces and the process. Verbs that need no
+ * namespace work (start, kill, pause/resume, update, ps, delete) are done here directly:
+ * a FIFO write, a signal, cgroup files.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ShimError, failedPrecondition, notFound } from '../../core/errors.js';
+import { readCgroupMetrics, type CgroupMetricsData } from '../../sys/cgroups.js';
+import { mountsUnder } from '../../sys/mountinfo.js';
+import { CgroupManager, resolveCgroupPath, type CgroupSet } from './cgroup-manager.js';
+import { compileCreate, compileExec, type CompileWarning } from './compile.js';
+import { defaultHelperPath, runHelper } from './helper-client.js';
+import { encodePlan, type ProcessPlan } from './plan.js';
+import { parseResources, parseSpecText, type OciProcess, type OciSpec } from './spec.js';
+import {
+  EXEC_FIFO,
+  type NativeState,
+  claimContainerDir,
+  containerDir,
+  initAlive,
+  listIds,
+  processStartTime,
+  readState,
+  removeContainerDir,
+  writeState,
+} from './state.js';
+
+export type Stdio3 = [number | 'ignore', number | 'ignore', number | 'ignore'];
+
+export interface NativeTimeouts {
+  /** helper run for create (ms) */
+  create: number;
+  exec: number;
+  /** waiting for a killed container's processes to leave its cgroup */
+  delete: number;
+}
+
+const DEFAULT_TIMEOUTS: NativeTimeouts = { create: 30_000, exec: 30_000, delete: 10_000 };
+
+export type ContainerStatus = 'created' | 'running' | 'paused' | 'stopped';
+
+export interface NativeRuntimeOptions {
+  /** state root: <root>/<id>/state.json */
+  root: string;
+  /** default: dist/native/tsshim-exec of this package (or $TSSHIM_NATIVE_HELPER) */
+  helperPath?: string;
+  /** the systemd cgroup driver (refused with a clear error: cgroupfs only for now) */
+  systemdCgroup?: boolean;
+  timeouts?: Partial<NativeTimeouts>;
+  cgroups?: CgroupManager;
+  onWarning?: (w: CompileWarning & { id: string }) => void;
+  /** how helpers are started (see HelperRun.spawner); default child_process */
+  spawner?: 'child_process' | 'posix_spawn';
+  /** told each helper's pid when spawner is posix_spawn (its exit is not a container's) */
+  onHelperSpawned?: (pid: number) => void;
+}
+
+export interface CreateOptions {
+  id: string;
+  bundle: string;
+  stdio: Stdio3;
+  /** a unix socket path: the helper sends the pty master there (runc's --console-socket) */
+  consoleSocket?: string;
+  noPivot?: boolean;
+  systemdCgroup?: boolean;
+  /** the caller's fds passed on to the container as 3, 4, ... (runc's --preserve-fds) */
+  extraFds?: number[];
+}
+
+export interface ExecOptions {
+  stdio: Stdio3;
+  consoleSocket?: string;
+  extraFds?: number[];
+}
+
+/** One container as found in the state root. */
+export interface NativeHandle {
+  root: string;
+  state: NativeState;
+  cgroup: CgroupSet;
+}
+
+export class NativeRuntime {
+  readonly root: string;
+  readonly cgroups: CgroupManager;
+  private readonly helperPathOption: string | undefined;
+  private readonly systemdCgroup: boolean;
+  private readonly timeouts: NativeTimeouts;
+  private readonly onWarning: NativeRuntimeOptions['onWarning'];
+  private readonly spawner: NativeRuntimeOptions['spawner'];
+  private readonly onHelperSpawned: NativeRuntimeOptions['onHelperSpawned'];
+
+  constructor(o: NativeRuntimeOptions) {
+    this.root = o.root;
+    this.helperPathOption = o.helperPath;
+    this.systemdCgroup = o.systemdCgroup ?? false;
+    this.timeouts = { ...DEFAULT_TIMEOUTS, ...o.timeouts };
+    this.cgroups = o.cgroups ?? new CgroupManager();
+    this.onWarning = o.onWarning;
+    this.spawner = o.spawner;
+    this.onHelperSpawned = o.onHelperSpawned;
+  }
+
+  get helperPath(): string {
+    return this.helperPathOption ?? defaultHelperPath();
+  }
+
+  /**
+   * Reads and validates <bundle>/config.json. Synchronously: a config is a few KB, and a
+   * thread-pool round trip costs more than the read on this latency path.
+   */
+  loadSpec(bundle: string): OciSpec {
+    const file = path.join(bundle, 'config.json');
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      throw notFound(`bundle ${bundle}: cannot read config.json: ${(err as Error).message}`, err);
+    }
+    return parseSpecText(text);
+  }
+
+  /** create: the init exists, set up, blocked until start. Nothing stays behind a failure. */
+  async create(o: CreateOptions, spec?: OciSpec): Promise<NativeHandle> {
+    const bundle = path.resolve(o.bundle);
+    spec ??= this.loadSpec(bundle);
+    const cgPath = resolveCgroupPath(spec.linux.cgroupsPath, o.id, this.systemdCgroup || !!o.systemdCgroup);
+    const dir = claimContainerDir(this.root, o.id);
+    let cgroup: CgroupSet | undefined;
+    let pid = 0;
+    try {
+      cgroup = this.cgroups.create(cgPath);
+      if (spec.linux.resources) this.cgroups.apply(cgroup, spec.linux.resources);
+      const { plan, warnings } = compileCreate(spec, {
+        bundle,
+        cgroup,
+        cgroupLayout: this.cgroups.layout,
+        // a new user namespace's root cannot write the host's cgroup files
+        placement: this.cgroups.placement(cgroup, !spec.linux.namespaces.some((n) => n.type === 'user')),
+        execFifo: path.join(dir, EXEC_FIFO),
+        consoleSocket: o.consoleSocket,
+      });
+      plan.noPivot = !!o.noPivot;
+      plan.process.preserveFds = o.extraFds?.length ?? 0;
+      for (const w of warnings) this.onWarning?.({ ...w, id: o.id });
+      const newPidNs = spec.linux.namespaces.some((n) => n.type === 'pid' && !n.path);
+      ({ pid } = await runHelper({
+        helperPath: this.helperPath,
+        mode: 'create',
+        plan: encodePlan(plan),
+        stdio: o.stdio,
+        extraFds: o.extraFds,
+        // nothing else in a new pid namespace can see the init before it execs
+        sealed: !newPidNs,
+        timeoutMs: this.timeouts.create,
+        spawner: this.spawner,
+        spawned: this.onHelperSpawned,
+      }));
+      const state: NativeState = {
+        version: 1,
+        id: o.id,
+        bundle,
+        rootfs: plan.rootfs!,
+        initPid: pid,
+        initStartTime: processStartTime(pid) ?? '',
+        created: new Date().toISOString(),
+        started: false,
+        cgroupPath: cgPath,
+        namespaces: spec.linux.namespaces.map((n) => ({ type: n.type, path: n.path })),
+        userNamespace: spec.linux.namespaces.some((n) => n.type === 'user'),
+        seccomp: plan.process.seccomp && { program: plan.process.seccomp.program.toString('base64'), flags: plan.process.seccomp.flags },
+        annotations: spec.annotations,
+        ociVersion: spec.ociVersion,
+      };
+      writeState(this.root, state);
+      return { root: this.root, state, cgroup };
+    } catch (err) {
+      if (pid > 0) killQuietly(pid);
+      if (cgroup) {
+        if (pid > 0) await this.cgroups.waitEmpty(cgroup, 2_000).catch(() => undefined);
+        await this.cgroups.destroyCreated(cgroup);
+      }
+      removeContainerDir(this.root, o.id);
+      throw err;
+    }
+  }
+
+  /** the container of an id, from its state file; NotFound when there is none */
+  load(id: string): NativeHandle {
+    const state = readState(this.root, id);
+    return { root: this.root, state, cgroup: this.cgroups.setFor(state.cgroupPath) };
+  }
+
+  list(): NativeHandle[] {
+    const out: NativeHandle[] = [];
+    for (const id of listIds(this.root)) {
+      try {
+        out.push(this.load(id));
+      } catch {
+        // removed meanwhile, or corrupt: not listed
+      }
+    }
+    return out;
+  }
+
+  status(h: NativeHandle): ContainerStatus {
+    if (!initAlive(h.state)) return 'stopped';
+    if (!h.state.started && fs.existsSync(path.join(containerDir(h.root, h.state.id), EXEC_FIFO))) return 'created';
+    return this.cgroups.isFrozenQuiet(h.cgroup) ? 'paused' : 'running';
+  }
+
+  /** releases the init blocked on the exec fifo */
+  start(h: NativeHandle): void {
+    const fifo = path.join(containerDir(h.root, h.state.id), EXEC_FIFO);
+    let fd: number;
+    try {
+      // O_NONBLOCK: ENXIO at once when no init waits on the other end
+      fd = fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENXIO') {
+        const what = h.state.started ? 'it was already started' : 'its init is gone';
+        throw failedPrecondition(`cannot start container ${h.state.id}: not in the created state (${what})`);
+      }
+      throw new ShimError('Internal', `start ${h.state.id}: open ${fifo}: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      fs.writeSync(fd, '0');
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.rmSync(fifo, { force: true });
+    h.state = { ...h.state, started: true };
+    writeState(h.root, h.state);
+  }
+
+  async exec(h: NativeHandle, proc: OciProcess, o: ExecOptions): Promise<number> {
+    if (!initAlive(h.state)) throw failedPrecondition(`cannot exec in container ${h.state.id}: container not running`);
+    if (this.cgroups.isFrozenQuiet(h.cgroup)) throw failedPrecondition(`cannot exec in container ${h.state.id}: container is paused`);
+    const { plan, warnings } = compileExec(proc, {
+      initPid: h.state.initPid,
+      namespaces: h.state.namespaces.map((n) => n.type),
+      userNamespace: h.state.userNamespace,
+      // the exec child moves itself before it joins the container's namespaces
+      placement: this.cgroups.placement(h.cgroup, true),
+      consoleSocket: o.consoleSocket,
+    });
+    // the container's seccomp filter applies to every process in it
+    const sc = h.state.seccomp;
+    if (sc) plan.process.seccomp = { program: Buffer.from(sc.program, 'base64'), flags: sc.flags } satisfies ProcessPlan['seccomp'];
+    plan.process.preserveFds = o.extraFds?.length ?? 0;
+    for (const w of warnings) this.onWarning?.({ ...w, id: h.state.id });
+    const { pid } = await runHelper({
+      helperPath: this.helperPath,
+      mode: 'exec',
+      plan: encodePlan(plan),
+      stdio: o.stdio,
+      extraFds: o.extraFds,
+      sealed: true,
+      timeoutMs: this.timeouts.exec,
+      spawner: this.spawner,
+      spawned: this.onHelperSpawned,
+    });
+    return pid;
+  }
+
+  /** signals the init (all=false) or every process of the container */
+  async kill(h: NativeHandle, signal: number, all: boolean): Promise<void> {
+    if (all) {
+      const n = await this.cgroups.signalAll(h.cgroup, signal);
+      if (n === 0 && !initAlive(h.state)) throw notFound('process already finished: container not running');
+      return;
+    }
+    if (!initAlive(h.state)) throw notFound('process already finished: container not running');
+    try {
+      process.kill(h.state.initPid, signal);
+    } catch (err) {
+      throw signalError(err, h.state.initPid, signal);
+    }
+  }
+
+  async pause(h: NativeHandle): Promise<void> {
+    if (!initAlive(h.state)) throw failedPrecondition(`cannot pause container ${h.state.id}: container not running`);
+    await this.cgroups.freeze(h.cgroup);
+  }
+
+  async resume(h: NativeHandle): Promise<void> {
+    if (!initAlive(h.state)) throw failedPrecondition(`cannot resume container ${h.state.id}: container not running`);
+    if (!this.cgroups.isFrozen(h.cgroup)) throw failedPrecondition(`cannot resume container ${h.state.id}: container not paused`);
+    await this.cgroups.thaw(h.cgroup);
+  }
+
+  update(h: NativeHandle, resources: unknown): void {
+    if (!initAlive(h.state)) throw failedPrecondition(`cannot update container ${h.state.id}: container not running`);
+    this.cgroups.apply(h.cgroup, parseResources(resources, 'resources'), 'resources');
+  }
+
+  pids(h: NativeHandle): number[] {
+    return this.cgroups.pids(h.cgroup);
+  }
+
+  stats(h: NativeHandle): CgroupMetricsData {
+    const anyDir = Object.values(h.cgroup.v1)[0] ?? h.cgroup.unified;
+    if (!anyDir || !fs.existsSync(anyDir)) throw notFound(`container ${h.state.id}: cgroup not found`);
+    return readCgroupMetrics(this.cgroups.processCgroups(h.cgroup), this.cgroups.layout);
+  }
+
+  /**
+   * Removes the container: a created (never started) or stopped one as is, a running or
+   * paused one only with force (its processes are killed). Gone already is success.
+   */
+  async delete(h: NativeHandle, force: boolean): Promise<void> {
+    if (!fs.existsSync(containerDir(h.root, h.state.id))) return;
+    const status = this.status(h);
+    if ((status === 'running' || status === 'paused') && !force) {
+      throw failedPrecondition(`cannot delete container ${h.state.id} that is not stopped: ${status}`);
+    }
+    await this.destroy(h);
+  }
+
+  /** kills what is left, removes the cgroup, mounts leaked to the host and the state */
+  async destroy(h: NativeHandle): Promise<void> {
+    const { state, cgroup } = h;
+    if (initAlive(state)) killQuietly(state.initPid);
+    const killAll = async () => {
+      await this.cgroups.signalAll(cgroup, 9).catch(() => 0);
+      await this.cgroups.waitEmpty(cgroup, this.timeouts.delete);
+    };
+    // the common case, a container whose processes are all gone, costs one file read here
+    if (!this.cgroups.isEmpty(cgroup)) await killAll();
+    try {
+      await this.cgroups.destroy(cgroup);
+    } catch {
+      // processes in cgroups the container made below its own
+      await killAll();
+      await this.cgroups.destroy(cgroup);
+    }
+    // with shared rootfs propagation, the container's mounts also appear under the
+    // bundle's rootfs on the host; the rootfs itself (mounted by the shim) stays
+    const leaked = mountsUnder(state.rootfs).filter((m) => m !== path.resolve(state.rootfs));
+    if (leaked.length > 0) {
+      const { umount2, MNT_DETACH } = await import('../../sys/ffi.js');
+      for (const m of leaked) {
+        try {
+          umount2(m, MNT_DETACH);
+        } catch {
+          // gone already
+        }
+      }
+    }
+    removeContainerDir(h.root, state.id);
+  }
+}
+
+export function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+}
+
+export function signalError(err: unknown, pid: number, signal: number): ShimError {
+  const errno = (err as NodeJS.ErrnoException).code;
+  if (errno === 'ESRCH') return notFound('process already finished', err);
+  if (errno === 'EPERM') return new ShimError('PermissionDenied', `signal ${signal} to pid ${pid}: EPERM`, { cause: err });
+  if (errno === 'EINVAL' || (err as Error).name === 'TypeError') return new ShimError('InvalidArgument', `invalid signal ${signal}`, { cause: err });
+  return new ShimError('Unknown', `signal ${signal} to pid ${pid}: ${(err as Error).message}`, { cause: err });
+}
