@@ -24,7 +24,7 @@ export interface BenchRuntime {
  * shim (the group annotation), which is what a pod gets through CRI — and what
  * `shim.group = "namespace"` does for a whole node.
  */
-function tsshimVariant(backend: 'runc' | 'crun', grouped = false): BenchRuntime {
+function tsshimVariant(backend: 'runc' | 'crun' | 'native', grouped = false): BenchRuntime {
   return {
     label: `tsshim${backend === 'runc' ? '' : `+${backend}`}${grouped ? ' (1 shim for all)' : ''}`,
     runtime: backend === 'runc' ? 'io.containerd.tsshim.v2' : `io.containerd.tsshim-${backend}.v2`,
@@ -53,5 +53,6 @@ export const BENCH_RUNTIMES: BenchRuntime[] = [
   REFERENCE,
   tsshimVariant('runc'),
   tsshimVariant('crun'),
+  tsshimVariant('native'),
   tsshimVariant('runc', true),
 ];
