@@ -107,6 +107,12 @@ export interface ExitView {
 /** The part of the OCI spec the core itself needs. */
 interface BundleSpec {
   annotations: Record<string, string>;
+  /**
+   * No PID namespace of its own (the pod's or the host's): when its init dies, nothing
+   * kills the rest, so the shim does, like the reference shim — otherwise an orphan
+   * holding the stdio pipes keeps containerd ≥ 1.7 waiting for the container's IO.
+   */
+  sharedPidNamespace: boolean;
 }
 
 export class Container {
@@ -252,6 +258,14 @@ export class TaskCore {
     const e = container.pendingInitExit;
     const init = container.init;
     if (!e || init.exit) return;
+    if (container.spec.sharedPidNamespace && container.backendContainer) {
+      // before the exit event: containerd deletes right after it, and a kill-all (which
+      // freezes the cgroup) must not overlap with that Delete
+      await withDeadline(container.backend.kill(container.backendContainer, 9, true), 5000).catch((err) => {
+        this.deps.log.debug({ err: (err as Error).message, id: container.id }, 'kill-all at init exit');
+      });
+      if (init.exit) return;
+    }
     try {
       this.deps.oom?.check(container.id);
     } catch (err) {
@@ -305,7 +319,7 @@ export class TaskCore {
     } catch (err) {
       throw invalidArgument(`cannot read ${path.join(bundle, 'config.json')}: ${(err as Error).message}`, err);
     }
-    let spec: { annotations?: unknown };
+    let spec: { annotations?: unknown; linux?: { namespaces?: unknown } };
     try {
       spec = JSON.parse(raw);
     } catch (err) {
@@ -318,7 +332,9 @@ export class TaskCore {
         if (typeof v === 'string') annotations[k] = v;
       }
     }
-    return { annotations };
+    const namespaces = Array.isArray(spec.linux?.namespaces) ? (spec.linux!.namespaces as Array<{ type?: unknown; path?: unknown }>) : [];
+    const pidNs = namespaces.find((n) => n && n.type === 'pid');
+    return { annotations, sharedPidNamespace: !pidNs || (typeof pidNs.path === 'string' && pidNs.path !== '') };
   }
 
   async create(input: CreateTaskInput): Promise<{ pid: number }> {
@@ -597,6 +613,11 @@ export class TaskCore {
 
   async kill(id: string, execId: string, signal: number, all: boolean): Promise<void> {
     const { container, proc } = this.process(id, execId);
+    if (all && proc === container.init && proc.state === 'stopped' && container.backendContainer) {
+      // the init is gone but its cgroup may still hold processes (shared PID namespace)
+      await container.backend.kill(container.backendContainer, signal, true).catch(() => undefined);
+      return;
+    }
     proc.require('kill');
     if (!container.backendContainer) throw failedPrecondition(`container ${id} is not created yet`);
     if (proc instanceof ExecProcess) {
@@ -693,4 +714,12 @@ export class TaskCore {
   ids(): string[] {
     return [...this.containers.keys()];
   }
+}
+
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms))),
+  ]).finally(() => clearTimeout(timer));
 }

@@ -203,6 +203,20 @@ describe('TaskCore lifecycle', () => {
     expect(topics()).toEqual(['/tasks/create', '/tasks/delete']);
   });
 
+  it('kills what is left of a container without its own PID namespace before its exit event', async () => {
+    const b = bundle({ linux: { namespaces: [{ type: 'pid', path: '/proc/1/ns/pid' }] } });
+    const { pid } = await core.create(input('c11', b));
+    await core.start('c11', '');
+    backend.exits.emit(pid, 0);
+    await core.wait('c11', '');
+    expect(backend.calls).toContain('kill c11 9 all');
+    // a later Kill(all) on the stopped init still reaches leftovers, and is not an error
+    backend.calls.length = 0;
+    await core.kill('c11', '', 9, true);
+    expect(backend.calls).toEqual(['kill c11 9 all']);
+    await expect(core.kill('c11', '', 9, false)).rejects.toMatchObject({ code: 'NotFound' });
+  });
+
   it('Connect reports 0 for an unknown id', () => {
     expect(core.taskPid('nobody')).toBe(0);
   });
