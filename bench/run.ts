@@ -4,8 +4,12 @@
  * `ctr run --rm` latency and shim memory. A runtime that is missing or fails is reported and
  * left out; the reference is always measured.
  *
+ * Then the pod benchmarks (bench/pod-benchmarks.ts): pods through CRI, runc handler vs tsshim
+ * handler in one CRI-enabled containerd (pod start latency, shim memory per pod).
+ *
  * Environment: TSSHIM_BENCH_RUNS (latency samples, default 20), TSSHIM_BENCH_MEMORY_RUNS
- * (default 1), TSSHIM_BENCH_JSON=<file> (also write the results as JSON).
+ * (default 1), TSSHIM_BENCH_JSON=<file> (also write the results as JSON), TSSHIM_BENCH_ONLY
+ * (`ctr` or `pods`: run only that part), plus the pod benchmarks' own variables.
  */
 import { join } from 'node:path';
 import { rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +17,7 @@ import { availableParallelism, release } from 'node:os';
 import { PrivateContainerd } from '../test/e2e/harness/private-containerd.js';
 import { BUSYBOX_IMAGE } from '../test/e2e/harness/test-images.js';
 import { BENCHMARKS, type BenchContext, type Benchmark, type Statistic } from './benchmarks.js';
+import { printPodTable, runPodBenchmarks, type PodBenchResult } from './pod-benchmarks.js';
 import { BENCH_RUNTIMES, REFERENCE, type BenchRuntime } from './runtimes.js';
 import { median, percentile } from './stats.js';
 
@@ -101,6 +106,36 @@ async function probe(ctx: BenchContext, rt: BenchRuntime): Promise<string | unde
 }
 
 async function main(): Promise<number> {
+  const only = process.env.TSSHIM_BENCH_ONLY;
+  if (only === 'pods') return podsOnly();
+  const code = await ctrBenchmarks();
+  if (code !== 0 || only === 'ctr') return code;
+  return podsOnly();
+}
+
+let jsonResult: Record<string, unknown> = {};
+
+function writeJson(): void {
+  const jsonPath = process.env.TSSHIM_BENCH_JSON;
+  if (jsonPath) writeFileSync(jsonPath, `${JSON.stringify(jsonResult, null, 2)}\n`);
+}
+
+async function podsOnly(): Promise<number> {
+  console.log('');
+  console.log('tsshim bench: pods through CRI (runc handler vs tsshim handler)...');
+  const result: PodBenchResult = await runPodBenchmarks();
+  console.log('');
+  printPodTable(result);
+  jsonResult.pods = {
+    containerd: result.containerd,
+    failures: Object.fromEntries(result.failures),
+    rows: result.rows.map((row) => ({ metric: row.metric, unit: row.unit, values: Object.fromEntries(row.values) })),
+  };
+  writeJson();
+  return 0;
+}
+
+async function ctrBenchmarks(): Promise<number> {
   console.log('tsshim bench: starting a private containerd...');
   const cd = await PrivateContainerd.launch();
   let interrupted = false;
@@ -161,15 +196,13 @@ async function main(): Promise<number> {
   console.log('PSS splits shared pages among all processes mapping them (other Node processes included).');
   for (const [label, reason] of failures) console.log(`NOT MEASURED: ${label}: ${reason}`);
 
-  const jsonPath = process.env.TSSHIM_BENCH_JSON;
-  if (jsonPath) {
-    const json = {
-      containerd: version,
-      runtimes: BENCH_RUNTIMES.map((rt) => ({ label: rt.label, runtime: rt.runtime, error: failures.get(rt.label) ?? null })),
-      rows: rows.map((row) => ({ metric: row.metric, unit: row.unit, values: Object.fromEntries(row.values) })),
-    };
-    writeFileSync(jsonPath, `${JSON.stringify(json, null, 2)}\n`);
-  }
+  jsonResult = {
+    ...jsonResult,
+    containerd: version,
+    runtimes: BENCH_RUNTIMES.map((rt) => ({ label: rt.label, runtime: rt.runtime, error: failures.get(rt.label) ?? null })),
+    rows: rows.map((row) => ({ metric: row.metric, unit: row.unit, values: Object.fromEntries(row.values) })),
+  };
+  writeJson();
   return 0;
 }
 

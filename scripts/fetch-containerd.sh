@@ -120,7 +120,6 @@ for b in "${binaries[@]}"; do
 done
 "$staged/bin/containerd" --version >/dev/null 2>&1 || die "the fetched containerd does not run on this system: $("$staged/bin/containerd" --version 2>&1 | head -n1)"
 printf '%s\n' "$version" > "$staged/VERSION"
-cp "$deb" "$staged/"
 
 rm -rf "$dest"
 mv "$staged" "$dest"

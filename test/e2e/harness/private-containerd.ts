@@ -1,19 +1,23 @@
 /**
  * A containerd daemon private to one test file or bench run: its own root, state, sockets,
  * namespace and config, with <repo>/bin first on its PATH so it finds containerd-shim-tsshim-v2.
- * Several can run side by side with each other and with a system containerd.
+ * Several can run side by side with each other and with a system containerd. `version` picks
+ * the release line: 1.6 (the system's) or 1.7 / 2.1 (fetched into .cache, see
+ * containerd-versions.ts); the config is written in that line's format (2.x: version 3 with
+ * the CRI plugin split into io.containerd.cri.v1.runtime / .images).
  */
 import { execa } from 'execa';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { stringify } from 'smol-toml';
 import { ContainerdApi } from './containerd-api.js';
+import { configVersionOf, containerdBinaries, type ContainerdBinaries, type ContainerdLine } from './containerd-versions.js';
 import { prepareHost } from './host-setup.js';
 import { isLive, listPids, mountPointsUnder, readCmdline, readCwd, readEnviron, readExe, readStat, type ProcStat } from './proc-fs.js';
-import { repoBinDir } from './repo-paths.js';
+import { shimBinDir } from './repo-paths.js';
 import { buildTestImages, type TestImages } from './test-images.js';
 import { waitUntil } from './wait-until.js';
 
@@ -26,25 +30,46 @@ export interface CriRuntime {
   options?: Record<string, string | number | boolean>;
   podAnnotations?: string[];
   containerAnnotations?: string[];
+  /** Other keys of the runtime table, written as given (e.g. 2.x `sandboxer`, `io_type`). */
+  extra?: Record<string, unknown>;
 }
 
 export interface CriOptions {
-  /** Handlers by name; default: `runc` = io.containerd.runc.v2 rooted in runtimeRoot. */
-  runtimes?: Record<string, CriRuntime>;
+  /**
+   * Handlers by name; default: `runc` = io.containerd.runc.v2 rooted in runtimeRoot. A function
+   * is called with the instance (its dirs exist) when the config is written.
+   */
+  runtimes?: Record<string, CriRuntime> | ((cd: PrivateContainerd) => Record<string, CriRuntime>);
   defaultRuntime?: string;
   /** Defaults to the locally built pause image. */
   sandboxImage?: string;
   cniBinDir?: string;
   /** Defaults to <dir>/cni (empty: pods get no network unless a test writes a conflist). */
   cniConfDir?: string;
+  /**
+   * Put pod network namespaces under containerd's state dir instead of /var/run/netns, so that
+   * destroy() finds every one of them (default true).
+   */
+  netnsUnderState?: boolean;
 }
 
 export interface PrivateContainerdOptions {
-  /** containerd namespace used by ctr() and api(); default tse-<random>. */
+  /** containerd release line; default '1.6' (the system's containerd). */
+  version?: ContainerdLine;
+  /** containerd namespace used by ctr() and api(); default tse-<random> (CRI tests: k8s.io). */
   namespace?: string;
+  /**
+   * Top cgroup (relative to each hierarchy's root) that this instance's containers live under:
+   * ctr puts tasks under /<namespace>, CRI tests pass it as the pods' cgroup_parent. destroy()
+   * kills what is left there and removes it. Default: the namespace.
+   */
+  cgroupRoot?: string;
   /** Enable the CRI plugin with this configuration; by default CRI is disabled (faster start). */
   cri?: CriOptions;
-  /** Directories put first on containerd's PATH; default [<repo>/bin]. */
+  /**
+   * Directories put first on containerd's PATH; default [<repo>/bin] (see shimBinDir). The version's own bin
+   * dir (1.7/2.1: its containerd-shim-runc-v2) follows, then the caller's PATH.
+   */
   pathPrefix?: string[];
   containerdBinary?: string;
   ctrBinary?: string;
@@ -78,6 +103,8 @@ export interface CtrResult<T = string> {
   command: string;
 }
 
+export type CleanupPhase = 'beforeStop' | 'afterStop';
+
 export interface TaskListEntry {
   id: string;
   pid: number;
@@ -85,6 +112,18 @@ export interface TaskListEntry {
 }
 
 const CRI_PLUGIN = 'io.containerd.grpc.v1.cri';
+// containerd 2.x splits CRI: the grpc plugin keeps streaming, runtime and images have their own.
+const CRI_RUNTIME_PLUGIN_V2 = 'io.containerd.cri.v1.runtime';
+const CRI_IMAGES_PLUGIN_V2 = 'io.containerd.cri.v1.images';
+const CRI_PLUGINS_V2 = [
+  CRI_PLUGIN,
+  CRI_RUNTIME_PLUGIN_V2,
+  CRI_IMAGES_PLUGIN_V2,
+  'io.containerd.podsandbox.controller.v1.podsandbox',
+  'io.containerd.sandbox.controller.v1.shim',
+];
+// NRI (on by default in 2.x) listens on the fixed /var/run/nri/nri.sock: instances would clash.
+const NRI_PLUGIN = 'io.containerd.nri.v1.nri';
 // Snapshotters that cannot work here; disabling them only keeps the log quiet.
 const UNUSED_PLUGINS = [
   'io.containerd.snapshotter.v1.aufs',
@@ -92,6 +131,7 @@ const UNUSED_PLUGINS = [
   'io.containerd.snapshotter.v1.devmapper',
   'io.containerd.snapshotter.v1.zfs',
 ];
+const UNUSED_PLUGINS_V2 = ['io.containerd.snapshotter.v1.blockfile', 'io.containerd.snapshotter.v1.erofs'];
 const SHIM_SOCKET_DIR = '/run/containerd/s';
 // Default state roots of runc (runc shim) and crun (tsshim's default); both append the namespace.
 const DEFAULT_RUNTIME_ROOTS = ['/run/containerd/runc', '/run/containerd/crun'];
@@ -132,11 +172,15 @@ export class PrivateContainerd {
   /** ctr's FIFO dir (injected into `ctr run` / `ctr task exec`), so nothing lands in /run/containerd/fifo. */
   readonly fifoDir: string;
   readonly namespace: string;
+  readonly line: ContainerdLine;
+  readonly cgroupRoot: string;
   readonly options: PrivateContainerdOptions;
 
   private child: ChildProcess | undefined;
   private childExit: Promise<void> | undefined;
   private apiClient: ContainerdApi | undefined;
+  private binaries: ContainerdBinaries | undefined;
+  private readonly cleanups: Array<{ phase: CleanupPhase; run: () => Promise<string[] | void> }> = [];
   /** Every argument ever passed to ctr: candidate container ids for shim socket cleanup. */
   private readonly ctrArgsSeen = new Set<string>();
 
@@ -152,6 +196,8 @@ export class PrivateContainerd {
     this.runtimeRoot = join(dir, 'runc');
     this.fifoDir = join(dir, 'fifo');
     this.namespace = options.namespace ?? `tse-${basename(dir).slice('tse-'.length).toLowerCase()}`;
+    this.line = options.version ?? '1.6';
+    this.cgroupRoot = options.cgroupRoot ?? this.namespace;
   }
 
   /** Makes the directories and config.toml; does not start the daemon. */
@@ -181,6 +227,25 @@ export class PrivateContainerd {
     return join(this.state, 'io.containerd.runtime.v2.task', this.namespace, id);
   }
 
+  /**
+   * Socket path of the shim serving task `id`, from its bundle: `address` (written by the shim
+   * at `start`, 1.6/1.7) or `bootstrap.json` (written by containerd 2.x); undefined if neither.
+   */
+  shimSocketOf(id: string): string | undefined {
+    const bundle = this.bundleDir(id);
+    let address: string | undefined;
+    try {
+      address = readFileSync(join(bundle, 'address'), 'utf8').trim();
+    } catch {
+      try {
+        address = (JSON.parse(readFileSync(join(bundle, 'bootstrap.json'), 'utf8')) as { address?: string }).address;
+      } catch {
+        return undefined;
+      }
+    }
+    return address?.replace(/^(ttrpc\+)?unix:\/\//, '');
+  }
+
   /** Socket path the runc shim (and tsshim, same scheme) uses for a task group key. */
   shimSocketPath(groupKey: string): string {
     const hash = createHash('sha256').update(`${this.address}/${this.namespace}/${groupKey}`).digest('hex');
@@ -196,19 +261,26 @@ export class PrivateContainerd {
   }
 
   private buildConfig(): Record<string, unknown> {
+    const configVersion = configVersionOf(this.line);
     const plugins: Record<string, unknown> = {
       // Keep containerd's "opt" plugin from creating /opt/containerd.
       'io.containerd.internal.v1.opt': { path: join(this.dir, 'opt') },
     };
     const disabled = [...UNUSED_PLUGINS];
+    if (this.line !== '1.6') plugins[NRI_PLUGIN] = { disable: true };
     const cri = this.options.cri;
-    if (cri) {
+    if (configVersion === 3) {
+      disabled.push(...UNUSED_PLUGINS_V2);
+      plugins['io.containerd.image-verifier.v1.bindir'] = { bin_dir: join(this.dir, 'image-verifier') };
+      if (cri) Object.assign(plugins, this.buildCriConfigV3(cri));
+      else disabled.push(...CRI_PLUGINS_V2);
+    } else if (cri) {
       plugins[CRI_PLUGIN] = this.buildCriConfig(cri);
     } else {
       disabled.push(CRI_PLUGIN);
     }
     const config: Record<string, unknown> = {
-      version: 2,
+      version: configVersion,
       root: this.root,
       state: this.state,
       disabled_plugins: disabled,
@@ -221,31 +293,39 @@ export class PrivateContainerd {
     return config;
   }
 
-  private buildCriConfig(cri: CriOptions): Record<string, unknown> {
-    const runtimes = cri.runtimes ?? {
+  private criRuntimeTables(cri: CriOptions): { defaultRuntime: string; tables: Record<string, unknown> } {
+    const runtimes = (typeof cri.runtimes === 'function' ? cri.runtimes(this) : cri.runtimes) ?? {
       runc: { runtimeType: 'io.containerd.runc.v2', options: { Root: this.runtimeRoot } },
     };
-    const runtimeTables: Record<string, unknown> = {};
+    const tables: Record<string, unknown> = {};
     for (const [name, runtime] of Object.entries(runtimes)) {
       const table: Record<string, unknown> = { runtime_type: runtime.runtimeType };
       if (runtime.runtimePath) table.runtime_path = runtime.runtimePath;
       if (runtime.podAnnotations) table.pod_annotations = runtime.podAnnotations;
       if (runtime.containerAnnotations) table.container_annotations = runtime.containerAnnotations;
       if (runtime.options) table.options = runtime.options;
-      runtimeTables[name] = table;
+      Object.assign(table, runtime.extra ?? {});
+      tables[name] = table;
     }
+    return { defaultRuntime: cri.defaultRuntime ?? Object.keys(runtimes)[0] ?? 'runc', tables };
+  }
+
+  /** containerd 1.6/1.7 (config version 2): everything under io.containerd.grpc.v1.cri. */
+  private buildCriConfig(cri: CriOptions): Record<string, unknown> {
+    const { defaultRuntime, tables } = this.criRuntimeTables(cri);
     return {
       sandbox_image: cri.sandboxImage ?? 'localhost/pause:tsshim',
       // root here lacks CAP_SYS_RESOURCE: sandboxes' oom_score_adj -998 cannot be set otherwise.
       restrict_oom_score_adj: true,
+      netns_mounts_under_state_dir: cri.netnsUnderState ?? true,
       // Random port: several instances may run at once.
       stream_server_address: '127.0.0.1',
       stream_server_port: '0',
       enable_selinux: false,
       containerd: {
         snapshotter: 'overlayfs',
-        default_runtime_name: cri.defaultRuntime ?? Object.keys(runtimes)[0] ?? 'runc',
-        runtimes: runtimeTables,
+        default_runtime_name: defaultRuntime,
+        runtimes: tables,
       },
       cni: {
         bin_dir: cri.cniBinDir ?? '/usr/lib/cni',
@@ -254,20 +334,74 @@ export class PrivateContainerd {
     };
   }
 
+  /** containerd 2.x (config version 3): CRI split into runtime, images and the grpc service. */
+  private buildCriConfigV3(cri: CriOptions): Record<string, unknown> {
+    const { defaultRuntime, tables } = this.criRuntimeTables(cri);
+    return {
+      [CRI_IMAGES_PLUGIN_V2]: {
+        snapshotter: 'overlayfs',
+        pinned_images: { sandbox: cri.sandboxImage ?? 'localhost/pause:tsshim' },
+      },
+      [CRI_RUNTIME_PLUGIN_V2]: {
+        enable_selinux: false,
+        restrict_oom_score_adj: true,
+        netns_mounts_under_state_dir: cri.netnsUnderState ?? true,
+        containerd: { default_runtime_name: defaultRuntime, runtimes: tables },
+        cni: {
+          bin_dirs: [cri.cniBinDir ?? '/usr/lib/cni'],
+          conf_dir: cri.cniConfDir ?? join(this.dir, 'cni'),
+        },
+      },
+      [CRI_PLUGIN]: { stream_server_address: '127.0.0.1', stream_server_port: '0' },
+    };
+  }
+
   private daemonEnv(): Record<string, string> {
-    const prefix = this.options.pathPrefix ?? [repoBinDir];
-    return { PATH: [...prefix, process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':') };
+    const prefix = this.options.pathPrefix ?? [shimBinDir];
+    const versionDir = this.binaries?.binDir;
+    return { PATH: [...prefix, ...(versionDir ? [versionDir] : []), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':') };
+  }
+
+  /** Resolves (fetching on first use) the binaries of this instance's containerd line. */
+  async resolveBinaries(): Promise<ContainerdBinaries> {
+    this.binaries ??= await containerdBinaries(this.line);
+    return this.binaries;
+  }
+
+  /** The ctr binary of this instance's line (resolved at start()). */
+  get ctrPath(): string {
+    return this.options.ctrBinary ?? this.binaries?.ctr ?? 'ctr';
+  }
+
+  /**
+   * Registers teardown work for destroy(): 'beforeStop' runs while containerd still answers
+   * (e.g. removing CRI pods through CRI), 'afterStop' once it is gone (e.g. deleting a bridge).
+   * Each returns the problems it could not fix.
+   */
+  addCleanup(phase: CleanupPhase, run: () => Promise<string[] | void>): void {
+    this.cleanups.push({ phase, run });
+  }
+
+  private async runCleanups(phase: CleanupPhase, note: (what: string, err: unknown) => void, problems: string[]): Promise<void> {
+    for (const cleanup of this.cleanups.filter((c) => c.phase === phase).reverse()) {
+      try {
+        problems.push(...((await cleanup.run()) ?? []));
+      } catch (err) {
+        note(`${phase} cleanup`, err);
+      }
+    }
   }
 
   /** Starts containerd and waits until it answers `ctr version`. */
   async start(): Promise<void> {
     if (this.isRunning) return;
     await prepareHost();
+    const binaries = await this.resolveBinaries();
     installExitHook();
     const logFd = openSync(this.logPath, 'a');
     let child: ChildProcess;
     try {
-      child = spawn(this.options.containerdBinary ?? 'containerd', ['--config', this.configPath], {
+      child = spawn(this.options.containerdBinary ?? binaries.containerd, ['--config', this.configPath], {
         stdio: ['ignore', logFd, logFd],
         env: { ...process.env, ...this.daemonEnv() },
         // Own process group: a terminal's Ctrl-C must not take it down mid-test.
@@ -336,6 +470,21 @@ export class PrivateContainerd {
     }
   }
 
+  /**
+   * TSSHIM_E2E_KEEP_LOGS=<dir>: destroy() copies containerd's log (shim logs included: containerd
+   * copies each shim's log FIFO into it) to <dir>/<instance>-containerd-<line>.log first.
+   */
+  private keepLog(): void {
+    const keepDir = process.env.TSSHIM_E2E_KEEP_LOGS;
+    if (!keepDir) return;
+    try {
+      mkdirSync(keepDir, { recursive: true });
+      copyFileSync(this.logPath, join(keepDir, `${basename(this.dir)}-containerd-${this.line}.log`));
+    } catch {
+      // no log to keep
+    }
+  }
+
   logTail(lines = 40): string {
     try {
       return readFileSync(this.logPath, 'utf8').split('\n').slice(-lines).join('\n');
@@ -361,7 +510,7 @@ export class PrivateContainerd {
   }
 
   private async runCtr(args: string[], options: CtrOptions, binary: boolean): Promise<CtrResult<string | Buffer>> {
-    const ctr = this.options.ctrBinary ?? 'ctr';
+    const ctr = this.ctrPath;
     const argv = this.ctrArgv(args);
     let file = ctr;
     let fileArgs = argv;
@@ -494,7 +643,7 @@ export class PrivateContainerd {
     });
   }
 
-  /** cgroup directories (all hierarchies) under this instance's namespace cgroup, deepest first. */
+  /** cgroup directories (all hierarchies) under this instance's cgroupRoot, deepest first. */
   cgroupDirs(): string[] {
     const found: string[] = [];
     const visit = (dir: string): void => {
@@ -522,8 +671,8 @@ export class PrivateContainerd {
     }
     const unified = existsSync('/sys/fs/cgroup/cgroup.controllers');
     for (const base of unified ? ['/sys/fs/cgroup'] : hierarchies) {
-      const nsDir = join(base, this.namespace);
-      if (existsSync(nsDir)) visit(nsDir);
+      const rootDir = join(base, this.cgroupRoot);
+      if (existsSync(rootDir)) visit(rootDir);
     }
     return found;
   }
@@ -570,6 +719,7 @@ export class PrivateContainerd {
       problems.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
     };
     if (this.isRunning) {
+      await this.runCleanups('beforeStop', note, problems);
       try {
         const tasks = await this.ctr(['task', 'ls', '-q'], { timeoutMs: 10_000 });
         for (const id of tasks.stdout.split('\n').map((s) => s.trim()).filter(Boolean)) {
@@ -628,7 +778,12 @@ export class PrivateContainerd {
       const socket = this.shimSocketPath(id);
       if (existsSync(socket)) rmSync(socket, { force: true });
     }
-    for (const root of DEFAULT_RUNTIME_ROOTS) rmSync(join(root, this.namespace), { recursive: true, force: true });
+    // Only namespaces private to this instance: k8s.io (CRI) is shared with any other containerd.
+    if (this.namespace.startsWith('tse-')) {
+      for (const root of DEFAULT_RUNTIME_ROOTS) rmSync(join(root, this.namespace), { recursive: true, force: true });
+    }
+    await this.runCleanups('afterStop', note, problems);
+    this.keepLog();
     try {
       rmSync(this.dir, { recursive: true, force: true });
     } catch (err) {

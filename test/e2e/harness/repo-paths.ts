@@ -30,4 +30,9 @@ export const repoBinDir: string = join(repoRoot, 'bin');
 export const scriptsDir: string = join(repoRoot, 'scripts');
 export const protoDir: string = join(repoRoot, 'test', 'e2e', 'proto');
 export const cacheDir: string = process.env.TSSHIM_CACHE_DIR ?? join(repoRoot, '.cache');
-export const tsshimBinary: string = join(repoBinDir, 'containerd-shim-tsshim-v2');
+/**
+ * Where containerd finds containerd-shim-tsshim-v2: <repo>/bin, unless TSSHIM_E2E_SHIM_BIN_DIR
+ * names another build's bin/ (e.g. a known-good build while the working tree is mid-change).
+ */
+export const shimBinDir: string = process.env.TSSHIM_E2E_SHIM_BIN_DIR ?? repoBinDir;
+export const tsshimBinary: string = join(shimBinDir, 'containerd-shim-tsshim-v2');

@@ -1,0 +1,475 @@
+/**
+ * The Kubernetes side of the e2e tests: containerd's CRI plugin driven over its gRPC API the way
+ * kubelet drives it (RunPodSandbox, CreateContainer, StartContainer, ExecSync, stats, update,
+ * stop, remove), with real CNI networking, on one containerd release line and one runtime
+ * handler. The `runc` handler (containerd's own runc shim) is the reference the expectations
+ * were checked against; `tsshim` must behave the same and serve a whole pod from one process.
+ *
+ *   defineCriSuite({ line: '1.6', handler: 'runc' });
+ *   defineCriSuite({ line: '2.1', handler: 'tsshim' });
+ *   defineBackendChoiceSuite('1.6');            // tsshim: backend by handler options, alias, annotation
+ */
+import { execa } from 'execa';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { iptablesRulesFor } from './harness/cni-network.js';
+import type { ContainerdLine } from './harness/containerd-versions.js';
+import {
+  cniResultsOf,
+  launchCriContainerd,
+  TSSHIM_BACKEND_ANNOTATION,
+  type CriContainerd,
+  type CriHandler,
+} from './harness/cri-containerd.js';
+import { verboseInfo, type ContainerStatusResult, type PodSandboxConfig } from './harness/cri-api.js';
+import { containerConfig, containerPid, parentOf, podConfig, podFacts, sandboxPid, startContainer, type PodFacts } from './harness/cri-pods.js';
+import { isLive, mountPointsUnder, readCmdline, readEnviron, readExe } from './harness/proc-fs.js';
+import { BUSYBOX_IMAGE } from './harness/test-images.js';
+import { waitUntil } from './harness/wait-until.js';
+
+export interface CriSuiteOptions {
+  line: ContainerdLine;
+  /** `runc`: the reference (io.containerd.runc.v2); `tsshim`: ours. */
+  handler: 'runc' | 'tsshim';
+  label?: string;
+  skipReason?: string;
+}
+
+const MiB = 1024 * 1024;
+const HTTP_PORT = 8080;
+
+function cgroupsPathOf(status: ContainerStatusResult): string {
+  const spec = verboseInfo(status.info).runtimeSpec as { linux?: { cgroupsPath?: string } } | undefined;
+  const path = spec?.linux?.cgroupsPath;
+  if (!path) throw new Error('no linux.cgroupsPath in the verbose runtime spec');
+  return path;
+}
+
+/** Reads a cgroup control file of a container: cgroup v2 (unified) or the v1 controller's file. */
+function readCgroupFile(cgroupsPath: string, v1: { controller: string; file: string }, v2File: string): string {
+  const unified = existsSync('/sys/fs/cgroup/cgroup.controllers');
+  const path = unified ? join('/sys/fs/cgroup', cgroupsPath, v2File) : join('/sys/fs/cgroup', v1.controller, cgroupsPath, v1.file);
+  return readFileSync(path, 'utf8').trim();
+}
+
+/** Host pids in a container's cgroup (pids controller on v1); [] once the cgroup is gone. */
+function cgroupProcs(cgroupsPath: string): number[] {
+  const unified = existsSync('/sys/fs/cgroup/cgroup.controllers');
+  const file = unified ? join('/sys/fs/cgroup', cgroupsPath, 'cgroup.procs') : join('/sys/fs/cgroup', 'pids', cgroupsPath, 'cgroup.procs');
+  try {
+    return readFileSync(file, 'utf8').split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+async function waitForState(env: CriContainerd, id: string, state: string, timeoutMs = 30_000): Promise<ContainerStatusResult> {
+  return waitUntil(
+    async () => {
+      const status = await env.cri.containerStatus(id);
+      return status.status.state === state ? status : undefined;
+    },
+    { timeoutMs, intervalMs: 100, what: `container ${id} to be ${state}` },
+  );
+}
+
+async function linksOnBridge(bridge: string): Promise<string[]> {
+  const result = await execa('ip', ['-o', 'link', 'show', 'master', bridge], { reject: false, timeout: 10_000 });
+  return result.stdout.split('\n').filter(Boolean);
+}
+
+function bundleIds(env: CriContainerd): string[] {
+  try {
+    return readdirSync(join(env.cd.state, 'io.containerd.runtime.v2.task', 'k8s.io'));
+  } catch {
+    return [];
+  }
+}
+
+/** Asserts the shim process is the handler's: containerd's runc shim, or tsshim. */
+function expectShimKind(pid: number, handler: string): void {
+  const exe = basename(readExe(pid) ?? '');
+  const argv = readCmdline(pid).join(' ');
+  if (handler === 'runc') {
+    expect(exe).toBe('containerd-shim-runc-v2');
+    return;
+  }
+  // tsshim: Node running our daemon (its argv names our entry script or bundle, or the
+  // launcher left TSSHIM_ARGV0 in its environment).
+  const env = readEnviron(pid);
+  const ours = /tsshim|dist\/shim/.test(argv) || env.has('TSSHIM_ARGV0');
+  expect(ours, `shim ${pid}: exe ${exe}, argv ${argv}, env keys ${[...env.keys()].join(',')}`).toBe(true);
+}
+
+/** Everything a removed pod must not leave behind; its shim must exit. */
+async function expectNothingLeft(env: CriContainerd, pod: PodFacts): Promise<void> {
+  const { cd, cri, network } = env;
+  const { sandboxId, containerIds: ids, shimPid } = pod;
+  expect((await cri.listPodSandbox()).map((p) => p.id)).not.toContain(sandboxId);
+  expect(await cri.listContainers({ podSandboxId: sandboxId })).toEqual([]);
+  await waitUntil(() => !isLive(shimPid), { timeoutMs: 15_000, what: `the pod shim (pid ${shimPid}) to exit` });
+  expect(existsSync(cd.shimSocketPath(sandboxId))).toBe(false);
+  const all = [sandboxId, ...ids];
+  expect(bundleIds(env).filter((id) => all.includes(id))).toEqual([]);
+  expect(pod.netnsPath).not.toBe('');
+  const ours = (m: string): boolean => m === pod.netnsPath || all.some((id) => m.includes(id));
+  expect(mountPointsUnder(cd.state).filter(ours)).toEqual([]);
+  expect(mountPointsUnder(cd.root).filter(ours)).toEqual([]);
+  expect(existsSync(pod.netnsPath)).toBe(false);
+  expect(cd.cgroupDirs().filter((dir) => all.some((id) => dir.endsWith(id)))).toEqual([]);
+  for (const root of Object.values(env.backendRoots)) {
+    expect(all.filter((id) => existsSync(join(root, 'k8s.io', id)))).toEqual([]);
+  }
+  expect(pod.ip).not.toBe('');
+  expect(network.allocatedIps()).not.toContain(pod.ip);
+  expect(pod.hostVeth).not.toBe('');
+  expect((await linksOnBridge(network.bridge)).filter((l) => l.includes(` ${pod.hostVeth}@`))).toEqual([]);
+  expect(await iptablesRulesFor(network.subnet)).toEqual([]);
+  expect(cniResultsOf(sandboxId)).toEqual([]);
+}
+
+async function fetchText(url: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+  return { status: res.status, body: await res.text() };
+}
+
+export function defineCriSuite(options: CriSuiteOptions): void {
+  const { line, handler } = options;
+  const title = `CRI e2e: containerd ${line}, handler ${handler}${options.label ? ` (${options.label})` : ''}${options.skipReason ? ` (skipped: ${options.skipReason})` : ''}`;
+
+  describe.skipIf(options.skipReason !== undefined)(title, () => {
+    let env: CriContainerd;
+
+    beforeAll(async () => {
+      env = await launchCriContainerd({ line });
+    });
+
+    afterAll(async () => {
+      if (!env) return;
+      const problems = await env.cd.destroy();
+      expect(problems).toEqual([]);
+      expect(existsSync(env.cd.dir)).toBe(false);
+      expect(env.cd.shimProcesses()).toEqual([]);
+      expect(env.cd.cgroupDirs()).toEqual([]);
+      expect(existsSync(`/sys/class/net/${env.network.bridge}`)).toBe(false);
+    });
+
+    it('CRI is up: runtime and network ready, images present', async () => {
+      const version = await env.cri.version();
+      expect(version.runtimeName).toBe('containerd');
+      expect(version.runtimeVersion.startsWith(line)).toBe(true);
+      const conditions = (await env.cri.status()).status.conditions;
+      expect(conditions).toContainEqual(expect.objectContaining({ type: 'RuntimeReady', status: true }));
+      expect(conditions).toContainEqual(expect.objectContaining({ type: 'NetworkReady', status: true }));
+      expect(await env.cri.imageStatus(BUSYBOX_IMAGE)).not.toBeNull();
+    });
+
+    describe('a pod with two app containers', () => {
+      let pod: PodSandboxConfig;
+      let sandboxId: string;
+      let web: string;
+      let worker: string;
+      let shimPid: number;
+      let facts: PodFacts;
+      const removed: string[] = [];
+
+      beforeAll(async () => {
+        pod = podConfig(env, 'two');
+        sandboxId = await env.cri.runPodSandbox(pod, handler);
+        web = await startContainer(
+          env,
+          sandboxId,
+          pod,
+          containerConfig('web', [
+            'sh',
+            '-c',
+            `mkdir -p /www && echo hello-from-pod > /www/index.html && echo web-started && exec httpd -f -p ${HTTP_PORT} -h /www`,
+          ]),
+        );
+        worker = await startContainer(
+          env,
+          sandboxId,
+          pod,
+          containerConfig('worker', [
+            'sh',
+            '-c',
+            'trap "echo got-term; exit 0" TERM; echo worker-out; echo worker-err >&2; sleep 3600 & wait',
+          ]),
+        );
+      });
+
+      it('the sandbox runs under the requested handler and is ready', async () => {
+        const status = await env.cri.podSandboxStatus(sandboxId, true);
+        expect(status.status.state).toBe('SANDBOX_READY');
+        expect(status.status.runtimeHandler).toBe(handler);
+        expect(verboseInfo(status.info).runtimeType).toBe(handler === 'runc' ? 'io.containerd.runc.v2' : 'io.containerd.tsshim.v2');
+        for (const id of [web, worker]) expect((await env.cri.containerStatus(id)).status.state).toBe('CONTAINER_RUNNING');
+      });
+
+      it('the pause container and both app containers are served by one shim process', async () => {
+        const pids = [await sandboxPid(env, sandboxId), await containerPid(env, web), await containerPid(env, worker)];
+        const parents = new Set(pids.map(parentOf));
+        expect(parents.size).toBe(1);
+        shimPid = [...parents][0]!;
+        expectShimKind(shimPid, handler);
+        expect(env.cd.shimProcesses().map((p) => p.pid)).toEqual([shimPid]);
+      });
+
+      it('the pod IP answers from the host (httpd in the pod)', async () => {
+        const ip = (await env.cri.podSandboxStatus(sandboxId)).status.network?.ip ?? '';
+        expect(ip.startsWith(env.network.subnet.split('.').slice(0, 3).join('.'))).toBe(true);
+        const res = await waitUntil(() => fetchText(`http://${ip}:${HTTP_PORT}/index.html`).catch(() => undefined), {
+          what: 'httpd in the pod to answer',
+        });
+        expect(res).toEqual({ status: 200, body: 'hello-from-pod\n' });
+      });
+
+      it('containers share the pod network namespace (worker reaches web on localhost)', async () => {
+        const result = await env.cri.execSync(worker, ['wget', '-q', '-O', '-', `http://127.0.0.1:${HTTP_PORT}/index.html`]);
+        expect(result.exitCode).toBe(0);
+        expect(result.stdout.toString()).toBe('hello-from-pod\n');
+      });
+
+      it('ExecSync returns stdout, stderr and the exit code', async () => {
+        const result = await env.cri.execSync(web, ['sh', '-c', 'echo exec-out; echo exec-err >&2; exit 3']);
+        expect(result.stdout.toString()).toBe('exec-out\n');
+        expect(result.stderr.toString()).toBe('exec-err\n');
+        expect(result.exitCode).toBe(3);
+        const ok = await env.cri.execSync(web, ['true']);
+        expect(ok.exitCode).toBe(0);
+      });
+
+      it('container logs reach the CRI log path (CRI log format, both streams)', async () => {
+        const status = await env.cri.containerStatus(worker);
+        const logPath = join(env.logDirectory('two'), 'worker', '0.log');
+        expect(status.status.logPath).toBe(logPath);
+        const text = await waitUntil(
+          () => {
+            const content = existsSync(logPath) ? readFileSync(logPath, 'utf8') : '';
+            return /stderr F worker-err/.test(content) && /stdout F worker-out/.test(content) ? content : undefined;
+          },
+          { what: `both lines in ${logPath}` },
+        );
+        expect(text).toMatch(/^\d{4}-\d\d-\d\dT\S+ stdout F worker-out$/m);
+        expect(text).toMatch(/^\d{4}-\d\d-\d\dT\S+ stderr F worker-err$/m);
+        const webLog = readFileSync(join(env.logDirectory('two'), 'web', '0.log'), 'utf8');
+        expect(webLog).toMatch(/ stdout F web-started$/m);
+      });
+
+      it('ContainerStats and ListContainerStats report CPU and memory', async () => {
+        const stats = await env.cri.containerStats(web);
+        expect(stats.attributes?.id).toBe(web);
+        expect(stats.attributes?.metadata?.name).toBe('web');
+        expect(stats.cpu?.timestamp).toBeGreaterThan(0);
+        expect(stats.cpu?.usageCoreNanoSeconds?.value).toBeGreaterThan(0);
+        expect(stats.memory?.timestamp).toBeGreaterThan(0);
+        expect(stats.memory?.workingSetBytes?.value).toBeGreaterThan(0);
+        expect(stats.memory?.usageBytes?.value).toBeGreaterThan(0);
+        const list = await env.cri.listContainerStats({ podSandboxId: sandboxId });
+        expect(list.map((s) => s.attributes?.id).sort()).toEqual([web, worker].sort());
+        for (const s of list) expect(s.memory?.workingSetBytes?.value).toBeGreaterThan(0);
+      });
+
+      it('UpdateContainerResources changes the container cgroup limits', async () => {
+        const cgroupsPath = cgroupsPathOf(await env.cri.containerStatus(web, true));
+        await env.cri.updateContainerResources(web, { memoryLimitInBytes: 96 * MiB, cpuPeriod: 100_000, cpuQuota: 50_000, cpuShares: 512 });
+        expect(readCgroupFile(cgroupsPath, { controller: 'memory', file: 'memory.limit_in_bytes' }, 'memory.max')).toBe(String(96 * MiB));
+        const quota = readCgroupFile(cgroupsPath, { controller: 'cpu', file: 'cpu.cfs_quota_us' }, 'cpu.max');
+        expect(quota.split(' ')[0]).toBe('50000');
+        // still serving
+        expect((await env.cri.execSync(web, ['echo', 'alive'])).stdout.toString()).toBe('alive\n');
+      });
+
+      it('StopContainer sends SIGTERM first: the container exits with its own code', async () => {
+        await env.cri.stopContainer(worker, 10);
+        const status = await waitForState(env, worker, 'CONTAINER_EXITED');
+        expect(status.status.exitCode).toBe(0);
+        expect(status.status.finishedAt).toBeGreaterThan(status.status.startedAt);
+        expect(status.status.reason).toBe('Completed');
+        const log = readFileSync(join(env.logDirectory('two'), 'worker', '0.log'), 'utf8');
+        expect(log).toMatch(/ stdout F got-term$/m);
+      });
+
+      it('RemoveContainer removes it; the shim stays while the pod has containers', async () => {
+        await env.cri.removeContainer(worker);
+        removed.push(worker);
+        expect((await env.cri.listContainers({ podSandboxId: sandboxId })).map((c) => c.id)).toEqual([web]);
+        await expect(env.cri.containerStatus(worker)).rejects.toThrow(/not ?found/i);
+        expect(bundleIds(env)).not.toContain(worker);
+        expect(isLive(shimPid)).toBe(true);
+        expect(env.cd.shimProcesses().map((p) => p.pid)).toEqual([shimPid]);
+      });
+
+      it('a container over its memory limit ends with reason OOMKilled (same shim)', async () => {
+        const hog = await startContainer(
+          env,
+          sandboxId,
+          pod,
+          containerConfig('hog', ['sh', '-c', 'echo hog-started; exec tail /dev/zero'], {
+            linux: { resources: { memoryLimitInBytes: 32 * MiB } },
+          }),
+        );
+        const status = await waitForState(env, hog, 'CONTAINER_EXITED');
+        expect(status.status.reason).toBe('OOMKilled');
+        expect(status.status.exitCode).toBe(137);
+        expect(env.cd.shimProcesses().map((p) => p.pid)).toEqual([shimPid]);
+        await env.cri.removeContainer(hog);
+        removed.push(hog);
+      });
+
+      it('StopPodSandbox stops every container; RemovePodSandbox leaves nothing behind and the shim exits', async () => {
+        facts = await podFacts(env, sandboxId, [web, ...removed]);
+        expect(facts.shimPid).toBe(shimPid);
+        await env.cri.stopPodSandbox(sandboxId);
+        expect((await env.cri.podSandboxStatus(sandboxId)).status.state).toBe('SANDBOX_NOTREADY');
+        expect((await env.cri.containerStatus(web)).status.state).toBe('CONTAINER_EXITED');
+        await env.cri.removePodSandbox(sandboxId);
+        await expectNothingLeft(env, facts);
+      });
+    });
+
+    it('two pods get two shims; each exits with its pod', async () => {
+      const pods = ['pa', 'pb'].map((name) => podConfig(env, name));
+      const facts: PodFacts[] = [];
+      for (const pod of pods) {
+        const id = await env.cri.runPodSandbox(pod, handler);
+        const app = await startContainer(env, id, pod, containerConfig('sleeper', ['sleep', '3600']));
+        const pf = await podFacts(env, id, [app]);
+        expect(parentOf(await containerPid(env, app))).toBe(pf.shimPid);
+        facts.push(pf);
+      }
+      const [a, b] = facts as [PodFacts, PodFacts];
+      expect(a.shimPid).not.toBe(b.shimPid);
+      const live = env.cd.shimProcesses().map((p) => p.pid);
+      expect(live).toContain(a.shimPid);
+      expect(live).toContain(b.shimPid);
+
+      await env.cri.stopPodSandbox(a.sandboxId);
+      await env.cri.removePodSandbox(a.sandboxId);
+      await expectNothingLeft(env, a);
+      expect(isLive(b.shimPid)).toBe(true);
+      expect((await env.cri.execSync(b.containerIds[0]!, ['echo', 'b-alive'])).stdout.toString()).toBe('b-alive\n');
+      await env.cri.stopPodSandbox(b.sandboxId);
+      await env.cri.removePodSandbox(b.sandboxId);
+      await expectNothingLeft(env, b);
+    });
+
+    it('shared PID namespace (shareProcessNamespace): a stopped container takes its leftover children along', async () => {
+      const pod = podConfig(env, 'shpid', {}, { sharedPid: true });
+      const sandboxId = await env.cri.runPodSandbox(pod, handler);
+      try {
+        // init (sh) exits 0 on SIGTERM; its background `sleep` would outlive it in the pod's
+        // PID namespace: the runc shim kills what is left in the container's cgroup when the
+        // init of a container without its own PID namespace exits (runc kill --all).
+        const parent = await startContainer(
+          env,
+          sandboxId,
+          pod,
+          containerConfig('parent', ['sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'], {}, { sharedPid: true }),
+        );
+        const cgroupsPath = cgroupsPathOf(await env.cri.containerStatus(parent, true));
+        await waitUntil(() => cgroupProcs(cgroupsPath).length === 2, { what: 'sh and its sleep in the container cgroup' });
+        const started = Date.now();
+        await env.cri.stopContainer(parent, 5);
+        expect(Date.now() - started).toBeLessThan(5_000);
+        const status = await waitForState(env, parent, 'CONTAINER_EXITED', 5_000);
+        expect(status.status.exitCode).toBe(0);
+        await waitUntil(() => cgroupProcs(cgroupsPath).length === 0, { timeoutMs: 5_000, what: 'no process left in the container cgroup' });
+        const facts = await podFacts(env, sandboxId, [parent]);
+        await env.cri.stopPodSandbox(sandboxId);
+        await env.cri.removePodSandbox(sandboxId);
+        await expectNothingLeft(env, facts);
+      } finally {
+        await env.cri.stopPodSandbox(sandboxId, 15_000).catch(() => undefined);
+        await env.cri.removePodSandbox(sandboxId, 15_000).catch(() => undefined);
+      }
+    });
+  });
+}
+
+let backendCaseCounter = 0;
+
+interface BackendCase {
+  title: string;
+  handler: CriHandler;
+  annotations?: Record<string, string>;
+  expected: 'runc' | 'crun';
+}
+
+/**
+ * tsshim only: which backend runs a pod, chosen by the handler's options (its TOML), by the
+ * runtime_type alias (containerd-shim-tsshim-<backend>-v2), or by the allow-listed pod
+ * annotation (which CRI copies into the specs only through the handler's pod_annotations).
+ * The backend is read off the state root its runtime used for the pause and app containers.
+ */
+export function defineBackendChoiceSuite(line: ContainerdLine): void {
+  describe(`CRI e2e: containerd ${line}, tsshim backend choice (runc vs crun)`, () => {
+    let env: CriContainerd;
+
+    beforeAll(async () => {
+      env = await launchCriContainerd({ line });
+    });
+
+    afterAll(async () => {
+      if (!env) return;
+      const problems = await env.cd.destroy();
+      expect(problems).toEqual([]);
+      expect(env.cd.shimProcesses()).toEqual([]);
+      expect(env.cd.cgroupDirs()).toEqual([]);
+    });
+
+    const cases: BackendCase[] = [
+      { title: 'handler options: ConfigPath TOML with backend = "runc"', handler: 'tsshim', expected: 'runc' },
+      { title: 'handler options: ConfigPath TOML with backend = "crun"', handler: 'tsshim-crun', expected: 'crun' },
+      { title: 'alias io.containerd.tsshim-crun.v2 wins over a runc config', handler: 'tsshim-alias-crun', expected: 'crun' },
+      { title: 'alias io.containerd.tsshim-runc.v2 wins over a crun config', handler: 'tsshim-alias-runc', expected: 'runc' },
+      {
+        title: `pod annotation ${TSSHIM_BACKEND_ANNOTATION}=crun wins over the handler config`,
+        handler: 'tsshim',
+        annotations: { [TSSHIM_BACKEND_ANNOTATION]: 'crun' },
+        expected: 'crun',
+      },
+      {
+        title: `pod annotation ${TSSHIM_BACKEND_ANNOTATION}=runc wins over a crun handler config`,
+        handler: 'tsshim-crun',
+        annotations: { [TSSHIM_BACKEND_ANNOTATION]: 'runc' },
+        expected: 'runc',
+      },
+      {
+        title: 'the annotation is ignored when the handler does not allow it (no pod_annotations)',
+        handler: 'tsshim-noann',
+        annotations: { [TSSHIM_BACKEND_ANNOTATION]: 'crun' },
+        expected: 'runc',
+      },
+    ];
+
+    for (const c of cases) {
+      it(c.title, async () => {
+        const name = `bc${++backendCaseCounter}`;
+        const pod = podConfig(env, name, c.annotations ?? {});
+        const sandboxId = await env.cri.runPodSandbox(pod, c.handler);
+        let facts: PodFacts | undefined;
+        try {
+          const app = await startContainer(env, sandboxId, pod, containerConfig('app', ['sleep', '3600']));
+          facts = await podFacts(env, sandboxId, [app]);
+          const other = c.expected === 'runc' ? 'crun' : 'runc';
+          for (const id of [sandboxId, app]) {
+            expect(existsSync(join(env.backendRoots[c.expected], 'k8s.io', id)), `${id} under the ${c.expected} root`).toBe(true);
+            expect(existsSync(join(env.backendRoots[other], 'k8s.io', id)), `${id} not under the ${other} root`).toBe(false);
+          }
+          if (c.expected === 'crun' && env.realCrun) {
+            // crun keeps a `status` file per container, runc a `state.json`
+            expect(existsSync(join(env.backendRoots.crun, 'k8s.io', app, 'status'))).toBe(true);
+          }
+          const result = await env.cri.execSync(app, ['echo', 'ok']);
+          expect(result.stdout.toString()).toBe('ok\n');
+        } finally {
+          await env.cri.stopPodSandbox(sandboxId);
+          await env.cri.removePodSandbox(sandboxId);
+        }
+        await expectNothingLeft(env, facts);
+      });
+    }
+  });
+}

@@ -1,0 +1,170 @@
+/**
+ * A private containerd with its CRI plugin on, ready for pods: a private CNI network
+ * (cni-network.ts), restrict_oom_score_adj, the locally built busybox and pause images imported
+ * into k8s.io (pause is the sandbox image), netns under the state dir, and runtime handlers:
+ *
+ *   runc               io.containerd.runc.v2, runc state under cd.runtimeRoot (the reference)
+ *   tsshim             io.containerd.tsshim.v2, options.ConfigPath = tsshim TOML (backend runc),
+ *                      pod_annotations = ["io.tsshim.*"] so the backend annotation reaches it
+ *   tsshim-crun        same, ConfigPath = TOML with backend "crun"
+ *   tsshim-noann       like tsshim, without pod_annotations (the annotation must NOT reach it)
+ *   tsshim-alias-runc  io.containerd.tsshim-runc.v2 (alias link), ConfigPath of tsshim-crun
+ *   tsshim-alias-crun  io.containerd.tsshim-crun.v2 (alias link), ConfigPath of tsshim
+ *
+ * Backends keep their state in separate roots (runc: cd.runtimeRoot, crun: <dir>/crun), so a
+ * test can tell which backend runs a container. containerd 1.7/2.x write OCI spec 1.2, which
+ * crun 1.8.1 rejects: there the "crun" backend is configured with binary = "runc" (same slot,
+ * same state root, a binary that works), which still proves the choice of backend.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createCniNetwork, type CniNetwork } from './cni-network.js';
+import { crunUsableWith, type ContainerdLine } from './containerd-versions.js';
+import { CriClient } from './cri-api.js';
+import { PrivateContainerd, type CriRuntime } from './private-containerd.js';
+import { cacheDir, shimBinDir, tsshimBinary } from './repo-paths.js';
+
+export const TSSHIM_BACKEND_ANNOTATION = 'io.tsshim.backend';
+const CNI_RESULTS_DIR = '/var/lib/cni/results';
+export const TSSHIM_RUNTIME_TYPE = 'io.containerd.tsshim.v2';
+/**
+ * Directory with the alias links containerd-shim-tsshim-<backend>-v2 → the tsshim binary under
+ * test (one dir per target, so runs against different builds never rewrite each other's links).
+ */
+export const aliasLinkDir = join(cacheDir, 'shim-aliases', createHash('sha256').update(tsshimBinary).digest('hex').slice(0, 12));
+
+export type CriHandler = 'runc' | 'tsshim' | 'tsshim-crun' | 'tsshim-noann' | 'tsshim-alias-runc' | 'tsshim-alias-crun';
+
+export interface CriContainerd {
+  cd: PrivateContainerd;
+  cri: CriClient;
+  network: CniNetwork;
+  line: ContainerdLine;
+  /** State root per backend name: a container's state dir appears under <root>/k8s.io/<id>. */
+  backendRoots: { runc: string; crun: string };
+  /** Whether the "crun" backend really runs crun (false: runc binary in the crun slot). */
+  realCrun: boolean;
+  /** Pods' cgroup_parent for pod `name` (under the instance's cgroupRoot). */
+  cgroupParent(name: string): string;
+  /** Directory for pod `name`'s CRI container logs. */
+  logDirectory(name: string): string;
+}
+
+export interface CriContainerdOptions {
+  line: ContainerdLine;
+  logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+}
+
+/** Files libcni cached for a sandbox (any network): gone once CNI DEL ran for it. */
+export function cniResultsOf(sandboxId: string): string[] {
+  try {
+    return readdirSync(CNI_RESULTS_DIR)
+      .filter((f) => f.includes(`-${sandboxId}-`))
+      .map((f) => join(CNI_RESULTS_DIR, f));
+  } catch {
+    return [];
+  }
+}
+
+/** Creates (idempotently) the alias links the alias handlers need, next to nothing else. */
+export function ensureAliasLinks(): string {
+  mkdirSync(aliasLinkDir, { recursive: true });
+  for (const backend of ['runc', 'crun']) {
+    const link = join(aliasLinkDir, `containerd-shim-tsshim-${backend}-v2`);
+    let current: string | undefined;
+    try {
+      current = readlinkSync(link);
+    } catch {
+      current = undefined;
+    }
+    if (current === tsshimBinary) continue;
+    rmSync(link, { force: true });
+    symlinkSync(tsshimBinary, link);
+  }
+  return aliasLinkDir;
+}
+
+function tsshimToml(backend: 'runc' | 'crun', roots: { runc: string; crun: string }, crunBinary: string): string {
+  return [
+    `backend = "${backend}"`,
+    '[shim]',
+    `backend_annotation = "${TSSHIM_BACKEND_ANNOTATION}"`,
+    '[runc]',
+    `root = "${roots.runc}"`,
+    '[crun]',
+    `root = "${roots.crun}"`,
+    `binary = "${crunBinary}"`,
+    '',
+  ].join('\n');
+}
+
+export async function launchCriContainerd(options: CriContainerdOptions): Promise<CriContainerd> {
+  const realCrun = crunUsableWith(options.line);
+  const paths = (cd: PrivateContainerd) => ({
+    roots: { runc: cd.runtimeRoot, crun: join(cd.dir, 'crun') },
+    configs: { runc: join(cd.dir, 'tsshim-runc.toml'), crun: join(cd.dir, 'tsshim-crun.toml') },
+  });
+  const runtimes = (cd: PrivateContainerd): Record<CriHandler, CriRuntime> => {
+    const { configs } = paths(cd);
+    const tsshim = (configPath: string, podAnnotations: boolean, runtimeType = TSSHIM_RUNTIME_TYPE): CriRuntime => ({
+      runtimeType,
+      options: { ConfigPath: configPath },
+      ...(podAnnotations ? { podAnnotations: ['io.tsshim.*'] } : {}),
+    });
+    return {
+      runc: { runtimeType: 'io.containerd.runc.v2', options: { Root: cd.runtimeRoot } },
+      tsshim: tsshim(configs.runc, true),
+      'tsshim-crun': tsshim(configs.crun, true),
+      'tsshim-noann': tsshim(configs.runc, false),
+      'tsshim-alias-runc': tsshim(configs.crun, true, 'io.containerd.tsshim-runc.v2'),
+      'tsshim-alias-crun': tsshim(configs.runc, true, 'io.containerd.tsshim-crun.v2'),
+    };
+  };
+
+  const cd = PrivateContainerd.create({
+    version: options.line,
+    namespace: 'k8s.io',
+    cgroupRoot: `tsecri-${randomBytes(3).toString('hex')}`,
+    logLevel: options.logLevel ?? 'debug',
+    pathPrefix: [shimBinDir, ensureAliasLinks()],
+    cri: { runtimes, defaultRuntime: 'runc' },
+  });
+  const { roots, configs } = paths(cd);
+  mkdirSync(roots.crun, { recursive: true });
+  const crunBinary = realCrun ? 'crun' : 'runc';
+  writeFileSync(configs.runc, tsshimToml('runc', roots, crunBinary));
+  writeFileSync(configs.crun, tsshimToml('crun', roots, crunBinary));
+
+  const cri = new CriClient(cd.address);
+  cd.addCleanup('beforeStop', () => cri.removeAllPods());
+  try {
+    const network = await createCniNetwork(cd.dir);
+    cd.addCleanup('afterStop', async () => {
+      cri.close();
+      for (const id of cri.sandboxesCreated) {
+        const socket = cd.shimSocketPath(id);
+        if (existsSync(socket)) rmSync(socket, { force: true });
+        // libcni's cache of containerd's own loopback network, left when a pod's teardown failed
+        for (const file of cniResultsOf(id)) rmSync(file, { force: true });
+      }
+      return network.destroy();
+    });
+    await cd.start();
+    await cd.importTestImages();
+    return {
+      cd,
+      cri,
+      network,
+      line: options.line,
+      backendRoots: roots,
+      realCrun,
+      cgroupParent: (name) => `/${cd.cgroupRoot}/${name}`,
+      logDirectory: (name) => join(cd.dir, 'pod-logs', name),
+    };
+  } catch (err) {
+    await cd.destroy();
+    cri.close();
+    throw err;
+  }
+}
