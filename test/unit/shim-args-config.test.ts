@@ -110,3 +110,37 @@ describe('runtime options decoding', () => {
     expect(decodeRuntimeOptions(undefined).runc).toEqual({});
   });
 });
+
+describe('start stdin: legacy options vs the 2.3 bootstrap protocol', () => {
+  it('answers BootstrapParams only when they name our id and namespace', async () => {
+    const { readStartInput } = await import('../../src/shim/start-input.js');
+    const { BootstrapParams, BootstrapResult, LogLevel } = await import('../../src/proto/gen/containerd/runtime/bootstrap/v1/bootstrap.js');
+    const { Options: RuntimeOptions } = await import('../../src/proto/gen/runtimeoptions/v1/options.js');
+    const { Any } = await import('../../src/proto/gen/google/protobuf/any.js');
+    const { TypeUrl, packMessage } = await import('../../src/proto/typeurls.js');
+    const args = parseArgs(['-namespace', 'k8s.io', '-id', 'sb1', 'start']);
+    const opts = packMessage(TypeUrl.RuntimeOptions, RuntimeOptions, RuntimeOptions.fromPartial({ configPath: '/etc/tsshim/pod.toml' }));
+    const params = BootstrapParams.encode(
+      BootstrapParams.fromPartial({
+        instanceId: 'sb1',
+        namespace: 'k8s.io',
+        logLevel: LogLevel.LOG_LEVEL_DEBUG,
+        containerdTtrpcAddress: '/run/containerd/containerd.sock.ttrpc',
+        extensions: [{ value: opts }],
+        socketDir: '/run/containerd/s',
+      }),
+    ).finish();
+    const boot = readStartInput(args, params);
+    expect(boot).toMatchObject({ configPath: '/etc/tsshim/pod.toml', socketDir: '/run/containerd/s', debug: true });
+    const result = BootstrapResult.decode(boot.bootstrap!.encodeResult('unix:///run/containerd/s/abc'));
+    expect(result).toMatchObject({ version: 2, address: 'unix:///run/containerd/s/abc', protocol: 'ttrpc' });
+    // someone else's params: treated as legacy stdin, answered with a plain address
+    const other = readStartInput(parseArgs(['-namespace', 'k8s.io', '-id', 'other', 'start']), params);
+    expect(other.bootstrap).toBeUndefined();
+    // the legacy Any (1.6–2.2)
+    const legacy = readStartInput(args, Any.encode(opts).finish());
+    expect(legacy).toMatchObject({ configPath: '/etc/tsshim/pod.toml' });
+    expect(legacy.bootstrap).toBeUndefined();
+    expect(readStartInput(args, new Uint8Array(0))).toEqual({ debug: false });
+  });
+});
