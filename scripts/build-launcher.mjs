@@ -32,6 +32,8 @@ async function tsValues(root) {
       contents: [
         "export { daemonNodeFlags } from './src/shim/daemon-launch.ts';",
         "export { defaultConfig, DEFAULT_CONFIG_PATH } from './src/shim/config.ts';",
+        "export { NAMESPACE_GROUP_KEY } from './src/shim/address.ts';",
+        "export { CONFIG_CACHE_PREFIX } from './src/shim/config-cache.ts';",
       ].join('\n'),
       resolveDir: root,
       loader: 'ts',
@@ -49,7 +51,7 @@ async function tsValues(root) {
 
 function header(root, values) {
   const cfg = values.defaultConfig();
-  // the launcher's grouping is groupKey(…, 'pod'); another default would need new C
+  // without a config file the launcher groups like groupKey(…, 'pod'); another default would need new C
   if (cfg.shim.group !== 'pod') throw new Error(`build-launcher: default shim.group is "${cfg.shim.group}", launcher assumes "pod"`);
   const flags = values.daemonNodeFlags();
   return [
@@ -60,6 +62,8 @@ function header(root, values) {
     `#define TSSHIM_DAEMON_FLAGS ${flags.map((f) => `${cString(f)},`).join(' ')}`,
     `#define TSSHIM_SOCKET_DIR ${cString(cfg.shim.socketDir)}`,
     `#define TSSHIM_DEFAULT_CONFIG ${cString(values.DEFAULT_CONFIG_PATH)}`,
+    `#define TSSHIM_NAMESPACE_GROUP_KEY ${cString(values.NAMESPACE_GROUP_KEY)}`,
+    `#define TSSHIM_CONFIG_CACHE_PREFIX ${cString(values.CONFIG_CACHE_PREFIX)}`,
     '',
   ].join('\n');
 }

@@ -7,7 +7,9 @@
  * two actions itself and hands everything else, unchanged, to the TypeScript shim
  * (bin/tsshim-node.mjs), which stays the reference implementation:
  *
- *   start   empty stdin, no tsshim config, plain config.json: compute the group socket
+ *   start   plain config.json, and either no tsshim config at all or a config file whose
+ *           settings a Node start cached (runtime options naming it, as CRI sends them,
+ *           or the default file; see src/shim/config-cache.ts): compute the group socket
  *           exactly like src/shim/address.ts, reuse the daemon listening there or bind
  *           the socket and spawn the Node daemon on it (like src/shim/start.ts).
  *   delete  the daemon already deleted the task (marker file) and nothing is mounted:
@@ -55,6 +57,8 @@ static const char *const daemon_flags[] = { TSSHIM_DAEMON_FLAGS NULL };
 #define MAX_MOUNTINFO (16u << 20)
 #define MAX_JSON_DEPTH 512
 #define MAX_JOINED_PATH 4096
+#define MAX_START_STDIN (64u * 1024) /* runtime options naming a config path are tiny */
+#define MAX_CONFIG_CACHE 256
 
 static char *self_name; /* argv[0]: aliases are symlinks and the TS side reads the name */
 
@@ -521,12 +525,17 @@ static enum scan spec_member(struct scanner *sc, const struct span *key, void *c
 	return scan_value(sc, depth); /* null, array, …: no annotations */
 }
 
+/* shim.group of the tsshim config (GroupScope in src/shim/config.ts) */
+enum scope { SCOPE_CONTAINER, SCOPE_POD, SCOPE_NAMESPACE };
+
 /*
- * The group key, as groupKey(annotations, id, 'pod') in src/shim/address.ts computes it
+ * The group key, as groupKey(annotations, id, scope) in src/shim/address.ts computes it
  * from ./config.json. Returns false if Node must decide. *key is malloc'd.
  */
-static bool group_key(const char *id, char **key)
+static bool group_key(const char *id, enum scope scope, char **key)
 {
+	/* without an explicit group annotation */
+	const char *fallback = scope == SCOPE_NAMESPACE ? TSSHIM_NAMESPACE_GROUP_KEY : id;
 	char *json;
 	size_t len;
 	struct annotations ann;
@@ -553,7 +562,7 @@ static bool group_key(const char *id, char **key)
 		/* first non-empty string wins, in ann_names order */
 		for (int i = 0; i < ANN_COUNT; i++) {
 			const struct span *v = &ann.value[i];
-			if (!ann.has_string[i] || v->len == 0)
+			if (!ann.has_string[i] || v->len == 0 || (i == ANN_SANDBOX_ID && scope != SCOPE_POD))
 				continue;
 			if (v->escaped || memchr(v->s, '\0', v->len)) {
 				free(json);
@@ -567,8 +576,8 @@ static bool group_key(const char *id, char **key)
 	} else if (errno == EFBIG || errno == ENOMEM) {
 		return false;
 	}
-	/* unreadable config.json: the TS side groups by id too */
-	*key = strdup(id);
+	/* no usable annotation (or unreadable config.json, which the TS side treats alike) */
+	*key = strdup(fallback);
 	return *key != NULL;
 }
 
@@ -626,7 +635,7 @@ static void fill_addr(struct sockaddr_un *sa, const char *path)
 	memcpy(sa->sun_path, path, strlen(path) + 1);
 }
 
-static bool socket_path_for(const struct args *a, const char *key, char *out, size_t cap)
+static bool socket_path_for(const struct args *a, const char *socket_dir, const char *key, char *out, size_t cap)
 {
 	const char *addr = a->address;
 	if (strncmp(addr, "unix://", 7) == 0)
@@ -637,7 +646,7 @@ static bool socket_path_for(const struct args *a, const char *key, char *out, si
 		return false;
 	char hex[2 * SHA256_DIGEST_SIZE + 1];
 	sha256_hex(joined, strlen(joined), hex);
-	int n = snprintf(out, cap, "%s/%s", TSSHIM_SOCKET_DIR, hex);
+	int n = snprintf(out, cap, "%s/%s", socket_dir, hex);
 	return n > 0 && (size_t)n < cap && (size_t)n < sizeof(((struct sockaddr_un *)0)->sun_path);
 }
 
@@ -715,29 +724,41 @@ static int bind_socket(const char *sock)
 
 /*
  * containerd ≤ 2.2 writes the runtime options Any (or nothing) on stdin, 2.3+ writes
- * BootstrapParams. Anything there is for Node. Since reading consumed it, the bytes
- * are put back as fd 0 through a memfd. Returns true if stdin was empty.
+ * BootstrapParams. Since reading consumes it, the bytes are put back as fd 0 through a
+ * memfd, for Node should it be needed. Returns false if stdin was empty; else *data
+ * (malloc'd) holds what was read, or is NULL if it was more than MAX_START_STDIN.
  */
-static bool stdin_is_empty(void)
+static bool read_stdin(uint8_t **data, size_t *data_len)
 {
+	*data = NULL;
+	*data_len = 0;
 	struct stat st;
 	/* closed stdin, or a terminal: the TS side reads nothing either */
 	if (fstat(STDIN_FILENO, &st) != 0 || S_ISCHR(st.st_mode))
-		return true;
+		return false;
 	char buf[64 * 1024];
 	ssize_t n;
 	do
 		n = read(STDIN_FILENO, buf, sizeof buf);
 	while (n < 0 && errno == EINTR);
 	if (n <= 0)
-		return true; /* a read error is "no input" for the TS side as well */
+		return false; /* a read error is "no input" for the TS side as well */
 
 	int mfd = memfd_create("tsshim-start-stdin", MFD_CLOEXEC);
 	if (mfd < 0)
 		start_failed("memfd_create", errno);
+	uint8_t *copy = malloc(MAX_START_STDIN);
+	size_t len = 0;
 	while (n > 0) {
 		if (!write_all(mfd, buf, (size_t)n))
 			start_failed("spooling stdin", errno);
+		if (copy && len + (size_t)n <= MAX_START_STDIN) {
+			memcpy(copy + len, buf, (size_t)n);
+			len += (size_t)n;
+		} else {
+			free(copy); /* too big for options we could use */
+			copy = NULL;
+		}
 		do
 			n = read(STDIN_FILENO, buf, sizeof buf);
 		while (n < 0 && errno == EINTR);
@@ -747,15 +768,258 @@ static bool stdin_is_empty(void)
 	if (lseek(mfd, 0, SEEK_SET) != 0 || dup2(mfd, STDIN_FILENO) != STDIN_FILENO)
 		start_failed("restoring stdin", errno);
 	close(mfd);
+	*data = copy;
+	*data_len = copy ? len : 0;
+	return true;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Runtime options on stdin: google.protobuf.Any{1: type_url, 2: value} carrying
+ * runtimeoptions.v1.Options{1: type_url, 2: config_path, 3: config_body}, what CRI sends
+ * for every non-runc runtime. Only the plain shape is understood; anything else
+ * (unknown or repeated fields, other wire types, bad varints) is for Node.
+ * ------------------------------------------------------------------------------------ */
+
+struct pb {
+	const uint8_t *p, *end;
+};
+
+static bool pb_varint(struct pb *b, uint64_t *v)
+{
+	*v = 0;
+	for (int shift = 0; shift < 64; shift += 7) {
+		if (b->p >= b->end)
+			return false;
+		uint8_t c = *b->p++;
+		if (shift == 63 && c > 1)
+			return false; /* overflows 64 bits */
+		*v |= (uint64_t)(c & 0x7f) << shift;
+		if (!(c & 0x80))
+			return true;
+	}
 	return false;
 }
 
-static bool tsshim_config_present(void)
+/* next field, which must be length-delimited; false at the end (*done) or if malformed */
+static bool pb_bytes_field(struct pb *b, uint32_t *field, const uint8_t **s, size_t *len, bool *done)
 {
-	if (getenv("TSSHIM_CONFIG"))
+	*done = b->p == b->end;
+	if (*done)
+		return false;
+	uint64_t tag, n;
+	if (!pb_varint(b, &tag) || (tag & 7) != 2 || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff || !pb_varint(b, &n) ||
+	    n > (uint64_t)(b->end - b->p))
+		return false;
+	*field = (uint32_t)(tag >> 3);
+	*s = b->p;
+	*len = (size_t)n;
+	b->p += n;
+	return true;
+}
+
+static bool bytes_are(const uint8_t *s, size_t len, const char *want)
+{
+	return len == strlen(want) && memcmp(s, want, len) == 0;
+}
+
+/*
+ * The type URL names runtimeoptions.v1.Options, bare or prefixed, as typeUrlMatches()
+ * in src/proto/typeurls.ts decides (which keeps "types.containerd.io/…" JSON types whole).
+ */
+static bool is_runtime_options_url(const uint8_t *s, size_t len)
+{
+	static const char name[] = "runtimeoptions.v1.Options", json_prefix[] = "types.containerd.io/";
+	size_t n = sizeof name - 1, jp = sizeof json_prefix - 1;
+	if (bytes_are(s, len, name))
 		return true;
+	return len > n && s[len - n - 1] == '/' && memcmp(s + len - n, name, n) == 0 && !(len >= jp && memcmp(s, json_prefix, jp) == 0);
+}
+
+/*
+ * The config path of runtime options that name a config file and nothing else, as a
+ * malloc'd string; NULL if the input is anything else.
+ */
+static char *options_config_path(const struct args *a, const uint8_t *in, size_t in_len)
+{
+	struct pb any = { in, in + in_len };
+	const uint8_t *url = NULL, *value = NULL, *s;
+	size_t url_len = 0, value_len = 0, len;
+	uint32_t field;
+	bool done;
+	while (pb_bytes_field(&any, &field, &s, &len, &done)) {
+		if (field == 1 && !url) {
+			url = s;
+			url_len = len;
+		} else if (field == 2 && !value) {
+			value = s;
+			value_len = len;
+		} else {
+			return NULL;
+		}
+	}
+	if (!done || !url || !is_runtime_options_url(url, url_len))
+		return NULL;
+	/* the TS side would take it for BootstrapParams{1: instance_id, 2: namespace} */
+	if (bytes_are(url, url_len, a->id) && value && bytes_are(value, value_len, a->namespace))
+		return NULL;
+
+	struct pb opts = { value, value + value_len };
+	const uint8_t *path = NULL;
+	size_t path_len = 0;
+	bool seen_url = false, seen_body = false;
+	while (value && pb_bytes_field(&opts, &field, &s, &len, &done)) {
+		if (field == 1 && !seen_url) {
+			seen_url = true; /* the type of config_body: irrelevant without one */
+		} else if (field == 2 && !path) {
+			path = s;
+			path_len = len;
+		} else if (field == 3 && !seen_body && len == 0) {
+			seen_body = true;
+		} else {
+			return NULL;
+		}
+	}
+	if ((value && !done) || !path || path_len == 0 || path_len >= PATH_MAX || path[0] != '/' || memchr(path, '\0', path_len))
+		return NULL;
+	return strndup((const char *)path, path_len);
+}
+
+/* ------------------------------------------------------------------------------------
+ * The config cache: what a Node start learnt from a config file (src/shim/config-cache.ts)
+ * ------------------------------------------------------------------------------------ */
+
+/* shim.group and shim.socket_dir: all of the config that decides the address */
+struct shim_settings {
+	enum scope scope;
+	char socket_dir[64];
+};
+
+/* stat's mtimeMs the way Node computes it (a double: sec * 1e3 + nsec / 1e6), truncated */
+static long long mtime_ms(const struct stat *st)
+{
+	double ms = (double)st->st_mtim.tv_sec * 1000.0 + (double)st->st_mtim.tv_nsec / 1e6;
+	return (long long)ms;
+}
+
+/* a decimal number followed by a space; advances *p */
+static bool parse_number(const char **p, const char *end, long long *out)
+{
+	const char *s = *p;
+	long long v = 0;
+	if (s >= end || *s < '0' || *s > '9')
+		return false;
+	for (; s < end && *s >= '0' && *s <= '9'; s++) {
+		if (v > (LLONG_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (*s - '0');
+	}
+	if (s >= end || *s != ' ')
+		return false;
+	*p = s + 1;
+	*out = v;
+	return true;
+}
+
+/* absolute, normalized (what path.join leaves as is), printable ASCII, no spaces */
+static bool plain_dir(const char *s, size_t len)
+{
+	if (len < 2 || s[0] != '/' || s[len - 1] == '/')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] <= ' ' || s[i] > '~')
+			return false;
+		if (s[i] == '/') {
+			const char *seg = s + i + 1;
+			size_t slen = 0;
+			while (i + 1 + slen < len && seg[slen] != '/')
+				slen++;
+			if (slen == 0 || (slen == 1 && seg[0] == '.') || (slen == 2 && seg[0] == '.' && seg[1] == '.'))
+				return false;
+		}
+	}
+	return true;
+}
+
+/* the cached settings for config_path, if the file is still the one they were read from */
+static bool cached_settings(const char *config_path, struct shim_settings *out)
+{
+	struct stat cst;
+	if (stat(config_path, &cst) != 0 || !S_ISREG(cst.st_mode))
+		return false;
+	char hex[2 * SHA256_DIGEST_SIZE + 1], cache[PATH_MAX];
+	sha256_hex(config_path, strlen(config_path), hex);
+	int n = snprintf(cache, sizeof cache, "%s/%s%s", TSSHIM_SOCKET_DIR, TSSHIM_CONFIG_CACHE_PREFIX, hex);
+	if (n < 0 || (size_t)n >= sizeof cache)
+		return false;
+	int fd = open(cache, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return false;
 	struct stat st;
-	return stat(TSSHIM_DEFAULT_CONFIG, &st) == 0 || errno != ENOENT;
+	char text[MAX_CONFIG_CACHE];
+	ssize_t len = -1;
+	/* only what we (root) wrote decides where sockets go */
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & 022)) {
+		do
+			len = read(fd, text, sizeof text);
+		while (len < 0 && errno == EINTR);
+	}
+	close(fd);
+	if (len <= 0 || (size_t)len >= sizeof text || text[len - 1] != '\n')
+		return false;
+	/* "<mtime ms> <size> <scope> <socket dir>\n" */
+	const char *p = text, *end = text + len - 1;
+	long long mtime, size;
+	if (!parse_number(&p, end, &mtime) || !parse_number(&p, end, &size))
+		return false;
+	if (mtime != mtime_ms(&cst) || size != (long long)cst.st_size)
+		return false;
+	const char *sp = memchr(p, ' ', (size_t)(end - p));
+	if (!sp)
+		return false;
+	size_t scope_len = (size_t)(sp - p);
+	if (scope_len == 3 && memcmp(p, "pod", 3) == 0)
+		out->scope = SCOPE_POD;
+	else if (scope_len == 9 && memcmp(p, "container", 9) == 0)
+		out->scope = SCOPE_CONTAINER;
+	else if (scope_len == 9 && memcmp(p, "namespace", 9) == 0)
+		out->scope = SCOPE_NAMESPACE;
+	else
+		return false;
+	const char *dir = sp + 1;
+	size_t dir_len = (size_t)(end - dir);
+	if (dir_len >= sizeof out->socket_dir || !plain_dir(dir, dir_len))
+		return false;
+	memcpy(out->socket_dir, dir, dir_len);
+	out->socket_dir[dir_len] = '\0';
+	return true;
+}
+
+/*
+ * The settings `start` would load (src/shim/config.ts loadConfig): from the config file
+ * named by the runtime options, else TSSHIM_CONFIG, else the default file, else the
+ * defaults. False if only Node can tell.
+ */
+static bool start_settings(const struct args *a, struct shim_settings *out)
+{
+	uint8_t *in;
+	size_t in_len;
+	if (read_stdin(&in, &in_len)) {
+		char *path = in ? options_config_path(a, in, in_len) : NULL;
+		free(in);
+		bool ok = path && cached_settings(path, out);
+		free(path);
+		return ok;
+	}
+	if (getenv("TSSHIM_CONFIG"))
+		return false;
+	struct stat st;
+	if (stat(TSSHIM_DEFAULT_CONFIG, &st) == 0)
+		return cached_settings(TSSHIM_DEFAULT_CONFIG, out);
+	if (errno != ENOENT)
+		return false;
+	out->scope = SCOPE_POD;
+	snprintf(out->socket_dir, sizeof out->socket_dir, "%s", TSSHIM_SOCKET_DIR);
+	return true;
 }
 
 /* write ./address atomically, like writeAtomic() in start.ts */
@@ -929,16 +1193,17 @@ static pid_t spawn_daemon(const struct args *a, const char *sock, int listen_fd,
 
 static _Noreturn void run_start(int argc, char **argv, const struct args *a)
 {
-	if (!stdin_is_empty() || tsshim_config_present())
+	struct shim_settings settings;
+	if (!start_settings(a, &settings))
 		exec_node(argc, argv);
 	char *key;
 	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	if (!group_key(a->id, &key) || !socket_path_for(a, key, sock, sizeof sock))
+	if (!group_key(a->id, settings.scope, &key) || !socket_path_for(a, settings.socket_dir, key, sock, sizeof sock))
 		exec_node(argc, argv);
 	char address[sizeof sock + 8];
 	snprintf(address, sizeof address, "unix://%s", sock);
 
-	if (!mkdir_p(TSSHIM_SOCKET_DIR))
+	if (!mkdir_p(settings.socket_dir))
 		exec_node(argc, argv);
 	int probe = probe_daemon(sock);
 	if (probe == ENOENT) {

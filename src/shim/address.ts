@@ -30,6 +30,8 @@ export function unixAddress(socket: string): string {
 export const GROUP_ANNOTATION = 'io.containerd.tsshim.v2.group';
 export const RUNC_GROUP_ANNOTATION = 'io.containerd.runc.v2.group';
 export const CRI_SANDBOX_ID = 'io.kubernetes.cri.sandbox-id';
+/** the key of scope "namespace" (the C launcher gets it at build time) */
+export const NAMESPACE_GROUP_KEY = '_tsshim_namespace';
 
 export function groupKey(annotations: Record<string, unknown> | undefined, id: string, scope: 'container' | 'pod' | 'namespace'): string {
   const a = annotations ?? {};
@@ -37,7 +39,7 @@ export function groupKey(annotations: Record<string, unknown> | undefined, id: s
     const v = a[k];
     if (typeof v === 'string' && v) return v;
   }
-  if (scope === 'namespace') return '_tsshim_namespace';
+  if (scope === 'namespace') return NAMESPACE_GROUP_KEY;
   const sandbox = a[CRI_SANDBOX_ID];
   if (scope === 'pod' && typeof sandbox === 'string' && sandbox) return sandbox;
   return id;

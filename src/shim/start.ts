@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import type { ShimArgs } from './args.js';
 import { groupKey, socketPath, unixAddress } from './address.js';
 import { readStartInput, type StartInput } from './start-input.js';
+import { stampConfigFile, writeConfigCache } from './config-cache.js';
 import { daemonNodeFlags, daemonEntry, daemonEnv } from './daemon-launch.js';
 
 export interface StartOutput {
@@ -21,7 +22,10 @@ export interface StartOutput {
 
 export async function runStart(args: ShimArgs): Promise<string | Uint8Array> {
   const input: StartInput = readStartInput(args);
-  const { loadConfig } = await import('./config.js');
+  const { loadConfig, DEFAULT_CONFIG_PATH } = await import('./config.js');
+  // the config FILE this start reads, if the C launcher could reuse what it says
+  const cachedFile = input.configBody ? undefined : input.configPath || (process.env.TSSHIM_CONFIG ? undefined : DEFAULT_CONFIG_PATH);
+  const stamp = cachedFile ? stampConfigFile(cachedFile) : undefined;
   const config = loadConfig({ path: input.configPath, body: input.configBody });
   const bundle = process.cwd();
   const annotations = readAnnotations(bundle);
@@ -47,6 +51,7 @@ export async function runStart(args: ShimArgs): Promise<string | Uint8Array> {
     }
   }
   writeAtomic(path.join(bundle, 'address'), address);
+  if (cachedFile && stamp) writeConfigCache(cachedFile, stamp, config.shim);
   return input.bootstrap ? input.bootstrap.encodeResult(address) : address;
 }
 

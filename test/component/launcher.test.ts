@@ -16,7 +16,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { groupKey, socketPath, unixAddress, DEFAULT_SOCKET_DIR } from '../../src/shim/address.js';
 import { readAnnotations } from '../../src/shim/start.js';
-import { DEFAULT_CONFIG_PATH } from '../../src/shim/config.js';
+import { DEFAULT_CONFIG_PATH, type GroupScope } from '../../src/shim/config.js';
+import { configCachePath } from '../../src/shim/config-cache.js';
 import { Any } from '../../src/proto/gen/google/protobuf/any.js';
 import { Options as RuntimeOptions } from '../../src/proto/gen/runtimeoptions/v1/options.js';
 import { DeleteResponse, ConnectRequest, ConnectResponse, ShutdownRequest } from '../../src/proto/gen/containerd/task/v2/shim.js';
@@ -28,12 +29,14 @@ const LAUNCHER = path.join(ROOT, 'bin/containerd-shim-tsshim-v2');
 const NS = `tsshim-launcher-${process.pid}`;
 /** every Node start fails under this */
 const NO_NODE = { NODE_OPTIONS: '--require=/nonexistent/tsshim-no-node.cjs' };
-/** with a config file the launcher always defers to Node, so its fast paths cannot be observed */
+/** with a default config file the launcher defers to Node (unless a Node start cached it), so the fast paths are not observable */
 const fastPathPossible = !fs.existsSync(DEFAULT_CONFIG_PATH);
 
 let dir: string;
 let containerdAddress: string;
 const sockets = new Set<string>();
+/** config cache files the tests caused (they live in the real default socket dir) */
+const caches = new Set<string>();
 
 /** HOME-independent, no inherited tsshim settings */
 function baseEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -153,6 +156,7 @@ beforeAll(() => {
 
 afterAll(async () => {
   for (const s of sockets) await cleanupSocket(s);
+  for (const c of caches) fs.rmSync(c, { force: true });
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -360,6 +364,149 @@ describe('launcher start: stdin', () => {
     const bundle = makeBundle('cfg', '{}');
     const r = runShim('start', { id: 'c1', bundle, env: { ...NO_NODE, TSSHIM_CONFIG: path.join(dir, 'none.toml') } });
     expect(r.status).not.toBe(0);
+  });
+});
+
+describe('launcher start: runtime options naming a config file (CRI)', () => {
+  const HOUR_AGO = () => new Date(Date.now() - 3600_000);
+
+  function options(configPath: string, o: { typeUrl?: string; body?: string; extra?: Uint8Array } = {}): Uint8Array {
+    const value = RuntimeOptions.encode(
+      RuntimeOptions.fromPartial({ configPath, configBody: o.body === undefined ? undefined : Buffer.from(o.body) }),
+    ).finish();
+    const v = o.extra ? Buffer.concat([value, o.extra]) : Buffer.from(value);
+    return Any.encode(Any.fromPartial({ typeUrl: o.typeUrl ?? TypeUrl.RuntimeOptions, value: v })).finish();
+  }
+
+  /** a config file old enough to be cached (a fresh one is not: see config-cache.ts) */
+  function configFile(name: string, text: string): string {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, text);
+    fs.utimesSync(file, HOUR_AGO(), HOUR_AGO());
+    caches.add(configCachePath(file));
+    return file;
+  }
+
+  /** what the TypeScript start computes */
+  function expectedFor(bundle: string, id: string, scope: GroupScope, socketDir = DEFAULT_SOCKET_DIR): string {
+    return unixAddress(socketPath(socketDir, containerdAddress, NS, groupKey(readAnnotations(bundle), id, scope)));
+  }
+
+  /** a start that must go through Node: fails without it, then works with it */
+  function nodeStart(id: string, bundle: string, input: Uint8Array, want: string): void {
+    const without = runShim('start', { id, bundle, env: NO_NODE, input });
+    if (without.stdout.toString().startsWith('unix://')) sockOf(without.stdout.toString());
+    expect(without.status).not.toBe(0);
+    const r = runShim('start', { id, bundle, input });
+    if (r.stdout.toString().startsWith('unix://')) sockOf(r.stdout.toString().trim());
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout.toString().trim()).toBe(want);
+  }
+
+  /** a start without Node (its daemon, if it spawns one, dies at once) */
+  function fastStart(id: string, bundle: string, input: Uint8Array, want: string): void {
+    const r = runShim('start', { id, bundle, env: NO_NODE, input });
+    if (r.stdout.toString().startsWith('unix://')) sockOf(r.stdout.toString());
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout.toString()).toBe(want);
+    expect(fs.readFileSync(path.join(bundle, 'address'), 'utf8')).toBe(want);
+  }
+
+  it('the first start goes through Node and caches the file; later ones do not need Node until the file changes', async () => {
+    const cfg = configFile('pod.toml', '[shim]\ngroup = "pod"\n');
+    const input = options(cfg);
+    const podA = JSON.stringify({ annotations: { [SB]: `cache-a-${process.pid}` } });
+    const b1 = makeBundle('opt1', podA);
+    const b2 = makeBundle('opt2', podA);
+    const b3 = makeBundle('opt3', JSON.stringify({ annotations: { [SB]: `cache-b-${process.pid}` } }));
+    const want = expectedFor(b1, 'o1', 'pod');
+    const sock = sockOf(want);
+    await cleanupSocket(sock);
+    fs.rmSync(configCachePath(cfg), { force: true });
+
+    nodeStart('o1', b1, input, want);
+    const st = fs.statSync(cfg);
+    expect(fs.readFileSync(configCachePath(cfg), 'utf8')).toBe(`${Math.trunc(st.mtimeMs)} ${st.size} pod ${DEFAULT_SOCKET_DIR}\n`);
+    const daemons = daemonPids(sock);
+    expect(daemons).toHaveLength(1);
+
+    // another container of the pod: the running daemon, no Node
+    fastStart('o2', b2, input, want);
+    expect(daemonPids(sock)).toEqual(daemons);
+    // a new pod: its own socket, no Node
+    const want3 = expectedFor(b3, 'o3', 'pod');
+    expect(want3).not.toBe(want);
+    fastStart('o3', b3, input, want3);
+    await cleanupSocket(sockOf(want3));
+    // a prefixed type URL means the same
+    fastStart('o2', b2, options(cfg, { typeUrl: `type.googleapis.com/${TypeUrl.RuntimeOptions}` }), want);
+
+    // Node decides: a config body, an unknown field, another type, a relative path, a JSON type URL
+    const odd: Array<[string, Uint8Array]> = [
+      ['config body', options(cfg, { body: '[shim]\ngroup = "pod"\n' })],
+      ['unknown field', options(cfg, { extra: Uint8Array.from([0x20, 0x01]) })],
+      ['runc options', options(cfg, { typeUrl: TypeUrl.RuncOptions })],
+      ['JSON type', options(cfg, { typeUrl: `types.containerd.io/${TypeUrl.RuntimeOptions}` })],
+      ['relative path', options(path.relative(b2, cfg))],
+      ['truncated', options(cfg).subarray(0, 20)],
+    ];
+    for (const [what, bytes] of odd) {
+      expect(runShim('start', { id: 'o2', bundle: b2, env: NO_NODE, input: bytes }).status, what).not.toBe(0);
+    }
+
+    // touched: mtime differs, Node again (which caches the new stamp)
+    const later = new Date(Date.now() - 1800_000);
+    fs.utimesSync(cfg, later, later);
+    nodeStart('o2', b2, input, want);
+    fastStart('o2', b2, input, want);
+    // same mtime, other size: Node again
+    fs.appendFileSync(cfg, '# grown\n');
+    fs.utimesSync(cfg, later, later);
+    nodeStart('o2', b2, input, want);
+    // a file modified just now is not cached (it could change again within the same millisecond)
+    fs.appendFileSync(cfg, '# again\n');
+    nodeStart('o2', b2, input, want);
+    expect(fs.readFileSync(configCachePath(cfg), 'utf8')).not.toContain(`${fs.statSync(cfg).size} pod`);
+    expect(runShim('start', { id: 'o2', bundle: b2, env: NO_NODE, input }).status).not.toBe(0);
+    expect(daemonPids(sock)).toEqual(daemons);
+    await cleanupSocket(sock);
+  });
+
+  it('scopes "container" and "namespace" and a socket_dir: the address TS computes', async () => {
+    const socketDir = path.join(dir, 's');
+    // shim.socket_dir is at most 42 characters long
+    const dirLine = socketDir.length <= 42 ? `socket_dir = "${socketDir}"\n` : '';
+    const sdir = dirLine ? socketDir : DEFAULT_SOCKET_DIR;
+    for (const scope of ['container', 'namespace'] as const) {
+      const cfg = configFile(`${scope}.toml`, `[shim]\ngroup = "${scope}"\n${dirLine}`);
+      const input = options(cfg);
+      const t = `${scope}-${process.pid}`;
+      const bundles = [
+        { id: `${scope}-first`, spec: JSON.stringify({ annotations: { [SB]: `sb-${t}` } }) },
+        { id: `${scope}-sandbox`, spec: JSON.stringify({ annotations: { [SB]: `sb-${t}` } }) },
+        { id: `${scope}-none`, spec: undefined },
+        { id: `${scope}-tsgroup`, spec: JSON.stringify({ annotations: { [SB]: `sb-${t}`, [TG]: `tg-${t}` } }) },
+        { id: `${scope}-runcgroup`, spec: JSON.stringify({ annotations: { [SB]: `sb-${t}`, [RG]: `rg-${t}` } }) },
+      ].map((b) => ({ ...b, bundle: makeBundle(b.id, b.spec) }));
+      fs.rmSync(configCachePath(cfg), { force: true });
+      const [first, ...rest] = bundles;
+      const firstWant = expectedFor(first!.bundle, first!.id, scope, sdir);
+      await cleanupSocket(sockOf(firstWant));
+      nodeStart(first!.id, first!.bundle, input, firstWant);
+      expect(fs.readFileSync(configCachePath(cfg), 'utf8')).toMatch(new RegExp(` ${scope} ${sdir}\n$`));
+      for (const b of rest) {
+        const want = expectedFor(b.bundle, b.id, scope, sdir);
+        if (want !== firstWant) await cleanupSocket(sockOf(want));
+        fastStart(b.id, b.bundle, input, want);
+        if (want !== firstWant) await cleanupSocket(sockOf(want));
+      }
+      // the scope really changed the key
+      const plain = expectedFor(bundles[1]!.bundle, bundles[1]!.id, scope, sdir);
+      expect(plain).not.toBe(expectedFor(bundles[1]!.bundle, bundles[1]!.id, 'pod', sdir));
+      await cleanupSocket(sockOf(firstWant));
+    }
   });
 });
 
