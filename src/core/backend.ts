@@ -7,7 +7,6 @@
  * subscribes BEFORE asking the backend to spawn anything, so an exit that happens before
  * create/exec returns is buffered, never lost (the Go shim's "subscribe before spawn").
  */
-import type { ShimError } from './errors.js';
 
 /** One exit, as the reaper (or runsc wait, or a VM agent) saw it. */
 export interface ExitEvent {
@@ -106,10 +105,6 @@ export type CgroupMetrics =
   | { version: 1; data: unknown }
   | { version: 2; data: unknown };
 
-export interface ProcessListEntry {
-  pid: number;
-}
-
 export interface BackendCapabilities {
   checkpoint: boolean;
   pause: boolean;
@@ -155,4 +150,3 @@ export interface Backend {
   cleanupAfterCrash(input: { id: string; namespace: string; bundle: string; options: RuncLikeOptions }): Promise<void>;
 }
 
-export type BackendError = ShimError;

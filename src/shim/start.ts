@@ -15,11 +15,6 @@ import { readStartInput, type StartInput } from './start-input.js';
 import { stampConfigFile, writeConfigCache } from './config-cache.js';
 import { daemonNodeFlags, daemonEntry, daemonEnv } from './daemon-launch.js';
 
-export interface StartOutput {
-  /** bytes for stdout */
-  stdout: Uint8Array | string;
-}
-
 export async function runStart(args: ShimArgs): Promise<string | Uint8Array> {
   const input: StartInput = readStartInput(args);
   const { loadConfig, DEFAULT_CONFIG_PATH } = await import('./config.js');
