@@ -18,6 +18,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { configCachePath } from '../../../src/shim/config-cache.js';
 import { join } from 'node:path';
 import { createCniNetwork, type CniNetwork } from './cni-network.js';
 import { crunUsableWith, type ContainerdLine } from './containerd-versions.js';
@@ -135,6 +136,10 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
   const crunBinary = realCrun ? 'crun' : 'runc';
   writeFileSync(configs.runc, tsshimToml('runc', roots, crunBinary));
   writeFileSync(configs.crun, tsshimToml('crun', roots, crunBinary));
+  // the fingerprints tsshim's start leaves in the socket dir go with these config files
+  cd.addCleanup('afterStop', async () => {
+    for (const file of Object.values(configs)) rmSync(configCachePath(file), { force: true });
+  });
 
   const cri = new CriClient(cd.address);
   cd.addCleanup('beforeStop', () => cri.removeAllPods());
