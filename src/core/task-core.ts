@@ -240,15 +240,7 @@ export class TaskCore {
 
   private async finishExec(container: Container, proc: ExecProcess, e: ExitEvent): Promise<void> {
     await this.drainIo(container, proc);
-    proc.markExited(e.status, e.at);
-    this.deps.events.publish({
-      topic: '/tasks/exit',
-      containerId: container.id,
-      id: proc.execId,
-      pid: proc.pid,
-      exitStatus: e.status,
-      exitedAt: e.at,
-    });
+    this.publishExit(container, proc, e);
     if (container.pendingInitExit && !container.init.exit && container.runningExecs() === 0) {
       void this.finishInit(container);
     }
@@ -273,12 +265,17 @@ export class TaskCore {
     }
     await this.drainIo(container, init);
     if (init.exit) return;
-    init.markExited(e.status, e.at);
+    this.publishExit(container, init, e);
+  }
+
+  /** the exit is final: release Wait, then tell containerd (TaskExit.id is the process id) */
+  private publishExit(container: Container, proc: ProcessRecord, e: ExitEvent): void {
+    proc.markExited(e.status, e.at);
     this.deps.events.publish({
       topic: '/tasks/exit',
       containerId: container.id,
-      id: container.id,
-      pid: init.pid,
+      id: proc.processId,
+      pid: proc.pid,
       exitStatus: e.status,
       exitedAt: e.at,
     });
