@@ -5,6 +5,8 @@
 import { defineCtrSuite } from './ctr-suite.js';
 
 defineCtrSuite('io.containerd.runc.v2', {
+  // the Go runc shim itself sometimes loses a run's last lines (see ctr-suite.ts)
+  lastLinesLossAllowed: 2,
   label: 'reference runc shim (io.containerd.runc.v2 + runc)',
   runFlags: (cd) => ['--runc-root', cd.runtimeRoot],
 });

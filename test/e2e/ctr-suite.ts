@@ -24,6 +24,12 @@ export interface CtrSuiteOptions {
   containerd?: PrivateContainerdOptions;
   /** When set, the suite is registered but skipped, with this reason in its title. */
   skipReason?: string;
+  /**
+   * Runs of the 50-run "last lines" test allowed to lose output. Only for the Go runc shim:
+   * it does lose its last lines now and then (seen on 1.6 with crun and on 2.1), which is
+   * exactly what tsshim must not do, so tsshim suites keep the default 0.
+   */
+  lastLinesLossAllowed?: number;
 }
 
 const SIGKILL = 9;
@@ -175,7 +181,9 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
           cd.ctr(runArgs(['--rm'], newId(`last${i}`), ['sh', '-c', 'seq 1 300; echo last'])),
         );
         const bad = results.filter((r) => r.exitCode !== 0 || r.stdout !== expected);
-        expect(bad.map(describeFailure)).toEqual([]);
+        const allowed = options.lastLinesLossAllowed ?? 0;
+        if (bad.length > allowed) expect(bad.map(describeFailure)).toEqual([]);
+        else if (bad.length > 0) console.warn(`reference lost output in ${bad.length}/50 runs (allowed ${allowed})`);
       });
 
       it('runs with a terminal (-t): output, exit code', async () => {
