@@ -4,6 +4,7 @@
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
+import { buildDaemon } from './build-daemon.mjs';
 import { buildLauncher } from './build-launcher.mjs';
 import { buildNative, buildTsrun } from './build-native.mjs';
 
@@ -27,10 +28,9 @@ const common = {
   logLevel: 'warning',
 };
 
-// The daemon is one self-contained file: its boot is on containerd's critical path and
-// every extra module file is another read and compile. Its lazy parts (cgroup metrics
-// codecs) are split into chunks of their own.
-await build({ ...common, entryPoints: { daemon: 'src/shim/daemon-main.ts' }, splitting: true, entryNames: '[name]', chunkNames: 'daemon-[name]-[hash]' });
+// The daemon is one self-contained, minified file loaded with V8's code cache: its boot
+// is on containerd's critical path (scripts/build-daemon.mjs, src/shim/daemon-boot.ts).
+await buildDaemon(root);
 
 // The other actions (start/delete fallbacks, -info, -v) dispatch from main.mjs.
 await build({ ...common, entryPoints: { main: 'src/shim/main.ts' }, splitting: true, chunkNames: 'main-[name]-[hash]' });

@@ -1,17 +1,20 @@
 /**
- * How `start` launches the daemon: Node with the daemon's own bundle
- * (dist/shim/daemon.mjs), with Node flags chosen for a small, quick-to-boot shim (it is
- * one process per pod, on every node). The C launcher (src/launcher) gets the same entry
- * and flags at build time, from this module.
+ * How `start` launches the daemon: Node with the daemon's boot loader
+ * (dist/shim/daemon-boot.cjs, see daemon-boot.ts), with Node flags chosen for a small,
+ * quick-to-boot shim (it is one process per pod, on every node). The C launcher
+ * (src/launcher) gets the same entry and flags at build time, from this module.
  */
 import { fileURLToPath } from 'node:url';
 
+/** the daemon's entry, relative to the repository root */
+export const DAEMON_ENTRY = 'dist/shim/daemon-boot.cjs';
+
 /**
- * dist/shim/daemon.mjs. This source file (src/shim) and the bundles built from it
+ * dist/shim/daemon-boot.cjs. This source file (src/shim) and the bundles built from it
  * (dist/shim) both sit two levels below the repository root.
  */
 export function daemonEntry(): string {
-  return fileURLToPath(new URL('../../dist/shim/daemon.mjs', import.meta.url));
+  return fileURLToPath(new URL(`../../${DAEMON_ENTRY}`, import.meta.url));
 }
 
 export function daemonNodeFlags(): string[] {

@@ -1,6 +1,6 @@
 /**
- * Entry of the long-lived daemon, bundled on its own (dist/shim/daemon.mjs) so that the
- * boot loads one file: every extra module file costs an async read and a compile.
+ * Entry of the long-lived daemon, bundled on its own (dist/shim/daemon-<hash>.cjs, run by
+ * daemon-boot.cjs with V8's code cache) so that the boot reads and compiles one file.
  */
 import { parseArgs } from './args.js';
 import { runDaemon } from './daemon.js';

@@ -1,0 +1,55 @@
+/**
+ * The daemon's boot loader (dist/shim/daemon-boot.cjs) and its V8 code cache: the build's
+ * cache is accepted under the daemon's own Node flags, and a cache V8 rejects (other
+ * flags, as after a Node upgrade) only costs compile time: the daemon still serves.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, it, expect } from 'vitest';
+import { execa } from 'execa';
+import { daemonEntry, daemonNodeFlags } from '../../src/shim/daemon-launch.js';
+import { CODE_CACHE_CHECK_ENV } from '../../src/shim/daemon-code-cache.js';
+import { TtrpcClient } from '../../src/ttrpc/client.js';
+import { ConnectRequest, ConnectResponse } from '../../src/proto/gen/containerd/task/v2/shim.js';
+
+function checkCache(flags: string[]): Promise<string> {
+  return execa(process.execPath, [...flags, daemonEntry()], { env: { [CODE_CACHE_CHECK_ENV]: '1' } }).then((r) => r.stdout.trim());
+}
+
+describe('daemon boot loader', () => {
+  it('the build made a code cache that V8 accepts under the daemon flags', async () => {
+    expect(await checkCache(daemonNodeFlags())).toBe('hit');
+  });
+
+  it('a rejected cache falls back to compiling: the daemon still answers', async () => {
+    // --no-opt changes V8's flag hash, so the cache made under the daemon flags is refused
+    const flags = [...daemonNodeFlags(), '--no-opt'];
+    expect(await checkCache(flags)).toBe('rejected');
+
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-boot-'));
+    const socket = path.join(dir, 's.sock');
+    const child = execa(process.execPath, [...flags, daemonEntry(), '-namespace', 'boot-test', '-address', path.join(dir, 'none.sock'), '-publish-binary', '', '-id', 'boot', '-socket', socket, 'serve'], {
+      cwd: dir,
+      reject: false,
+      stdio: 'ignore',
+    });
+    try {
+      let client: TtrpcClient | undefined;
+      for (let i = 0; i < 200 && !client; i++) {
+        client = await TtrpcClient.connect(socket).catch(async () => {
+          await new Promise((r) => setTimeout(r, 25));
+          return undefined;
+        });
+      }
+      expect(client).toBeDefined();
+      const raw = await client!.call('containerd.task.v2.Task', 'Connect', ConnectRequest.encode({ id: 'boot' }).finish(), { timeoutMs: 5_000 });
+      expect(ConnectResponse.decode(raw).shimPid).toBe(child.pid);
+      await client!.close();
+    } finally {
+      child.kill('SIGKILL');
+      await child;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
