@@ -4,12 +4,16 @@
  * `ctr run --rm` latency and shim memory. A runtime that is missing or fails is reported and
  * left out; the reference is always measured.
  *
+ * Then the lifecycle benchmarks (bench/lifecycle-benchmarks.ts): create+start+wait+delete
+ * of /bin/true, native executor vs crun vs runc, standalone CLIs and through the shim.
+ *
  * Then the pod benchmarks (bench/pod-benchmarks.ts): pods through CRI, runc handler vs tsshim
  * handler in one CRI-enabled containerd (pod start latency, shim memory per pod).
  *
  * Environment: TSSHIM_BENCH_RUNS (latency samples, default 20), TSSHIM_BENCH_MEMORY_RUNS
- * (default 1), TSSHIM_BENCH_JSON=<file> (also write the results as JSON), TSSHIM_BENCH_ONLY
- * (`ctr` or `pods`: run only that part), plus the pod benchmarks' own variables.
+ * (default 1), TSSHIM_BENCH_LIFECYCLE_RUNS (default 30), TSSHIM_BENCH_JSON=<file> (also
+ * write the results as JSON), TSSHIM_BENCH_ONLY (`ctr`, `lifecycle` or `pods`: run only
+ * that part), plus the pod benchmarks' own variables.
  */
 import { join } from 'node:path';
 import { rmSync, writeFileSync } from 'node:fs';
@@ -17,6 +21,7 @@ import { availableParallelism, release } from 'node:os';
 import { PrivateContainerd } from '../test/e2e/harness/private-containerd.js';
 import { BUSYBOX_IMAGE } from '../test/e2e/harness/test-images.js';
 import { BENCHMARKS, type BenchContext, type Benchmark, type Statistic } from './benchmarks.js';
+import { printLifecycleTable, runLifecycleBenchmarks } from './lifecycle-benchmarks.js';
 import { printPodTable, runPodBenchmarks, type PodBenchResult } from './pod-benchmarks.js';
 import { BENCH_RUNTIMES, REFERENCE, type BenchRuntime } from './runtimes.js';
 import { median, percentile } from './stats.js';
@@ -108,9 +113,26 @@ async function probe(ctx: BenchContext, rt: BenchRuntime): Promise<string | unde
 async function main(): Promise<number> {
   const only = process.env.TSSHIM_BENCH_ONLY;
   if (only === 'pods') return podsOnly();
+  if (only === 'lifecycle') return lifecycleOnly();
   const code = await ctrBenchmarks();
   if (code !== 0 || only === 'ctr') return code;
+  const lifecycle = await lifecycleOnly();
+  if (lifecycle !== 0) return lifecycle;
   return podsOnly();
+}
+
+async function lifecycleOnly(): Promise<number> {
+  console.log('');
+  console.log('tsshim bench: container lifecycle, native executor vs crun vs runc...');
+  const result = await runLifecycleBenchmarks();
+  console.log('');
+  printLifecycleTable(result);
+  jsonResult.lifecycle = {
+    failures: result.failures,
+    rows: result.rows.map((row) => ({ metric: row.metric, unit: 'ms', values: Object.fromEntries([...row.values].map(([rt, [med, p90]]) => [rt, { median: med, p90 }])) })),
+  };
+  writeJson();
+  return 0;
 }
 
 let jsonResult: Record<string, unknown> = {};

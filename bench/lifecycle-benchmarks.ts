@@ -1,0 +1,224 @@
+/**
+ * Lifecycle latency of one container running /bin/true, create + start + wait + delete,
+ * for the native executor against crun and runc, measured two ways in the same run:
+ *
+ *  - standalone: the runc command line on one busybox bundle, `tsrun run` against
+ *    `crun run` and `runc run` (each does the four steps in one process);
+ *  - through the shim: the Task API (Create, Start, Wait, Delete over ttrpc) on a running
+ *    tsshim per backend (the aliases containerd-shim-tsshim-{native,crun,runc}-v2), which
+ *    is what containerd pays per container once the pod's shim is up.
+ *
+ * Samples are interleaved across runtimes so machine drift hits every column alike.
+ * The issue's target: native ≤ 0.5 × crun.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import * as net from 'node:net';
+import { TtrpcClient } from '../src/ttrpc/client.js';
+import { TtrpcServer } from '../src/ttrpc/server.js';
+import { EVENTS_SERVICE, TASK_SERVICE_V2 } from '../src/proto/typeurls.js';
+import {
+  CreateTaskRequest,
+  DeleteRequest,
+  ShutdownRequest,
+  StartRequest,
+  WaitRequest,
+  WaitResponse,
+} from '../src/proto/gen/containerd/task/v2/shim.js';
+import { median, percentile } from './stats.js';
+
+const RUNS = Number(process.env.TSSHIM_BENCH_LIFECYCLE_RUNS ?? 30);
+const WARMUP = 3;
+const NAMESPACE = 'tsshim-bench-lifecycle';
+export const LIFECYCLE_RUNTIMES = ['native', 'crun', 'runc'] as const;
+type Runtime = (typeof LIFECYCLE_RUNTIMES)[number];
+
+export interface LifecycleRow {
+  metric: string;
+  /** runtime → [median, p90] in ms */
+  values: Map<Runtime, [number, number]>;
+}
+
+export interface LifecycleResult {
+  rows: LifecycleRow[];
+  failures: string[];
+}
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const TSRUN = path.join(repoRoot, 'bin/tsrun');
+const CLI: Record<Runtime, string> = { native: TSRUN, crun: 'crun', runc: 'runc' };
+
+/** one lifecycle per call, in ms */
+type Lifecycle = (i: number) => Promise<number>;
+
+/** busybox (static, from Debian) rootfs + `runc spec` config running /bin/true */
+function makeBundle(dir: string, cgroupsPath: string): string {
+  const rootfs = path.join(dir, 'rootfs');
+  for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'etc']) fs.mkdirSync(path.join(rootfs, d), { recursive: true });
+  fs.copyFileSync('/bin/busybox', path.join(rootfs, 'bin/busybox'));
+  fs.chmodSync(path.join(rootfs, 'bin/busybox'), 0o755);
+  fs.symlinkSync('busybox', path.join(rootfs, 'bin/true'));
+  execFileSync('runc', ['spec'], { cwd: dir });
+  const spec = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  spec.process.args = ['/bin/true'];
+  spec.process.terminal = false;
+  spec.root = { path: 'rootfs', readonly: true };
+  spec.linux.cgroupsPath = cgroupsPath;
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(spec));
+  return dir;
+}
+
+function elapsedMs(t0: bigint): number {
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
+/** `<cli> run`: the four steps in one process; sequential runs reuse the bundle */
+function standalone(rt: Runtime, bundle: string, root: string): Lifecycle {
+  return async (i) => {
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync(CLI[rt], ['--root', root, 'run', '--bundle', bundle, `${rt}-${i}`], { stdio: 'ignore', timeout: 30_000 });
+    const ms = elapsedMs(t0);
+    if (r.status !== 0) throw new Error(`${rt} run exited ${r.status ?? r.signal}`);
+    return ms;
+  };
+}
+
+/** where the shims publish: a ttrpc Events endpoint that accepts and drops everything */
+async function eventSink(dir: string): Promise<{ ttrpcPath: string; close(): Promise<void> }> {
+  const ttrpcPath = path.join(dir, 'events.sock');
+  const server = new TtrpcServer();
+  server.register(EVENTS_SERVICE, { Forward: async () => new Uint8Array(0) });
+  const listener = net.createServer();
+  server.listen(listener);
+  await new Promise<void>((resolve) => listener.listen(ttrpcPath, resolve));
+  return {
+    ttrpcPath,
+    close: async () => {
+      await server.close();
+      await new Promise<void>((r) => listener.close(() => r()));
+    },
+  };
+}
+
+interface ShimSession {
+  run: Lifecycle;
+  close(): Promise<void>;
+}
+
+/** a tsshim with backend `rt` (by alias), started as containerd starts one, driven over ttrpc */
+async function throughShim(rt: Runtime, bundle: string, sinkPath: string): Promise<ShimSession> {
+  const binary = path.join(repoRoot, `bin/containerd-shim-tsshim-${rt}-v2`);
+  const started = await execa(binary, ['-namespace', NAMESPACE, '-address', `${sinkPath}.grpc`, '-publish-binary', '/bin/false', '-id', `${rt}-shim`, 'start'], {
+    cwd: bundle,
+    env: { TTRPC_ADDRESS: sinkPath },
+    input: '',
+    timeout: 20_000,
+  });
+  const client = await TtrpcClient.connect(started.stdout.trim().replace(/^unix:\/\//, ''), { timeoutMs: 5_000 });
+  const call = (method: string, payload: Uint8Array): Promise<Uint8Array> => client.call(TASK_SERVICE_V2, method, payload, { timeoutMs: 30_000 });
+  const run: Lifecycle = async (i) => {
+    const id = `${rt}-${i}`;
+    const t0 = process.hrtime.bigint();
+    await call('Create', CreateTaskRequest.encode(CreateTaskRequest.fromPartial({ id, bundle })).finish());
+    await call('Start', StartRequest.encode({ id, execId: '' }).finish());
+    const waited = WaitResponse.decode(await call('Wait', WaitRequest.encode({ id, execId: '' }).finish()));
+    await call('Delete', DeleteRequest.encode({ id, execId: '' }).finish());
+    const ms = elapsedMs(t0);
+    if (waited.exitStatus !== 0) throw new Error(`${rt} through the shim: /bin/true exited ${waited.exitStatus}`);
+    return ms;
+  };
+  return {
+    run,
+    close: async () => {
+      await call('Shutdown', ShutdownRequest.encode({ id: `${rt}-shim`, now: true }).finish()).catch(() => undefined);
+      await client.close();
+    },
+  };
+}
+
+function removeCgroups(parent: string): void {
+  for (const entry of fs.readdirSync('/sys/fs/cgroup')) {
+    const dir = path.join('/sys/fs/cgroup', entry, parent);
+    if (!fs.existsSync(dir)) continue;
+    for (const child of fs.readdirSync(dir, { withFileTypes: true })) if (child.isDirectory()) fs.rmSync(path.join(dir, child.name), { recursive: false, force: true });
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      // a cgroup some process still holds: reported by nothing, seen by the next run
+    }
+  }
+}
+
+/** samples of every runner, interleaved; a runner that fails is dropped with its reason */
+async function measure(runners: Map<Runtime, Lifecycle>, failures: string[], what: string): Promise<Map<Runtime, [number, number]>> {
+  const samples = new Map<Runtime, number[]>();
+  for (let i = 0; i < WARMUP + RUNS; i++) {
+    for (const [rt, run] of runners) {
+      try {
+        const ms = await run(i);
+        if (i >= WARMUP) samples.set(rt, [...(samples.get(rt) ?? []), ms]);
+      } catch (err) {
+        failures.push(`${what}, ${rt}: ${(err as Error).message}`);
+        runners.delete(rt);
+        samples.delete(rt);
+      }
+    }
+  }
+  return new Map([...samples].map(([rt, s]) => [rt, [median(s), percentile(s, 90)] as [number, number]]));
+}
+
+export async function runLifecycleBenchmarks(): Promise<LifecycleResult> {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-bench-lifecycle-'));
+  const cgroupParent = `/tsshim-bench-lifecycle-${process.pid}`;
+  const failures: string[] = [];
+  const rows: LifecycleRow[] = [];
+  const sink = await eventSink(work);
+  const shims: ShimSession[] = [];
+  try {
+    const cliRunners = new Map<Runtime, Lifecycle>();
+    const cliBundle = makeBundle(path.join(work, 'cli-bundle'), `${cgroupParent}/cli`);
+    for (const rt of LIFECYCLE_RUNTIMES) cliRunners.set(rt, standalone(rt, cliBundle, path.join(work, `${rt}-root`)));
+    rows.push({ metric: 'standalone: `<cli> run` (tsrun | crun | runc)', values: await measure(cliRunners, failures, 'standalone') });
+
+    const shimRunners = new Map<Runtime, Lifecycle>();
+    for (const rt of LIFECYCLE_RUNTIMES) {
+      try {
+        const bundle = makeBundle(path.join(work, `shim-${rt}`), `${cgroupParent}/shim-${rt}`);
+        const session = await throughShim(rt, bundle, sink.ttrpcPath);
+        shims.push(session);
+        shimRunners.set(rt, session.run);
+      } catch (err) {
+        failures.push(`through the shim, ${rt}: ${(err as Error).message}`);
+      }
+    }
+    rows.push({ metric: 'through the shim: Create+Start+Wait+Delete', values: await measure(shimRunners, failures, 'through the shim') });
+  } finally {
+    for (const s of shims) await s.close();
+    await sink.close();
+    removeCgroups(cgroupParent);
+    for (const root of ['/run/containerd/runc', '/run/tsshim/native']) fs.rmSync(path.join(root, NAMESPACE), { recursive: true, force: true });
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+  return { rows, failures };
+}
+
+export function printLifecycleTable(result: LifecycleResult): void {
+  console.log(`create+start+wait+delete of /bin/true, ${RUNS} runs each, interleaved (median / p90, ms)`);
+  const header = ['', ...LIFECYCLE_RUNTIMES, 'native/crun'];
+  const table = result.rows.map((row) => {
+    const cell = (rt: Runtime) => {
+      const v = row.values.get(rt);
+      return v ? `${v[0].toFixed(2)} / ${v[1].toFixed(2)}` : 'n/a';
+    };
+    const n = row.values.get('native')?.[0];
+    const c = row.values.get('crun')?.[0];
+    return [row.metric, ...LIFECYCLE_RUNTIMES.map(cell), n !== undefined && c !== undefined ? `${(n / c).toFixed(2)}× (target ≤ 0.5)` : 'n/a'];
+  });
+  const widths = header.map((_, i) => Math.max(...[header, ...table].map((r) => r[i]!.length)));
+  for (const r of [header, ...table]) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join('  '));
+  for (const f of result.failures) console.log(`NOT MEASURED: ${f}`);
+}
