@@ -21,11 +21,15 @@ export interface PodHandler {
   /** Column title. */
   label: string;
   /** CRI runtime handler (see test/e2e/harness/cri-containerd.ts). */
-  handler: 'runc' | 'tsshim';
+  handler: 'runc' | 'tsshim' | 'tsshim-native';
 }
 
 export const POD_REFERENCE: PodHandler = { label: 'runc shim (ref)', handler: 'runc' };
-export const POD_HANDLERS: PodHandler[] = [POD_REFERENCE, { label: 'tsshim', handler: 'tsshim' }];
+export const POD_HANDLERS: PodHandler[] = [
+  POD_REFERENCE,
+  { label: 'tsshim+native', handler: 'tsshim-native' },
+  { label: 'tsshim+runc', handler: 'tsshim' },
+];
 
 export interface PodRow {
   metric: string;

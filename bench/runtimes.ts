@@ -19,15 +19,16 @@ export interface BenchRuntime {
 
 /**
  * tsshim as a node would run it: no runtime options (so `start` takes the C launcher's
- * fast path), the backend picked by the runtime name's alias (io.containerd.tsshim-crun.v2
+ * fast path). 'default' is io.containerd.tsshim.v2 with no config, i.e. the native
+ * executor; a named backend goes by the runtime name's alias (io.containerd.tsshim-crun.v2
  * → bin/containerd-shim-tsshim-crun-v2). grouped: every container of the run goes to one
  * shim (the group annotation), which is what a pod gets through CRI — and what
  * `shim.group = "namespace"` does for a whole node.
  */
-function tsshimVariant(backend: 'runc' | 'crun' | 'native', grouped = false): BenchRuntime {
+function tsshimVariant(backend: 'default' | 'runc' | 'crun', grouped = false): BenchRuntime {
   return {
-    label: `tsshim${backend === 'runc' ? '' : `+${backend}`}${grouped ? ' (1 shim for all)' : ''}`,
-    runtime: backend === 'runc' ? 'io.containerd.tsshim.v2' : `io.containerd.tsshim-${backend}.v2`,
+    label: `tsshim${backend === 'default' ? ' (native)' : `+${backend}`}${grouped ? ', 1 shim for all' : ''}`,
+    runtime: backend === 'default' ? 'io.containerd.tsshim.v2' : `io.containerd.tsshim-${backend}.v2`,
     runFlags() {
       return grouped ? ['--annotation', 'io.containerd.tsshim.v2.group=bench'] : [];
     },
@@ -51,8 +52,8 @@ export const REFERENCE: BenchRuntime = {
 
 export const BENCH_RUNTIMES: BenchRuntime[] = [
   REFERENCE,
+  tsshimVariant('default'),
   tsshimVariant('runc'),
   tsshimVariant('crun'),
-  tsshimVariant('native'),
-  tsshimVariant('runc', true),
+  tsshimVariant('default', true),
 ];

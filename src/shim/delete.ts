@@ -67,6 +67,7 @@ async function defaultState(namespace: string) {
   try {
     const { loadConfig } = await import('./config.js');
     const cfg = loadConfig();
+    if (cfg.backend === 'native') return { backend: cfg.backend, binary: '', root: path.join(cfg.native.root, namespace), systemdCgroup: cfg.native.systemdCgroup };
     const table = cfg.backend === 'crun' ? cfg.crun : cfg.runc;
     return { backend: cfg.backend, binary: table.binary, root: path.join(table.root, namespace), systemdCgroup: table.systemdCgroup };
   } catch {

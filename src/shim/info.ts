@@ -31,6 +31,9 @@ export async function runInfo(_args: ShimArgs): Promise<Uint8Array> {
     const table = config[config.backend];
     const f = await new RuncCli({ binary: table.binary, root: table.root }).features().catch(() => undefined);
     if (f) features = packJson(TypeUrl.OciFeatures, f);
+  } else if (config.backend === 'native') {
+    const { nativeFeatures } = await import('../backends/native/features.js');
+    features = packJson(TypeUrl.OciFeatures, nativeFeatures());
   }
   return RuntimeInfo.encode(
     RuntimeInfo.fromPartial({

@@ -28,6 +28,8 @@ export class FakeContainerd {
   private waiters: Array<() => void> = [];
   /** while true, Forward fails (containerd "down") */
   refuse = false;
+  /** environment every shim run gets (a run's own env wins) */
+  env: Record<string, string> = {};
 
   constructor(dir: string) {
     this.ttrpcPath = path.join(dir, 'c.sock.ttrpc');
@@ -88,7 +90,7 @@ export class FakeContainerd {
       ['-namespace', o.namespace, '-address', this.grpcAddress, '-publish-binary', '/bin/false', '-id', o.id, ...(action === 'delete' ? ['-bundle', o.bundle] : []), action],
       {
         cwd: o.bundle,
-        env: { TTRPC_ADDRESS: this.ttrpcPath, ...o.env },
+        env: { TTRPC_ADDRESS: this.ttrpcPath, ...this.env, ...o.env },
         input: o.input ? Buffer.from(o.input) : '',
         encoding: action === 'delete' ? 'buffer' : 'utf8',
         reject: false,

@@ -1,6 +1,7 @@
 /**
  * The real shim binary (start → serve → delete) against a fake containerd that records
- * events; runc as the backend. Asserts the binary contract and the event order.
+ * events, once with the default backend (native, no config file) and once with runc.
+ * Asserts the binary contract and the event order.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
@@ -67,9 +68,25 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-describe('shim binary against a fake containerd', () => {
+const VARIANTS = [
+  { label: 'default backend (native)', tag: 'n', config: undefined },
+  { label: 'runc backend', tag: 'r', config: 'backend = "runc"\n' },
+];
+
+describe.each(VARIANTS)('shim binary against a fake containerd: $label', ({ tag, config }) => {
+  beforeAll(() => {
+    fake.events.length = 0;
+    if (config === undefined) {
+      fake.env = {};
+      return;
+    }
+    const file = path.join(dir, `backend-${process.pid}.toml`);
+    fs.writeFileSync(file, config);
+    fake.env = { TSSHIM_CONFIG: file };
+  });
+
   it('start prints only an address, serves the Task API, publishes events in order, exits on Shutdown', async () => {
-    const id = `c${process.pid}a`;
+    const id = `c${process.pid}${tag}a`;
     const bundle = makeBundle(dir, id, { args: ['sh', '-c', 'echo out; echo err >&2; sleep 30'] });
     mkfifo(path.join(bundle, 'log'));
     const logFd = fs.openSync(path.join(bundle, 'log'), fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
@@ -155,7 +172,7 @@ describe('shim binary against a fake containerd', () => {
   });
 
   it('SIGKILLed shim: delete kills the container and reports 137', async () => {
-    const id = `c${process.pid}b`;
+    const id = `c${process.pid}${tag}b`;
     const bundle = makeBundle(dir, id, { args: ['sleep', '300'] });
     const start = await fake.runShim('start', { namespace: NS, id, bundle });
     const address = String(start.stdout).trim();
@@ -178,7 +195,7 @@ describe('shim binary against a fake containerd', () => {
   });
 
   it('a missing executable fails Create with a clear error and leaves nothing behind', async () => {
-    const id = `c${process.pid}c`;
+    const id = `c${process.pid}${tag}c`;
     const bundle = makeBundle(dir, id, { args: ['/nonexistent'] });
     const start = await fake.runShim('start', { namespace: NS, id, bundle });
     const client = await connectShim(String(start.stdout).trim());
@@ -193,7 +210,7 @@ describe('shim binary against a fake containerd', () => {
   });
 
   it('a bad config file is a clear start error', async () => {
-    const id = `c${process.pid}d`;
+    const id = `c${process.pid}${tag}d`;
     const bundle = makeBundle(dir, id, { args: ['true'] });
     const cfg = path.join(dir, 'bad.toml');
     fs.writeFileSync(cfg, 'backend = "nonsense"\n');

@@ -11,7 +11,7 @@ import { Options as RuntimeOptions } from '../../src/proto/gen/runtimeoptions/v1
 import { TypeUrl, packMessage } from '../../src/proto/typeurls.js';
 
 describe('shim binary informational flags', () => {
-  it('-info prints a RuntimeInfo with runc features and echoes the options', async () => {
+  it('-info prints a RuntimeInfo with the default backend (native) features and echoes the options', async () => {
     const options = packMessage(TypeUrl.RuntimeOptions, RuntimeOptions, RuntimeOptions.fromPartial({ configPath: '' }));
     const r = await execa(SHIM_BIN, ['-info'], { input: Buffer.from(Any.encode(options).finish()), encoding: 'buffer', reject: false });
     expect(r.exitCode).toBe(0);

@@ -8,4 +8,5 @@ import { defineBackendChoiceSuite, defineCriSuite } from './cri-suite.js';
 
 defineCriSuite({ line: '1.6', handler: 'runc', label: 'reference' });
 defineCriSuite({ line: '1.6', handler: 'tsshim' });
+defineCriSuite({ line: '1.6', handler: 'tsshim-native', label: 'native executor' });
 defineBackendChoiceSuite('1.6');

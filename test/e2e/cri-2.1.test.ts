@@ -8,4 +8,5 @@ import { defineBackendChoiceSuite, defineCriSuite } from './cri-suite.js';
 
 defineCriSuite({ line: '2.1', handler: 'runc', label: 'reference' });
 defineCriSuite({ line: '2.1', handler: 'tsshim' });
+defineCriSuite({ line: '2.1', handler: 'tsshim-native', label: 'native executor' });
 defineBackendChoiceSuite('2.1');

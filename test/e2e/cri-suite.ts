@@ -31,7 +31,7 @@ import { waitUntil } from './harness/wait-until.js';
 export interface CriSuiteOptions {
   line: ContainerdLine;
   /** `runc`: the reference (io.containerd.runc.v2); `tsshim`: ours. */
-  handler: 'runc' | 'tsshim';
+  handler: 'runc' | 'tsshim' | 'tsshim-native';
   label?: string;
   skipReason?: string;
 }
@@ -394,7 +394,7 @@ interface BackendCase {
   title: string;
   handler: CriHandler;
   annotations?: Record<string, string>;
-  expected: 'runc' | 'crun';
+  expected: 'runc' | 'crun' | 'native';
 }
 
 /**
@@ -404,7 +404,7 @@ interface BackendCase {
  * The backend is read off the state root its runtime used for the pause and app containers.
  */
 export function defineBackendChoiceSuite(line: ContainerdLine): void {
-  describe(`CRI e2e: containerd ${line}, tsshim backend choice (runc vs crun)`, () => {
+  describe(`CRI e2e: containerd ${line}, tsshim backend choice (runc, crun, native)`, () => {
     let env: CriContainerd;
 
     beforeAll(async () => {
@@ -422,6 +422,7 @@ export function defineBackendChoiceSuite(line: ContainerdLine): void {
     const cases: BackendCase[] = [
       { title: 'handler options: ConfigPath TOML with backend = "runc"', handler: 'tsshim', expected: 'runc' },
       { title: 'handler options: ConfigPath TOML with backend = "crun"', handler: 'tsshim-crun', expected: 'crun' },
+      { title: 'handler options: ConfigPath TOML with backend = "native"', handler: 'tsshim-native', expected: 'native' },
       { title: 'alias io.containerd.tsshim-crun.v2 wins over a runc config', handler: 'tsshim-alias-crun', expected: 'crun' },
       { title: 'alias io.containerd.tsshim-runc.v2 wins over a crun config', handler: 'tsshim-alias-runc', expected: 'runc' },
       {
@@ -429,6 +430,12 @@ export function defineBackendChoiceSuite(line: ContainerdLine): void {
         handler: 'tsshim',
         annotations: { [TSSHIM_BACKEND_ANNOTATION]: 'crun' },
         expected: 'crun',
+      },
+      {
+        title: `pod annotation ${TSSHIM_BACKEND_ANNOTATION}=native wins over the handler config`,
+        handler: 'tsshim',
+        annotations: { [TSSHIM_BACKEND_ANNOTATION]: 'native' },
+        expected: 'native',
       },
       {
         title: `pod annotation ${TSSHIM_BACKEND_ANNOTATION}=runc wins over a crun handler config`,
@@ -453,10 +460,11 @@ export function defineBackendChoiceSuite(line: ContainerdLine): void {
         try {
           const app = await startContainer(env, sandboxId, pod, containerConfig('app', ['sleep', '3600']));
           facts = await podFacts(env, sandboxId, [app]);
-          const other = c.expected === 'runc' ? 'crun' : 'runc';
           for (const id of [sandboxId, app]) {
-            expect(existsSync(join(env.backendRoots[c.expected], 'k8s.io', id)), `${id} under the ${c.expected} root`).toBe(true);
-            expect(existsSync(join(env.backendRoots[other], 'k8s.io', id)), `${id} not under the ${other} root`).toBe(false);
+            for (const [backend, root] of Object.entries(env.backendRoots)) {
+              const expected = backend === c.expected;
+              expect(existsSync(join(root, 'k8s.io', id)), `${id} ${expected ? '' : 'not '}under the ${backend} root`).toBe(expected);
+            }
           }
           if (c.expected === 'crun' && env.realCrun) {
             // crun keeps a `status` file per container, runc a `state.json`

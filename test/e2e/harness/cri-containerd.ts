@@ -7,11 +7,13 @@
  *   tsshim             io.containerd.tsshim.v2, options.ConfigPath = tsshim TOML (backend runc),
  *                      pod_annotations = ["io.tsshim.*"] so the backend annotation reaches it
  *   tsshim-crun        same, ConfigPath = TOML with backend "crun"
+ *   tsshim-native      same, ConfigPath = TOML with backend "native" (our own executor)
  *   tsshim-noann       like tsshim, without pod_annotations (the annotation must NOT reach it)
  *   tsshim-alias-runc  io.containerd.tsshim-runc.v2 (alias link), ConfigPath of tsshim-crun
  *   tsshim-alias-crun  io.containerd.tsshim-crun.v2 (alias link), ConfigPath of tsshim
  *
- * Backends keep their state in separate roots (runc: cd.runtimeRoot, crun: <dir>/crun), so a
+ * Backends keep their state in separate roots (runc: cd.runtimeRoot, crun: <dir>/crun, native:
+ * <dir>/native), so a
  * test can tell which backend runs a container. containerd 1.7/2.x write OCI spec 1.2, which
  * crun 1.8.1 rejects: there the "crun" backend is configured with binary = "runc" (same slot,
  * same state root, a binary that works), which still proves the choice of backend.
@@ -35,7 +37,7 @@ export const TSSHIM_RUNTIME_TYPE = 'io.containerd.tsshim.v2';
  */
 export const aliasLinkDir = join(cacheDir, 'shim-aliases', createHash('sha256').update(tsshimBinary).digest('hex').slice(0, 12));
 
-export type CriHandler = 'runc' | 'tsshim' | 'tsshim-crun' | 'tsshim-noann' | 'tsshim-alias-runc' | 'tsshim-alias-crun';
+export type CriHandler = 'runc' | 'tsshim' | 'tsshim-crun' | 'tsshim-native' | 'tsshim-noann' | 'tsshim-alias-runc' | 'tsshim-alias-crun';
 
 export interface CriContainerd {
   cd: PrivateContainerd;
@@ -43,7 +45,7 @@ export interface CriContainerd {
   network: CniNetwork;
   line: ContainerdLine;
   /** State root per backend name: a container's state dir appears under <root>/k8s.io/<id>. */
-  backendRoots: { runc: string; crun: string };
+  backendRoots: BackendRoots;
   /** Whether the "crun" backend really runs crun (false: runc binary in the crun slot). */
   realCrun: boolean;
   /** Pods' cgroup_parent for pod `name` (under the instance's cgroupRoot). */
@@ -86,7 +88,9 @@ export function ensureAliasLinks(): string {
   return aliasLinkDir;
 }
 
-function tsshimToml(backend: 'runc' | 'crun', roots: { runc: string; crun: string }, crunBinary: string): string {
+type BackendRoots = { runc: string; crun: string; native: string };
+
+function tsshimToml(backend: keyof BackendRoots, roots: BackendRoots, crunBinary: string): string {
   return [
     `backend = "${backend}"`,
     '[shim]',
@@ -96,6 +100,8 @@ function tsshimToml(backend: 'runc' | 'crun', roots: { runc: string; crun: strin
     '[crun]',
     `root = "${roots.crun}"`,
     `binary = "${crunBinary}"`,
+    '[native]',
+    `root = "${roots.native}"`,
     '',
   ].join('\n');
 }
@@ -103,8 +109,8 @@ function tsshimToml(backend: 'runc' | 'crun', roots: { runc: string; crun: strin
 export async function launchCriContainerd(options: CriContainerdOptions): Promise<CriContainerd> {
   const realCrun = crunUsableWith(options.line);
   const paths = (cd: PrivateContainerd) => ({
-    roots: { runc: cd.runtimeRoot, crun: join(cd.dir, 'crun') },
-    configs: { runc: join(cd.dir, 'tsshim-runc.toml'), crun: join(cd.dir, 'tsshim-crun.toml') },
+    roots: { runc: cd.runtimeRoot, crun: join(cd.dir, 'crun'), native: join(cd.dir, 'native') },
+    configs: { runc: join(cd.dir, 'tsshim-runc.toml'), crun: join(cd.dir, 'tsshim-crun.toml'), native: join(cd.dir, 'tsshim-native.toml') },
   });
   const runtimes = (cd: PrivateContainerd): Record<CriHandler, CriRuntime> => {
     const { configs } = paths(cd);
@@ -117,6 +123,7 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
       runc: { runtimeType: 'io.containerd.runc.v2', options: { Root: cd.runtimeRoot } },
       tsshim: tsshim(configs.runc, true),
       'tsshim-crun': tsshim(configs.crun, true),
+      'tsshim-native': tsshim(configs.native, true),
       'tsshim-noann': tsshim(configs.runc, false),
       'tsshim-alias-runc': tsshim(configs.crun, true, 'io.containerd.tsshim-runc.v2'),
       'tsshim-alias-crun': tsshim(configs.runc, true, 'io.containerd.tsshim-crun.v2'),
@@ -133,9 +140,11 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
   });
   const { roots, configs } = paths(cd);
   mkdirSync(roots.crun, { recursive: true });
+  mkdirSync(roots.native, { recursive: true });
   const crunBinary = realCrun ? 'crun' : 'runc';
   writeFileSync(configs.runc, tsshimToml('runc', roots, crunBinary));
   writeFileSync(configs.crun, tsshimToml('crun', roots, crunBinary));
+  writeFileSync(configs.native, tsshimToml('native', roots, crunBinary));
   // the fingerprints tsshim's start leaves in the socket dir go with these config files
   cd.addCleanup('afterStop', async () => {
     for (const file of Object.values(configs)) rmSync(configCachePath(file), { force: true });

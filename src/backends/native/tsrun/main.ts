@@ -10,10 +10,9 @@ import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import { ShimError, failedPrecondition, invalidArgument, notFound, unimplemented } from '../../../core/errors.js';
-import { NAMESPACES } from '../plan.js';
 import { NativeRuntime, type NativeHandle, type Stdio3 } from '../runtime.js';
 import { parseProcess, type OciProcess } from '../spec.js';
-import { CAPABILITIES } from '../linux-names.js';
+import { nativeFeatures } from '../features.js';
 import { type Command, GLOBAL_FLAGS, flag, flagList, parseCommandLine, parseSignal } from './args.js';
 import { defaultSpec } from './default-spec.js';
 
@@ -190,36 +189,6 @@ function resourcesFromFlags(c: Command): Record<string, unknown> {
   return r;
 }
 
-function features(): Record<string, unknown> {
-  return {
-    ociVersionMin: '1.0.0',
-    ociVersionMax: '1.1.0',
-    hooks: [],
-    mountOptions: [
-      'async', 'atime', 'bind', 'defaults', 'dev', 'diratime', 'dirsync', 'exec', 'lazytime', 'loud', 'mand',
-      'noatime', 'nodev', 'nodiratime', 'noexec', 'nolazytime', 'nomand', 'norelatime', 'nostrictatime', 'nosuid',
-      'nosymfollow', 'private', 'rbind', 'relatime', 'remount', 'ro', 'rprivate', 'rshared', 'rslave',
-      'runbindable', 'rw', 'shared', 'silent', 'slave', 'strictatime', 'suid', 'symfollow', 'sync', 'unbindable',
-    ],
-    linux: {
-      namespaces: Object.keys(NAMESPACES).filter((n) => n !== 'time'),
-      capabilities: Object.keys(CAPABILITIES),
-      cgroup: { v1: true, v2: true, systemd: false, systemdUser: false },
-      seccomp: {
-        enabled: true,
-        actions: ['SCMP_ACT_ALLOW', 'SCMP_ACT_ERRNO', 'SCMP_ACT_KILL', 'SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_KILL_THREAD', 'SCMP_ACT_LOG', 'SCMP_ACT_TRACE', 'SCMP_ACT_TRAP'],
-        operators: ['SCMP_CMP_EQ', 'SCMP_CMP_GE', 'SCMP_CMP_GT', 'SCMP_CMP_LE', 'SCMP_CMP_LT', 'SCMP_CMP_MASKED_EQ', 'SCMP_CMP_NE'],
-        archs: ['SCMP_ARCH_X86_64'],
-        knownFlags: ['SECCOMP_FILTER_FLAG_TSYNC', 'SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW', 'SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV'],
-        supportedFlags: ['SECCOMP_FILTER_FLAG_TSYNC', 'SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW'],
-      },
-      apparmor: { enabled: false },
-      selinux: { enabled: false },
-    },
-    annotations: { 'io.github.tsshim.runtime': 'tsrun' },
-  };
-}
-
 const USAGE = `tsrun: runc's command line over the tsshim native executor
 
 usage: tsrun [global options] command [command options] [arguments...]
@@ -390,7 +359,7 @@ async function dispatch(c: Command, log: RuntimeLog): Promise<number> {
       return 0;
     }
     case 'features':
-      out(`${JSON.stringify(features(), null, 2)}\n`);
+      out(`${JSON.stringify(nativeFeatures(), null, 2)}\n`);
       return 0;
     case 'spec': {
       const bundle = path.resolve(flag(c.cmd, 'bundle') ?? process.cwd());
