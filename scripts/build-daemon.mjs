@@ -55,6 +55,7 @@ async function bundleDaemon(root) {
   const hash = createHash('sha256').update(code.contents).digest('hex').slice(0, 16);
   const name = `daemon-${hash}`;
   const bundleFile = path.join(root, OUT_DIR, `${name}.cjs`);
+  fs.mkdirSync(path.dirname(bundleFile), { recursive: true });
   writeAtomic(`${bundleFile}.map`, map.contents);
   writeAtomic(bundleFile, Buffer.concat([Buffer.from(code.contents), Buffer.from(`\n//# sourceMappingURL=${name}.cjs.map\n`)]));
   return name;

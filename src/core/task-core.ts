@@ -144,7 +144,7 @@ export interface TaskCoreDeps {
   namespace: string;
   events: EventSink;
   /** picks (and lazily builds) the backend for a new container */
-  selectBackend(input: CreateTaskInput, annotations: Record<string, string>): Backend;
+  selectBackend(input: CreateTaskInput, annotations: Record<string, string>): Backend | Promise<Backend>;
   io: IoFactory;
   rootfs: RootfsMounter;
   oom: OomMonitor | undefined;
@@ -339,7 +339,10 @@ export class TaskCore {
     if (this.containers.has(input.id)) throw alreadyExists(`container ${input.id}: already exists`);
     if (!path.isAbsolute(input.bundle)) throw invalidArgument(`bundle path ${input.bundle} must be absolute`);
     const spec = this.readSpec(input.bundle);
-    const backend = this.deps.selectBackend(input, spec.annotations);
+    const backend = await this.deps.selectBackend(input, spec.annotations);
+    // checked again: selecting may load a backend module, and a Create for the same id may
+    // have come in meanwhile
+    if (this.containers.has(input.id)) throw alreadyExists(`container ${input.id}: already exists`);
     const init = new InitProcess(input.id, '', {
       stdin: input.stdin,
       stdout: input.stdout,

@@ -4,15 +4,15 @@
  *   2. the shim binary's alias (`containerd-shim-tsshim-<backend>-v2`);
  *   3. runc options' BinaryName (a runc-compatible CLI by name, e.g. "crun");
  *   4. the config's `backend`.
- * Backend instances are shared by every container with the same settings.
+ * Backend instances are shared by every container with the same settings. Backend modules are
+ * loaded on first use: a daemon running only native containers never loads execa and the
+ * runc CLI wrapper (less to compile and keep on the boot path).
  */
 import * as path from 'node:path';
 import type { Backend, ExitSource } from '../core/backend.js';
 import { invalidArgument, unimplemented } from '../core/errors.js';
 import type { CreateTaskInput } from '../core/task-core.js';
 import { BACKEND_NAMES, type BackendName, type ShimConfig, loadConfig } from './config.js';
-import { RuncBackend } from '../backends/runc/backend.js';
-import { NativeBackend } from '../backends/native/backend.js';
 import { writeBundleState } from './bundle-state.js';
 
 export class BackendRegistry {
@@ -39,7 +39,7 @@ export class BackendRegistry {
     return cfg;
   }
 
-  select(input: CreateTaskInput, annotations: Record<string, string>): Backend {
+  async select(input: CreateTaskInput, annotations: Record<string, string>): Promise<Backend> {
     const config = this.configFor(input);
     const fromAnnotation = annotations[config.shim.backendAnnotation];
     let name: BackendName;
@@ -69,7 +69,9 @@ export class BackendRegistry {
         const key = `${name}|${bin}|${root}|${systemd}`;
         let b = this.instances.get(key);
         if (b === undefined) {
-          b = new RuncBackend({ name, binary: bin, root, systemdCgroup: systemd, exits: this.exits }) as Backend;
+          const { RuncBackend } = await import('../backends/runc/backend.js');
+          // another Create may have made it while the module loaded
+          b = this.instances.get(key) ?? (new RuncBackend({ name, binary: bin, root, systemdCgroup: systemd, exits: this.exits }) as Backend);
           this.instances.set(key, b);
         }
         // for the `delete` action, which runs without this process's memory
@@ -82,7 +84,8 @@ export class BackendRegistry {
         const key = `native|${root}|${systemd}`;
         let b = this.instances.get(key);
         if (b === undefined) {
-          b = new NativeBackend({ root, systemdCgroup: systemd, exits: this.exits });
+          const { NativeBackend } = await import('../backends/native/backend.js');
+          b = this.instances.get(key) ?? new NativeBackend({ root, systemdCgroup: systemd, exits: this.exits });
           this.instances.set(key, b);
         }
         writeBundleState(input.bundle, { backend: 'native', binary: '', root, systemdCgroup: systemd });
