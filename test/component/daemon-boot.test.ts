@@ -22,6 +22,29 @@ describe('daemon boot loader', () => {
     expect(await checkCache(daemonNodeFlags())).toBe('hit');
   });
 
+  it('a corrupt cache is rejected, not run', async () => {
+    // a copy of the boot loader and its bundle, with garbage where the cache goes
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-boot-'));
+    try {
+      const shimDir = path.dirname(daemonEntry());
+      const bundle = fs.readdirSync(shimDir).find((f) => /^daemon-[0-9a-f]{16}\.cjs$/.test(f))!;
+      const cache = bundle.replace(/\.cjs$/, '.cache');
+      fs.copyFileSync(daemonEntry(), path.join(dir, 'daemon-boot.cjs'));
+      fs.copyFileSync(path.join(shimDir, bundle), path.join(dir, bundle));
+      const good = fs.readFileSync(path.join(shimDir, cache));
+      const bad = Buffer.from(good);
+      for (let i = 64; i < bad.length; i += 97) bad[i] ^= 0x5a;
+      fs.writeFileSync(path.join(dir, cache), bad);
+      const r = await execa(process.execPath, [...daemonNodeFlags(), path.join(dir, 'daemon-boot.cjs')], { env: { [CODE_CACHE_CHECK_ENV]: '1' } });
+      expect(r.stdout.trim()).toBe('rejected');
+      fs.writeFileSync(path.join(dir, cache), good.subarray(0, good.length >> 1));
+      const r2 = await execa(process.execPath, [...daemonNodeFlags(), path.join(dir, 'daemon-boot.cjs')], { env: { [CODE_CACHE_CHECK_ENV]: '1' } });
+      expect(r2.stdout.trim()).toBe('rejected');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a rejected cache falls back to compiling: the daemon still answers', async () => {
     // --no-opt changes V8's flag hash, so the cache made under the daemon flags is refused
     const flags = [...daemonNodeFlags(), '--no-opt'];
