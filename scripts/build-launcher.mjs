@@ -31,7 +31,7 @@ export async function tsValues(root) {
     stdin: {
       contents: [
         "export { daemonNodeFlags, DAEMON_ENTRY } from './src/shim/daemon-launch.ts';",
-        "export { CODE_CACHE_PRODUCE_ENV, CODE_CACHE_CHECK_ENV } from './src/shim/daemon-code-cache.ts';",
+        "export { CODE_CACHE_PRODUCE_ENV, CODE_CACHE_CHECK_ENV } from './src/boot/code-cache-env.ts';",
         "export { TtrpcClient } from './src/ttrpc/client.ts';",
         "export { defaultConfig, DEFAULT_CONFIG_PATH } from './src/shim/config.ts';",
         "export { NAMESPACE_GROUP_KEY } from './src/shim/address.ts';",

@@ -2,7 +2,8 @@
 // - dist/native/tsshim-exec, the executor (src/backends/native/helper): C11, libc and kernel
 //   headers only, linked statically (it runs as a script interpreter inside minimal rootfs
 //   too, and saves the dynamic loader's time on every container), warnings are errors;
-// - dist/native/tsrun.mjs, the runc-compatible CLI (bin/tsrun), one esbuild bundle.
+// - dist/native/tsrun-boot.cjs + tsrun-<hash>.cjs/.cache, the runc-compatible CLI (bin/tsrun),
+//   one bundle with its code cache (scripts/build-cached-bundle.mjs).
 // The executor is rebuilt only when a source is newer than the binary. Usable as a module
 // (buildNative(root), buildTsrun(root)) or run directly (both).
 import { execFileSync } from 'node:child_process';
@@ -53,25 +54,12 @@ export function buildNative(root) {
   return out;
 }
 
-export const TSRUN_OUTPUT = 'dist/native/tsrun.mjs';
+export const TSRUN_BOOT = 'dist/native/tsrun-boot.cjs';
 
-/** bundles bin/tsrun's code; esbuild is loaded only here (tests build the executor alone) */
+/** bundles bin/tsrun's code with its code cache; esbuild is loaded only then (tests build the executor alone) */
 export async function buildTsrun(root) {
-  const { build } = await import('esbuild');
-  await build({
-    absWorkingDir: root,
-    entryPoints: ['src/backends/native/tsrun/main.ts'],
-    outfile: TSRUN_OUTPUT,
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    sourcemap: 'linked',
-    external: ['ffi-rs'],
-    banner: { js: "import { createRequire as __tsrunCreateRequire } from 'node:module'; const require = __tsrunCreateRequire(import.meta.url);" },
-    logLevel: 'warning',
-  });
-  return path.join(root, TSRUN_OUTPUT);
+  const { buildTsrunBundle } = await import('./build-cached-bundle.mjs');
+  return (await buildTsrunBundle(root)).boot;
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -4,7 +4,7 @@
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
-import { buildDaemon } from './build-daemon.mjs';
+import { buildDaemon } from './build-cached-bundle.mjs';
 import { buildLauncher } from './build-launcher.mjs';
 import { buildNative, buildTsrun } from './build-native.mjs';
 
@@ -29,7 +29,7 @@ const common = {
 };
 
 // The daemon is one self-contained, minified file loaded with V8's code cache: its boot
-// is on containerd's critical path (scripts/build-daemon.mjs, src/shim/daemon-boot.ts).
+// is on containerd's critical path (scripts/build-cached-bundle.mjs, src/boot/cached-boot.ts).
 await buildDaemon(root);
 
 // The other actions (start/delete fallbacks, -info, -v) dispatch from main.mjs.

@@ -1,6 +1,6 @@
 /**
  * How `start` launches the daemon: Node with the daemon's boot loader
- * (dist/shim/daemon-boot.cjs, see daemon-boot.ts), with Node flags chosen for a small,
+ * (dist/shim/daemon-boot.cjs, see src/boot/cached-boot.ts), with Node flags chosen for a small,
  * quick-to-boot shim (it is one process per pod, on every node). The C launcher
  * (src/launcher) gets the same entry and flags at build time, from this module.
  */

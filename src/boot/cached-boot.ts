@@ -1,31 +1,31 @@
 /**
- * The daemon's boot loader, built to dist/shim/daemon-boot.cjs: what the launcher and
- * `start` run with Node. It compiles the daemon bundle (dist/shim/daemon-<hash>.cjs) with
- * V8's code cache for it (daemon-<hash>.cache, made at build time by
- * scripts/build-code-cache.mjs), then runs it.
+ * A boot loader for one of our Node programs: the shim daemon (dist/shim/daemon-boot.cjs)
+ * and tsrun (dist/native/tsrun-boot.cjs). It compiles the program's bundle
+ * (<name>-<hash>.cjs, next to it) with V8's code cache for it (<name>-<hash>.cache, made at
+ * build time by scripts/build-cached-bundle.mjs), then runs it.
  *
- * Why: the daemon's boot is on containerd's critical path for every pod. Compiling the
- * bundle was ~24 ms of a ~75 ms boot here (Node 20's ES module loader takes no code
- * cache); with the cache a boot to the first answer takes ~50 ms, and less anonymous
- * memory, as the minified source it keeps is half the size.
+ * Why: Node 20's ES module loader takes no code cache, and compiling the bundle was a
+ * third of the daemon's boot (~24 of ~75 ms); the daemon's boot is on containerd's
+ * critical path for every pod, and tsrun starts once per runc verb.
  *
  * V8 checks a cache against its own version and flags and rejects it on a mismatch (then
  * we just compile), but it checks the source only by its length. So the cache is named
- * after a hash of the exact bundle, and both names are baked into this loader when it
- * is built: a cache always belongs to the bundle next to it.
+ * after a hash of the exact bundle, and both names are baked into this loader when it is
+ * built: a cache always belongs to the bundle next to it. The programs run with
+ * --verify-snapshot-checksum, so a damaged cache is rejected too, instead of crashing V8.
  *
  * Kept tiny and CommonJS: it is loaded by Node's CJS loader before anything else.
  */
-import { readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Script } from 'node:vm';
-import { CODE_CACHE_CHECK_ENV, CODE_CACHE_PRODUCE_ENV } from './daemon-code-cache.js';
+import { CODE_CACHE_CHECK_ENV, CODE_CACHE_PRODUCE_ENV } from './code-cache-env.js';
 
-/** daemon-<hash>.cjs: set by the build (esbuild define) */
-declare const TSSHIM_DAEMON_BUNDLE: string;
-/** daemon-<hash>.cache */
-declare const TSSHIM_DAEMON_CODE_CACHE: string;
+/** <name>-<hash>.cjs: set by the build (esbuild define) */
+declare const TSSHIM_BOOT_BUNDLE: string;
+/** <name>-<hash>.cache */
+declare const TSSHIM_BOOT_CODE_CACHE: string;
 
 /**
  * The bundle is CommonJS-shaped; these are its free variables. __tsshimModuleUrl stands
@@ -35,10 +35,10 @@ const WRAPPER_HEAD = '(function (exports, require, module, __filename, __dirname
 const WRAPPER_TAIL = '\n})';
 
 function boot(): void {
-  const bundle = path.join(__dirname, TSSHIM_DAEMON_BUNDLE);
+  const bundle = path.join(__dirname, TSSHIM_BOOT_BUNDLE);
   let cachedData: Buffer | undefined;
   try {
-    cachedData = readFileSync(path.join(__dirname, TSSHIM_DAEMON_CODE_CACHE));
+    cachedData = readFileSync(path.join(__dirname, TSSHIM_BOOT_CODE_CACHE));
   } catch {
     // no cache (not produced, or removed): compile from source
   }
@@ -58,13 +58,12 @@ function boot(): void {
   if (produceTo) {
     delete process.env[CODE_CACHE_PRODUCE_ENV];
     const s = script;
-    // after the daemon has answered its first calls: the cache then holds the functions
-    // they compiled, not just the top level
-    process.on('SIGUSR2', () => {
+    // at exit, after the program did its work: the cache then holds the functions that
+    // work compiled, not just the top level
+    process.on('exit', () => {
       const tmp = `${produceTo}.${process.pid}`;
       writeFileSync(tmp, s.createCachedData());
       renameSync(tmp, produceTo);
-      process.exit(0);
     });
   }
   const run = script.runInThisContext() as (...args: unknown[]) => void;

@@ -1,7 +1,8 @@
 /**
- * The daemon's boot loader (dist/shim/daemon-boot.cjs) and its V8 code cache: the build's
- * cache is accepted under the daemon's own Node flags, and a cache V8 rejects (other
- * flags, as after a Node upgrade) only costs compile time: the daemon still serves.
+ * The boot loaders (src/boot/cached-boot.ts) of the daemon (dist/shim/daemon-boot.cjs) and
+ * of tsrun (bin/tsrun → dist/native/tsrun-boot.cjs) and their V8 code caches: the build's
+ * cache is accepted under the flags the programs really run with, and a cache V8 rejects
+ * (other flags, as after a Node upgrade, or damaged) only costs compile time.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -9,7 +10,7 @@ import * as path from 'node:path';
 import { describe, it, expect } from 'vitest';
 import { execa } from 'execa';
 import { daemonEntry, daemonNodeFlags } from '../../src/shim/daemon-launch.js';
-import { CODE_CACHE_CHECK_ENV } from '../../src/shim/daemon-code-cache.js';
+import { CODE_CACHE_CHECK_ENV } from '../../src/boot/code-cache-env.js';
 import { TtrpcClient } from '../../src/ttrpc/client.js';
 import { ConnectRequest, ConnectResponse } from '../../src/proto/gen/containerd/task/v2/shim.js';
 
@@ -17,9 +18,15 @@ function checkCache(flags: string[]): Promise<string> {
   return execa(process.execPath, [...flags, daemonEntry()], { env: { [CODE_CACHE_CHECK_ENV]: '1' } }).then((r) => r.stdout.trim());
 }
 
-describe('daemon boot loader', () => {
+describe('boot loaders with a code cache', () => {
   it('the build made a code cache that V8 accepts under the daemon flags', async () => {
     expect(await checkCache(daemonNodeFlags())).toBe('hit');
+  });
+
+  it('bin/tsrun runs its bundle with a code cache that V8 accepts (its flags are the daemon\'s)', async () => {
+    const tsrun = path.join(path.dirname(daemonEntry()), '../../bin/tsrun');
+    const r = await execa(tsrun, [], { env: { [CODE_CACHE_CHECK_ENV]: '1' } });
+    expect(r.stdout.trim()).toBe('hit');
   });
 
   it('a corrupt cache is rejected, not run', async () => {

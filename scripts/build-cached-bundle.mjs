@@ -1,0 +1,177 @@
+// Builds one of our Node programs (the shim daemon, tsrun) as a minified CommonJS bundle,
+// <dir>/<name>-<hash>.cjs, with V8's code cache for it, <name>-<hash>.cache, and the boot
+// loader that ties them together, <dir>/<boot> (src/boot/cached-boot.ts says why).
+// Called by scripts/build.mjs (daemon) and scripts/build-native.mjs (tsrun).
+//
+// The cache is produced the only way that captures more than the top level: by running
+// the program once through the new boot loader, with the programs' own Node flags (V8
+// rejects a cache made under other flags), letting it do some typical work; the loader
+// writes what V8 has compiled when the process exits.
+//
+// Files are written under temporary names and renamed, the boot loader last: a process
+// starting during a rebuild sees either the old trio or the new one. Older bundles and
+// caches are then removed; a running program holds its code in memory, not in the file.
+import { build } from 'esbuild';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { tsValues } from './build-launcher.mjs';
+
+const PRODUCE_TIMEOUT_MS = 20_000;
+
+function writeAtomic(file, data) {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, data);
+  fs.renameSync(tmp, file);
+}
+
+async function bundle(root, entry, dir, name) {
+  const result = await build({
+    absWorkingDir: root,
+    entryPoints: [entry],
+    outfile: path.join(dir, `${name}.cjs`),
+    write: false,
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    // smaller source to read, compile and keep in memory (measured: −1.5 MiB anonymous per
+    // shim against the unminified bundle). No keepNames: it cost another 1.6 MiB, and our
+    // error classes set their name themselves.
+    minify: true,
+    // V8 keeps ASCII source as one-byte strings; the loader reads it as latin1
+    charset: 'ascii',
+    sourcemap: 'external',
+    // native addon: resolved from node_modules at run time
+    external: ['ffi-rs'],
+    define: { 'import.meta.url': '__tsshimModuleUrl' },
+    logLevel: 'warning',
+  });
+  const code = result.outputFiles.find((f) => f.path.endsWith('.cjs'));
+  const map = result.outputFiles.find((f) => f.path.endsWith('.map'));
+  const hashed = `${name}-${createHash('sha256').update(code.contents).digest('hex').slice(0, 16)}`;
+  const file = path.join(root, dir, `${hashed}.cjs`);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  writeAtomic(`${file}.map`, map.contents);
+  writeAtomic(file, Buffer.concat([Buffer.from(code.contents), Buffer.from(`\n//# sourceMappingURL=${hashed}.cjs.map\n`)]));
+  return hashed;
+}
+
+async function bundleBoot(root, outfile, hashed) {
+  await build({
+    absWorkingDir: root,
+    entryPoints: ['src/boot/cached-boot.ts'],
+    outfile,
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    define: {
+      TSSHIM_BOOT_BUNDLE: JSON.stringify(`${hashed}.cjs`),
+      TSSHIM_BOOT_CODE_CACHE: JSON.stringify(`${hashed}.cache`),
+    },
+    logLevel: 'warning',
+  });
+}
+
+/**
+ * Runs `node <flags> <boot> ...args` in a scratch dir with the producer env; `drive` gets
+ * the child and the scratch dir, does the work and makes the program exit. Resolves once
+ * the cache file is there.
+ */
+async function runProducer(boot, cacheFile, values, args, drive) {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-code-cache-'));
+  const env = { ...process.env, [values.CODE_CACHE_PRODUCE_ENV]: cacheFile };
+  delete env.NODE_EXTRA_CA_CERTS;
+  const child = spawn(process.execPath, [...values.daemonNodeFlags(), boot, ...args(work)], { cwd: work, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve(signal ?? code)));
+  const deadline = setTimeout(() => child.kill('SIGKILL'), PRODUCE_TIMEOUT_MS);
+  try {
+    await drive(child, work);
+    const how = await exited;
+    if (!fs.existsSync(cacheFile)) throw new Error(`exited ${how} without a cache: ${stderr.trim()}`);
+  } finally {
+    clearTimeout(deadline);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** removes bundles and caches of earlier builds (not `keep`) */
+function pruneOld(root, dir, name, keep) {
+  const re = new RegExp(`^${name}-[0-9a-f]{16}\\.(cjs|cjs\\.map|cache)$`);
+  for (const f of fs.readdirSync(path.join(root, dir))) {
+    if (re.test(f) && !f.startsWith(`${keep}.`)) fs.rmSync(path.join(root, dir, f), { force: true });
+  }
+}
+
+/**
+ * Builds entry as <dir>/<name>-<hash>.cjs with its code cache and <dir>/<boot>. produce:
+ * (runProducer-bound helper) → Promise, the program-specific run that makes the cache.
+ */
+async function buildCachedBundle(root, { entry, dir, name, boot, produce }) {
+  const values = await tsValues(root);
+  const hashed = await bundle(root, entry, dir, name);
+  const bootFile = path.join(root, dir, boot);
+  const bootTmp = `${bootFile}.tmp-${process.pid}.cjs`;
+  await bundleBoot(root, bootTmp, hashed);
+  const cacheFile = path.join(root, dir, `${hashed}.cache`);
+  try {
+    await produce((args, drive) => runProducer(bootTmp, cacheFile, values, args, drive), values);
+  } catch (err) {
+    // a missing cache only costs start-up time; say so and ship without it
+    console.warn(`build: no code cache for ${name} (${err instanceof Error ? err.message : err})`);
+    fs.rmSync(cacheFile, { force: true });
+  }
+  fs.renameSync(bootTmp, bootFile);
+  pruneOld(root, dir, name, hashed);
+  return { boot: bootFile, bundle: `${hashed}.cjs`, cache: fs.existsSync(cacheFile) ? `${hashed}.cache` : undefined };
+}
+
+/** the shim daemon: dist/shim/daemon-boot.cjs; the cache comes from a boot and two calls */
+export function buildDaemon(root) {
+  return buildCachedBundle(root, {
+    entry: 'src/shim/daemon-main.ts',
+    dir: 'dist/shim',
+    name: 'daemon',
+    boot: 'daemon-boot.cjs',
+    produce: (run, values) =>
+      run(
+        (work) => ['-namespace', 'tsshim-build', '-address', path.join(work, 'none.sock'), '-publish-binary', '', '-id', 'code-cache', '-socket', path.join(work, 'shim.sock'), 'serve'],
+        async (child, work) => {
+          const socket = path.join(work, 'shim.sock');
+          let client;
+          for (let i = 0; !client; i++) {
+            try {
+              client = await values.TtrpcClient.connect(socket);
+            } catch (err) {
+              if (i > 400) throw err;
+              await new Promise((r) => setTimeout(r, 25));
+            }
+          }
+          // ConnectRequest / StateRequest { id = "code-cache" }: the calls of every boot,
+          // and an error path (no such task)
+          const request = Buffer.concat([Buffer.from([10, 10]), Buffer.from('code-cache')]);
+          await client.call('containerd.task.v2.Task', 'Connect', request, { timeoutMs: 5_000 });
+          await client.call('containerd.task.v2.Task', 'State', request, { timeoutMs: 5_000 }).catch(() => undefined);
+          await client.close();
+          child.kill('SIGTERM');
+        },
+      ),
+  });
+}
+
+/** tsrun: dist/native/tsrun-boot.cjs; the cache comes from a `state` of a missing container */
+export function buildTsrunBundle(root) {
+  return buildCachedBundle(root, {
+    entry: 'src/backends/native/tsrun/cli-entry.ts',
+    dir: 'dist/native',
+    name: 'tsrun',
+    boot: 'tsrun-boot.cjs',
+    produce: (run) => run((work) => ['--root', path.join(work, 'state'), 'state', 'code-cache'], async () => undefined),
+  });
+}
