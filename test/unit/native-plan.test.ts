@@ -148,6 +148,7 @@ describe('compileCreate', () => {
     ].join('\n'),
   );
   const ctx = (): CreateContext => ({
+    id: 'c1',
     bundle,
     cgroup: {
       path: '/c1',
@@ -315,5 +316,18 @@ describe('compileExec', () => {
     expect(plan.rootfs).toBeUndefined();
     expect(plan.execFifo).toBeUndefined();
     expect(plan.process).toMatchObject({ args: ['ls'], env: ['A=b'], cwd: '/tmp', user: { uid: 5, gid: 6 } });
+  });
+});
+
+describe('hook state for hooks inside the container', () => {
+  it('has a fixed-width pid field at a byte offset, also after non-ASCII text', async () => {
+    const { stateTemplate } = await import('../../src/backends/native/hooks.js');
+    const { HOOK_PID_WIDTH } = await import('../../src/backends/native/plan.js');
+    const t = stateTemplate({ ociVersion: '1.0.2', id: 'ç1', status: 'creating', bundle: '/b', annotations: { 'a"pid":0': 'ü "pid":0' } });
+    const bytes = Buffer.from(t.json);
+    expect(bytes.subarray(t.pidOffset, t.pidOffset + HOOK_PID_WIDTH).toString()).toBe('         0');
+    // what the container process does: write its pid there; the JSON stays valid
+    Buffer.from('     12345').copy(bytes, t.pidOffset);
+    expect(JSON.parse(bytes.toString())).toMatchObject({ id: 'ç1', status: 'creating', pid: 12345, annotations: { 'a"pid":0': 'ü "pid":0' } });
   });
 });

@@ -62,7 +62,6 @@ describe('parseSpec', () => {
   });
 
   const unsupported: Array<[string, (s: Record<string, any>) => void, string]> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
-    ['hooks', (s) => (s.hooks = { prestart: [{ path: '/bin/true' }] }), 'hooks.prestart'],
     ['time namespace', (s) => s.linux.namespaces.push({ type: 'time' }), 'linux.namespaces[2]'],
     ['intelRdt', (s) => (s.linux.intelRdt = { closID: 'x' }), 'linux.intelRdt'],
     ['seccomp notify', (s) => (s.linux.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', listenerPath: '/x' }), 'linux.seccomp.listenerPath'],
@@ -79,6 +78,26 @@ describe('parseSpec', () => {
     const s = baseSpec();
     s.hooks = { prestart: [], poststop: [] };
     expect(() => parseSpec(s)).not.toThrow();
+  });
+
+  it('reads hooks: path, args, env, timeout', () => {
+    const s = baseSpec();
+    s.hooks = { createRuntime: [{ path: '/bin/hook', args: ['hook', '-x'], env: ['A=1'], timeout: 5 }], poststop: [{ path: '/bin/true' }] };
+    expect(parseSpec(s).hooks).toEqual({
+      createRuntime: [{ path: '/bin/hook', args: ['hook', '-x'], env: ['A=1'], timeout: 5 }],
+      poststop: [{ path: '/bin/true', args: [], env: [], timeout: undefined }],
+    });
+  });
+
+  it.each([
+    [{ prestart: [{ path: 'rel' }] }, 'hooks.prestart[0].path'],
+    [{ poststart: [{ path: '/x', timeout: 0 }] }, 'hooks.poststart[0].timeout'],
+    [{ poststart: [{ path: '/x', timeout: 1.5 }] }, 'hooks.poststart[0].timeout'],
+    [{ createContainer: { path: '/x' } }, 'hooks.createContainer'],
+  ])('refuses bad hooks, naming the field (%j)', (hooks, field) => {
+    const s = baseSpec();
+    s.hooks = hooks;
+    expect(() => parseSpec(s)).toThrow(expect.objectContaining({ code: 'InvalidArgument', message: expect.stringContaining(field) }));
   });
 
   it('reads RLIM_INFINITY (2^64-1, rounded by JSON.parse) as the maximum', () => {

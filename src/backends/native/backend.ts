@@ -195,7 +195,7 @@ export class NativeBackend implements Backend {
 
   async start(bc: BackendContainer): Promise<void> {
     const c = asNative(bc);
-    c.runtime.start(c.handle);
+    await c.runtime.start(c.handle);
   }
 
   async exec(bc: BackendContainer, input: ExecInput): Promise<CreateResult> {

@@ -11,6 +11,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { planHooks } from './hooks.js';
 import { invalidArgument, unimplemented } from '../../core/errors.js';
 import type { CgroupLayout } from '../../sys/cgroups.js';
 import type { CgroupPlacement, CgroupSet } from './cgroup-manager.js';
@@ -39,6 +40,8 @@ export interface CompileWarning {
 }
 
 export interface CreateContext {
+  /** the container's id (in the state its hooks get) */
+  id: string;
   /** absolute bundle directory (relative root.path and bind sources resolve against it) */
   bundle: string;
   cgroup: CgroupSet;
@@ -452,6 +455,7 @@ export function compileCreate(spec: OciSpec, ctx: CreateContext): Compiled {
     finalOps,
     process,
   };
+  plan.hooks = planHooks(spec.hooks, { ociVersion: spec.ociVersion, id: ctx.id, bundle: ctx.bundle, annotations: spec.annotations });
   if (process.terminal && !ctx.consoleSocket) throw invalidArgument('process.terminal: a terminal needs a console socket');
   return { plan, warnings };
 }

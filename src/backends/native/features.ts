@@ -11,7 +11,7 @@ export function nativeFeatures(): Record<string, unknown> {
     ociVersionMin: '1.0.0',
     // the spec parser takes every 1.x config; containerd 1.7/2.x write 1.2.x
     ociVersionMax: '1.2.0',
-    hooks: [],
+    hooks: ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'],
     mountOptions: [
       'async', 'atime', 'bind', 'defaults', 'dev', 'diratime', 'dirsync', 'exec', 'lazytime', 'loud', 'mand',
       'noatime', 'nodev', 'nodiratime', 'noexec', 'nolazytime', 'nomand', 'norelatime', 'nostrictatime', 'nosuid',

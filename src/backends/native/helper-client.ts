@@ -19,6 +19,9 @@ export const HELPER_ENV = 'TSSHIM_NATIVE_HELPER';
 const FRAME_PID = 1;
 const FRAME_OK = 2;
 const FRAME_ERROR = 3;
+/** the container process waits before pivot_root: run prestart/createRuntime, then answer */
+const FRAME_HOOKS = 4;
+const HOOKS_DONE = 1;
 const MAX_FRAME = 64 * 1024;
 
 /** A failure the helper reported: its message names what failed; errno kept for callers. */
@@ -70,6 +73,12 @@ export interface HelperRun {
    */
   spawner?: 'child_process' | 'posix_spawn';
   spawned?: (helperPid: number) => void;
+  /**
+   * The plan's hook pause (PlanFlag.HookPause): called with the container process's pid
+   * at the hooks point; the helper waits until it resolves. A rejection fails the run:
+   * the control socket closes, and the helper kills and reaps the container process.
+   */
+  onHooks?: (pid: number) => Promise<void>;
 }
 
 /** A started helper: its control socket, and how to stop it. */
@@ -200,6 +209,15 @@ export async function runHelper(o: HelperRun): Promise<{ pid: number }> {
           finish(undefined);
         } else if (f.type === FRAME_ERROR && f.payload.length >= 4) {
           finish(new HelperError(o.mode, f.payload.readInt32LE(0), f.payload.subarray(4).toString('utf8')));
+        } else if (f.type === FRAME_HOOKS && f.payload.length >= 4) {
+          pid = f.payload.readInt32LE(0);
+          const hooks = o.onHooks ?? (() => Promise.reject(new ShimError('Internal', 'native helper paused for hooks nobody runs')));
+          hooks(pid).then(
+            () => {
+              if (!settled) control.write(Buffer.from([HOOKS_DONE]));
+            },
+            (err: Error) => finish(err),
+          );
         }
       }
     });

@@ -34,6 +34,12 @@
  *   PID   (1) i32 pid        the container process exists: ours to kill if anything fails
  *   OK    (2) i32 pid        create: set up and blocked until start; exec: execve done
  *   ERROR (3) i32 errno | message   what failed, with the path or value it failed on
+ *   HOOKS (4) i32 pid        (plans with HookPause) the container process waits after its
+ *                            mounts, before pivot_root: Node runs the prestart and
+ *                            createRuntime hooks, then writes one byte (1) on the socket;
+ *                            closing it instead makes the helper kill the container process.
+ *                            createContainer/startContainer hooks run in the container
+ *                            (helper/hooks.c) with a state compiled here (PlanHooks).
  * Inside the helper, helper and container child talk over a SOCK_SEQPACKET pair:
  * GO (ids mapped, cgroups joined, oom_score_adj set), READY, ERROR(errno, message).
  * The sync socket is close-on-exec, so for `exec` its EOF after READY means execve
@@ -116,6 +122,10 @@ export const PlanTag = {
   Caps: 46,
   Seccomp: 47,
   PreserveFds: 49,
+  Hook: 50,
+  HookArg: 51,
+  HookEnv: 52,
+  HookState: 53,
 } as const;
 
 /** Must match enum plan_flag in helper/plan.h. */
@@ -128,7 +138,12 @@ export const PlanFlag = {
   DevConsole: 1 << 5,
   SetgroupsDeny: 1 << 6,
   Setsid: 1 << 7,
+  HookPause: 1 << 8,
 } as const;
+
+/** Must match enum hook_kind and HOOK_PID_WIDTH in helper/plan.h. */
+export const HookKindCode = { createContainer: 0, startContainer: 1 } as const;
+export const HOOK_PID_WIDTH = 10;
 
 export const PLAN_MAGIC = 0x4c505354; // "TSPL"
 export const PLAN_VERSION = 1;
@@ -190,6 +205,19 @@ export interface NamespaceStep {
   path?: string;
 }
 
+/**
+ * The OCI hooks the helper handles. createContainer and startContainer run in the
+ * container (helper/hooks.c) with a state JSON compiled here, whose pid field (exactly
+ * HOOK_PID_WIDTH bytes at pidOffset, space-padded) the container process fills with its
+ * own pid. pause: the container process stops before pivot_root and the helper sends
+ * FRAME_HOOKS, for the prestart and createRuntime hooks the Node side runs.
+ */
+export interface PlanHooks {
+  pause: boolean;
+  inContainer: Array<{ kind: 0 | 1; path: string; args: string[]; env: string[]; timeout?: number }>;
+  states: Array<{ which: 0 | 1; json: string; pidOffset: number }>;
+}
+
 export interface Plan {
   namespaces: NamespaceStep[];
   uidMappings: IdMapping[];
@@ -217,6 +245,7 @@ export interface Plan {
   rootfsOps: RootfsOp[];
   finalOps: FinalOp[];
   process: ProcessPlan;
+  hooks?: PlanHooks;
 }
 
 /** Builds the byte stream: fields are appended to a growing list of chunks. */
@@ -293,6 +322,7 @@ export function planFlags(plan: Plan): number {
   if (plan.devConsole) f |= PlanFlag.DevConsole;
   if (plan.setgroupsDeny) f |= PlanFlag.SetgroupsDeny;
   if (plan.setsid) f |= PlanFlag.Setsid;
+  if (plan.hooks?.pause) f |= PlanFlag.HookPause;
   return f;
 }
 
@@ -362,6 +392,13 @@ export function encodePlan(plan: Plan): Buffer {
   }
   if (p.seccomp) rec(PlanTag.Seccomp, (w) => w.u32(p.seccomp!.flags).blob(p.seccomp!.program));
   if (p.preserveFds) rec(PlanTag.PreserveFds, (w) => w.u32(p.preserveFds));
+  for (const h of plan.hooks?.inContainer ?? []) {
+    rec(PlanTag.Hook, (w) => w.u32(h.kind).u32(h.timeout ?? 0).str(h.path));
+    // argv[0] is the first argument; with none, the path (as runc does)
+    for (const a of h.args.length > 0 ? h.args : [h.path]) rec(PlanTag.HookArg, (w) => w.str(a));
+    for (const e of h.env) rec(PlanTag.HookEnv, (w) => w.str(e));
+  }
+  for (const st of plan.hooks?.states ?? []) rec(PlanTag.HookState, (w) => w.u32(st.which).u32(st.pidOffset).str(st.json));
   return w.finish();
 }
 

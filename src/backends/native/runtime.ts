@@ -16,6 +16,7 @@ import { mountsUnder } from '../../sys/mountinfo.js';
 import { CgroupManager, resolveCgroupPath, type CgroupSet } from './cgroup-manager.js';
 import { compileCreate, compileExec, type CompileWarning } from './compile.js';
 import { defaultHelperPath, runHelper } from './helper-client.js';
+import { runHooks, runHooksReportingFailures, type HookState } from './hooks.js';
 import { encodePlan, type ProcessPlan } from './plan.js';
 import { parseResources, parseSpecText, type OciProcess, type OciSpec } from './spec.js';
 import {
@@ -134,10 +135,21 @@ export class NativeRuntime {
     const dir = claimContainerDir(this.root, o.id);
     let cgroup: CgroupSet | undefined;
     let pid = 0;
+    // the container process's pid as the hooks point reports it, before the run resolves
+    let pausedPid = 0;
+    const hookState = (status: HookState['status'], p: number): HookState => ({
+      ociVersion: spec!.ociVersion,
+      id: o.id,
+      status,
+      pid: p,
+      bundle,
+      annotations: spec!.annotations,
+    });
     try {
       cgroup = this.cgroups.create(cgPath);
       if (spec.linux.resources) this.cgroups.apply(cgroup, spec.linux.resources);
       const { plan, warnings } = compileCreate(spec, {
+        id: o.id,
         bundle,
         cgroup,
         cgroupLayout: this.cgroups.layout,
@@ -161,7 +173,14 @@ export class NativeRuntime {
         timeoutMs: this.timeouts.create,
         spawner: this.spawner,
         spawned: this.onHelperSpawned,
+        // mounts done, before pivot_root, in the runtime's namespaces (runtime spec order)
+        onHooks: async (p) => {
+          pausedPid = p;
+          await runHooks('prestart', spec!.hooks.prestart, hookState('creating', p));
+          await runHooks('createRuntime', spec!.hooks.createRuntime, hookState('creating', p));
+        },
       }));
+      const later = { poststart: spec.hooks.poststart, poststop: spec.hooks.poststop };
       const state: NativeState = {
         version: 1,
         id: o.id,
@@ -177,13 +196,15 @@ export class NativeRuntime {
         seccomp: plan.process.seccomp && { program: plan.process.seccomp.program.toString('base64'), flags: plan.process.seccomp.flags },
         annotations: spec.annotations,
         ociVersion: spec.ociVersion,
+        hooks: later.poststart?.length || later.poststop?.length ? later : undefined,
       };
       writeState(this.root, state);
       return { root: this.root, state, cgroup };
     } catch (err) {
-      if (pid > 0) killQuietly(pid);
+      const victim = pid || pausedPid;
+      if (victim > 0) killQuietly(victim);
       if (cgroup) {
-        if (pid > 0) await this.cgroups.waitEmpty(cgroup, 2_000).catch(() => undefined);
+        if (victim > 0) await this.cgroups.waitEmpty(cgroup, 2_000).catch(() => undefined);
         await this.cgroups.destroyCreated(cgroup);
       }
       removeContainerDir(this.root, o.id);
@@ -215,8 +236,8 @@ export class NativeRuntime {
     return this.cgroups.isFrozenQuiet(h.cgroup) ? 'paused' : 'running';
   }
 
-  /** releases the init blocked on the exec fifo */
-  start(h: NativeHandle): void {
+  /** releases the init blocked on the exec fifo, then runs the poststart hooks */
+  async start(h: NativeHandle): Promise<void> {
     const fifo = path.join(containerDir(h.root, h.state.id), EXEC_FIFO);
     let fd: number;
     try {
@@ -238,6 +259,23 @@ export class NativeRuntime {
     fs.rmSync(fifo, { force: true });
     h.state = { ...h.state, started: true };
     writeState(h.root, h.state);
+    await this.runLaterHooks(h, 'poststart', 'running');
+  }
+
+  /** poststart, poststop: a failure is a warning, the lifecycle goes on (runtime spec) */
+  private async runLaterHooks(h: NativeHandle, kind: 'poststart' | 'poststop', status: HookState['status']): Promise<void> {
+    const hooks = h.state.hooks?.[kind];
+    if (!hooks?.length) return;
+    const { state } = h;
+    const failures = await runHooksReportingFailures(kind, hooks, {
+      ociVersion: state.ociVersion,
+      id: state.id,
+      status,
+      pid: state.initPid,
+      bundle: state.bundle,
+      annotations: state.annotations,
+    });
+    for (const message of failures) this.onWarning?.({ field: `hooks.${kind}`, message, id: state.id });
   }
 
   async exec(h: NativeHandle, proc: OciProcess, o: ExecOptions): Promise<number> {
@@ -355,6 +393,7 @@ export class NativeRuntime {
       }
     }
     removeContainerDir(h.root, state.id);
+    await this.runLaterHooks(h, 'poststop', 'stopped');
   }
 }
 

@@ -168,6 +168,7 @@ export interface OciSpec {
   hostname?: string;
   domainname?: string;
   annotations: Record<string, string>;
+  hooks: OciHooks;
   linux: OciLinux;
 }
 
@@ -561,14 +562,45 @@ function parseMounts(v: Json, path: string): OciMount[] {
   });
 }
 
-const HOOK_KINDS = ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'];
+export const HOOK_KINDS = ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'] as const;
+export type HookKind = (typeof HOOK_KINDS)[number];
+
+export interface OciHook {
+  path: string;
+  args: string[];
+  env: string[];
+  /** seconds */
+  timeout?: number;
+}
+
+export type OciHooks = Partial<Record<HookKind, OciHook[]>>;
+
+function parseHooks(v: Json, path: string): OciHooks {
+  const o = optObj(v, path);
+  const out: OciHooks = {};
+  if (!o) return out;
+  for (const kind of HOOK_KINDS) {
+    const list = o[kind];
+    if (list === undefined || list === null) continue;
+    if (!Array.isArray(list)) bad(`${path}.${kind}`, 'must be an array');
+    out[kind] = list.map((h, i) => {
+      const p = `${path}.${kind}[${i}]`;
+      const ho = obj(h, p);
+      const timeout = ho.timeout;
+      if (timeout !== undefined && timeout !== null && !(typeof timeout === 'number' && Number.isInteger(timeout) && timeout > 0)) {
+        bad(`${p}.timeout`, 'must be a positive whole number of seconds');
+      }
+      return { path: absPath(ho.path, `${p}.path`), args: strArr(ho.args, `${p}.args`), env: strArr(ho.env, `${p}.env`), timeout: (timeout as number | undefined | null) ?? undefined };
+    });
+  }
+  return out;
+}
 
 /** config.json of a bundle → validated spec */
 export function parseSpec(v: Json): OciSpec {
   const o = obj(v, 'config');
   const root = obj(o.root, 'root');
-  const hooks = optObj(o.hooks, 'hooks');
-  if (hooks) for (const k of HOOK_KINDS) if (nonEmpty(hooks[k])) notSupported(`hooks.${k}`, 'hooks are not supported by the native backend yet');
+  const hooks = parseHooks(o.hooks, 'hooks');
   if (o.process === undefined || o.process === null) bad('process', 'is required to create a container');
   const hostname = optStr(o.hostname, 'hostname');
   if (hostname !== undefined && Buffer.byteLength(hostname) > 64) bad('hostname', 'must be at most 64 bytes');
@@ -583,6 +615,7 @@ export function parseSpec(v: Json): OciSpec {
     hostname: hostname || undefined,
     domainname: domainname || undefined,
     annotations: strMap(o.annotations, 'annotations'),
+    hooks,
     linux: parseLinux(o.linux, 'linux'),
   };
 }

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { alreadyExists, internal, invalidArgument, notFound } from '../../core/errors.js';
 import type { NamespaceType } from './plan.js';
+import type { OciHook } from './spec.js';
 
 export const STATE_FILE = 'state.json';
 export const EXEC_FIFO = 'exec.fifo';
@@ -30,6 +31,8 @@ export interface NativeState {
   seccomp?: { program: string; flags: number };
   annotations: Record<string, string>;
   ociVersion: string;
+  /** the runtime-namespace hooks of later verbs (start, delete may run in another process) */
+  hooks?: { poststart?: OciHook[]; poststop?: OciHook[] };
 }
 
 /** runc's rule for container ids: no path tricks, nothing a shell would mangle */

@@ -5,6 +5,7 @@
  *   namespaces.c  joining namespaces, id maps, cgroup placement of the child
  *   rootfs.c      mounts, devices, pivot_root, masked and readonly paths
  *   process.c     the container process: console, rlimits, user, caps, seccomp, exec
+ *   hooks.c       createContainer and startContainer hooks, run by the container process
  * See src/backends/native/plan.ts for the design note.
  */
 #ifndef TSSHIM_HELPER_H
@@ -23,13 +24,17 @@ enum frame_type {
 	FRAME_PID = 1,   /* i32 pid: the container process exists (kill it if we fail) */
 	FRAME_OK = 2,    /* i32 pid: ready (create: blocked until start; exec: running) */
 	FRAME_ERROR = 3, /* i32 errno, then the message bytes */
+	FRAME_HOOKS = 4, /* i32 pid: mounts done, before pivot_root: run prestart/createRuntime,
+	                    then write HOOKS_DONE (one byte) on the control fd */
 };
+#define HOOKS_DONE 1
 
 /* helper <-> child sync messages (SOCK_SEQPACKET, one message each) */
 enum sync_type {
 	SYNC_GO = 10,    /* helper -> child: ids mapped, cgroups joined: go on */
 	SYNC_READY = 11, /* child -> helper: set up, about to wait for start (or exec) */
 	SYNC_ERROR = 12, /* child -> helper: failed, with errno and message */
+	SYNC_HOOKS = 13, /* child -> helper: at the hooks point (F_HOOK_PAUSE); GO resumes it */
 };
 
 /* channel.c */
@@ -60,7 +65,8 @@ void cgroup_self_move(const struct plan *p);      /* child side */
 void write_oom_score_adj(const struct plan *p, pid_t child);
 
 /* rootfs.c */
-void rootfs_prepare(const struct plan *p);   /* mounts, devices, pivot_root */
+void rootfs_prepare(const struct plan *p);   /* mounts, devices */
+void rootfs_enter(const struct plan *p);     /* pivot_root (or chroot for no_pivot) */
 void rootfs_finalize(const struct plan *p);  /* sysctls, readonly, masked, root ro */
 int open_in_root(int rootfd, const char *path, int flags);
 
@@ -68,5 +74,8 @@ int open_in_root(int rootfd, const char *path, int flags);
 void process_console(const struct plan *p, int console_sock);
 void process_setup(const struct plan *p, int sync_fd, int fifo_fd);
 __attribute__((noreturn)) void process_exec(const struct plan *p, int fifo_fd);
+
+/* hooks.c */
+void hooks_run(const struct plan *p, uint32_t kind); /* the plan's hooks of that kind, in order */
 
 #endif

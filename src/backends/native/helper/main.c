@@ -215,16 +215,16 @@ static __attribute__((noreturn)) void give_up_on_child(int err, const char *msg)
 }
 
 /*
- * Waits for the child's next message. READY returns; so does the sync socket closing
+ * Waits for the child's next message. `expect` (READY, or HOOKS) returns; so does the sync socket closing
  * when eof_is_success (it is close-on-exec: the exec succeeded). An error or a dead
  * child ends the helper with the child's error, the child killed and reaped.
  */
-static void await_child(int sync_fd, int eof_is_success)
+static void await_child(int sync_fd, int expect, int eof_is_success)
 {
 	int32_t err = 0;
 	char msg[2048];
 	int t = recv_sync(sync_fd, &err, msg, sizeof(msg));
-	if (t == SYNC_READY || (t < 0 && eof_is_success))
+	if (t == expect || (t < 0 && eof_is_success))
 		return;
 	if (t == SYNC_ERROR) {
 		/* forwarded as the child said it, errno included */
@@ -296,6 +296,13 @@ static void run_create(const struct plan *p)
 		if (p->domainname && setdomainname(p->domainname, strlen(p->domainname)) < 0)
 			fail(errno, "setdomainname %s", p->domainname);
 		rootfs_prepare(p);
+		if (p->flags & F_HOOK_PAUSE) {
+			/* prestart and createRuntime run now, on the Node side, in the runtime's namespaces */
+			if (send_sync(sv[1], SYNC_HOOKS, 0, NULL) < 0 || recv_sync(sv[1], &go_err, NULL, 0) != SYNC_GO)
+				_exit(1);
+		}
+		hooks_run(p, HOOK_CREATE_CONTAINER);
+		rootfs_enter(p);
 		process_console(p, console_fd);
 		rootfs_finalize(p);
 		process_setup(p, sv[1], fifo_fd);
@@ -325,7 +332,18 @@ static void run_create(const struct plan *p)
 	if (!(ns.new_flags & CLONE_NEWCGROUP))
 		cgroup_place(p, child_pid, cloned_into);
 	write_oom_score_adj(p, child_pid);
-	await_child(sv[0], 0);
+	if (p->flags & F_HOOK_PAUSE) {
+		uint8_t done = 0;
+		await_child(sv[0], SYNC_HOOKS, 0);
+		if (send_frame_pid(control_fd, FRAME_HOOKS, child_pid) < 0)
+			give_up_on_child(errno, "report the hooks point");
+		/* the Node side runs the hooks; anything but HOOKS_DONE (EOF: it gave up) ends us */
+		if (read(control_fd, &done, 1) != 1 || done != HOOKS_DONE)
+			give_up_on_child(0, "prestart/createRuntime hooks did not complete");
+		if (send_sync(sv[0], SYNC_GO, 0, NULL) < 0)
+			give_up_on_child(errno, "resume container process after hooks");
+	}
+	await_child(sv[0], SYNC_READY, 0);
 	if (send_frame_pid(control_fd, FRAME_OK, child_pid) < 0)
 		give_up_on_child(errno, "report ready");
 	/* exiting hands the container process to the caller's subreaper */
@@ -387,10 +405,10 @@ static void run_exec(const struct plan *p)
 	write_oom_score_adj(p, child_pid);
 	if (send_sync(sv[0], SYNC_GO, 0, NULL) < 0)
 		give_up_on_child(errno, "release exec process");
-	await_child(sv[0], 0);
+	await_child(sv[0], SYNC_READY, 0);
 	/* READY came right before execve; an error after it means execve failed, and the
 	 * socket closing (close-on-exec) without one means it succeeded */
-	await_child(sv[0], 1);
+	await_child(sv[0], SYNC_READY, 1);
 	if (send_frame_pid(control_fd, FRAME_OK, child_pid) < 0)
 		give_up_on_child(errno, "report ready");
 	_exit(0);

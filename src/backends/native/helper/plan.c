@@ -239,6 +239,47 @@ static int decode_record(struct plan *p, uint16_t tag, struct cursor *c, const c
 	case T_PRESERVE_FDS:
 		p->preserve_fds = get_u32(c);
 		break;
+	case T_HOOK: {
+		struct plan_hook *h = &p->hooks[p->n_hooks++];
+		h->kind = get_u32(c);
+		h->timeout = get_u32(c);
+		h->path = get_str(c);
+		if (h->kind != HOOK_CREATE_CONTAINER && h->kind != HOOK_START_CONTAINER) {
+			*msg = "unknown hook kind";
+			return -1;
+		}
+		/* each hook's lists start where the previous one's NULL ended them */
+		p->hook_args[p->n_hook_args++] = NULL;
+		p->hook_env[p->n_hook_env++] = NULL;
+		h->args = &p->hook_args[p->n_hook_args];
+		h->env = &p->hook_env[p->n_hook_env];
+		break;
+	}
+	case T_HOOK_ARG:
+	case T_HOOK_ENV:
+		if (p->n_hooks == 0) {
+			*msg = "hook argument before any hook";
+			return -1;
+		}
+		if (tag == T_HOOK_ARG)
+			p->hook_args[p->n_hook_args++] = get_str(c);
+		else
+			p->hook_env[p->n_hook_env++] = get_str(c);
+		break;
+	case T_HOOK_STATE: {
+		uint32_t which = get_u32(c), off = get_u32(c);
+		const char *json = get_str(c);
+		size_t len = strlen(json);
+		if (which > 1 || (size_t)off + HOOK_PID_WIDTH > len) {
+			*msg = "malformed hook state";
+			return -1;
+		}
+		/* the plan buffer is ours and writable: the pid is filled in place */
+		p->hook_state[which] = (char *)json;
+		p->hook_state_len[which] = len;
+		p->hook_state_pid[which] = off;
+		break;
+	}
 	default:
 		*msg = "unknown plan record";
 		return -1;
@@ -279,7 +320,11 @@ int plan_decode(uint8_t *buf, size_t len, struct plan *p, const char **msg)
 	p->env = calloc(n_records + 1, sizeof(*p->env));
 	p->groups = calloc(n_records + 1, sizeof(*p->groups));
 	p->rlimits = calloc(n_records + 1, sizeof(*p->rlimits));
-	if (!p->ops || !p->args || !p->env || !p->groups || !p->rlimits) {
+	p->hooks = calloc(n_records + 1, sizeof(*p->hooks));
+	/* room for a NULL after every hook's arguments and environment */
+	p->hook_args = calloc(2 * n_records + 2, sizeof(*p->hook_args));
+	p->hook_env = calloc(2 * n_records + 2, sizeof(*p->hook_env));
+	if (!p->ops || !p->args || !p->env || !p->groups || !p->rlimits || !p->hooks || !p->hook_args || !p->hook_env) {
 		*msg = "out of memory";
 		return -1;
 	}
@@ -304,5 +349,7 @@ int plan_decode(uint8_t *buf, size_t len, struct plan *p, const char **msg)
 	/* NULL-terminated for execve */
 	p->args[p->n_args] = NULL;
 	p->env[p->n_env] = NULL;
+	p->hook_args[p->n_hook_args] = NULL;
+	p->hook_env[p->n_hook_env] = NULL;
 	return 0;
 }

@@ -56,6 +56,12 @@ enum plan_tag {
 	T_CAPS = 46,
 	T_SECCOMP = 47,
 	T_PRESERVE_FDS = 49,
+
+	/* OCI hooks the helper runs itself (createContainer, startContainer) */
+	T_HOOK = 50,       /* u32 kind, u32 timeout (s, 0: none), str path */
+	T_HOOK_ARG = 51,   /* str: argument of the last T_HOOK */
+	T_HOOK_ENV = 52,   /* str: environment entry of the last T_HOOK */
+	T_HOOK_STATE = 53, /* u32 which (0 creating, 1 created), u32 pid offset, str state JSON */
 };
 
 enum plan_flag {
@@ -67,7 +73,12 @@ enum plan_flag {
 	F_DEV_CONSOLE = 1u << 5, /* bind the pty slave onto /dev/console */
 	F_SETGROUPS_DENY = 1u << 6,
 	F_SETSID = 1u << 7,
+	F_HOOK_PAUSE = 1u << 8, /* stop before pivot_root until Node ran prestart/createRuntime */
 };
+
+/* T_HOOK kinds */
+enum hook_kind { HOOK_CREATE_CONTAINER = 0, HOOK_START_CONTAINER = 1 };
+#define HOOK_PID_WIDTH 10 /* the pid field of a state JSON: right-aligned, space-padded */
 
 /* T_MOUNT kinds */
 enum mount_kind { MK_FS = 0, MK_BIND_DIR = 1, MK_BIND_FILE = 2 };
@@ -88,6 +99,12 @@ struct plan_idmap {
 struct plan_rlimit {
 	uint32_t resource;
 	uint64_t soft, hard;
+};
+
+struct plan_hook {
+	uint32_t kind, timeout;
+	const char *path;
+	const char **args, **env; /* NULL-terminated, into the plan's hook pools */
 };
 
 /* one rootfs or post-pivot operation, kept in plan order */
@@ -135,6 +152,14 @@ struct plan {
 	uint32_t seccomp_len;       /* instructions */
 	uint32_t seccomp_flags;     /* SECCOMP_FILTER_FLAG_* */
 	uint32_t preserve_fds;
+
+	struct plan_hook *hooks;
+	size_t n_hooks;
+	const char **hook_args, **hook_env; /* pools: each hook's run, NULL after each */
+	size_t n_hook_args, n_hook_env;
+	char *hook_state[2]; /* state JSON for createContainer (creating), startContainer (created) */
+	size_t hook_state_len[2];
+	uint32_t hook_state_pid[2]; /* offset of the HOOK_PID_WIDTH-wide pid field */
 };
 
 /* Decodes buf (owned by the caller, must outlive the plan). Returns 0, or -1 with msg set. */

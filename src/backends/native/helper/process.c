@@ -276,6 +276,8 @@ void process_exec(const struct plan *p, int fifo_fd)
 	}
 	if (fifo_fd >= 0)
 		close(fifo_fd);
+	/* like runc: after start, as the container's user, before a no_new_privs filter */
+	hooks_run(p, HOOK_START_CONTAINER);
 	if (p->seccomp_filter && (p->flags & F_NO_NEW_PRIVS))
 		load_seccomp(p);
 	/* no descriptor of ours may reach the container: everything above the preserved

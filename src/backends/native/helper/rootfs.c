@@ -322,7 +322,13 @@ void rootfs_prepare(const struct plan *p)
 		fail(errno, "chdir to rootfs");
 	close(rootfd);
 	rootfd = -1;
-	enter_root(p);
+}
+
+/* after rootfs_prepare (and the createContainer hooks, which keep the cwd as it is) */
+void rootfs_enter(const struct plan *p)
+{
+	if (p->rootfs)
+		enter_root(p);
 }
 
 static void make_readonly(const char *path)

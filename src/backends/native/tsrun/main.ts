@@ -245,7 +245,7 @@ async function dispatch(c: Command, log: RuntimeLog): Promise<number> {
         if (pidFile) writePidFile(pidFile, h.state.initPid);
         const exited = waiter?.wait(h.state.initPid);
         try {
-          rt.start(h);
+          await rt.start(h);
         } catch (err) {
           await rt.destroy(h);
           throw err;
@@ -261,7 +261,7 @@ async function dispatch(c: Command, log: RuntimeLog): Promise<number> {
       }
     }
     case 'start':
-      rt.start(rt.load(requireId(c)));
+      await rt.start(rt.load(requireId(c)));
       return 0;
     case 'state':
       out(`${JSON.stringify(stateJson(rt, rt.load(requireId(c))), null, 2)}\n`);
