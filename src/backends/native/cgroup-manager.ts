@@ -8,8 +8,8 @@
  * Everything is synchronous: cgroupfs reads and writes never block on I/O, and create
  * is on the latency path (an async fs call costs a thread-pool round trip each).
  *
- * Reading (stats, pids, OOM) reuses src/sys/cgroups.ts. Device rules on a pure cgroup2
- * host need an eBPF program (not done yet): they are reported, not silently dropped.
+ * Reading (stats, pids, OOM) reuses src/sys/cgroups.ts. Device rules on cgroup2 are an
+ * eBPF program (device-filter.ts), compiled into the plan and attached by the helper.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -37,7 +37,7 @@ export interface CgroupPlacement {
 }
 
 /** devices every container may use, whatever its rules say (runc's default allow list) */
-const DEFAULT_ALLOWED_DEVICES: OciDeviceRule[] = [
+export const DEFAULT_ALLOWED_DEVICES: OciDeviceRule[] = [
   { allow: true, type: 'c', major: -1, minor: -1, access: 'm' },
   { allow: true, type: 'b', major: -1, minor: -1, access: 'm' },
   { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' }, // null
@@ -377,7 +377,7 @@ export class CgroupManager {
     }
     for (const h of r.hugepageLimits) writeCg(dir, `hugetlb.${h.pageSize}.max`, String(h.limit), `${field}.hugepageLimits`);
     for (const [file, value] of Object.entries(r.unified)) writeCg(dir, file, value, `${field}.unified.${file}`);
-    // device rules need an eBPF program on cgroup2: not enforced yet (see the module comment)
+    // device rules: an eBPF program the helper attaches at create (device-filter.ts)
   }
 
   // ---- freezer -----------------------------------------------------------------------
@@ -523,4 +523,3 @@ async function rmdirRetry(dir: string): Promise<void> {
   }
 }
 
-export { DEFAULT_ALLOWED_DEVICES };

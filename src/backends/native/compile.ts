@@ -11,6 +11,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { DEFAULT_ALLOWED_DEVICES } from './cgroup-manager.js';
+import { compileDeviceFilter } from './device-filter.js';
 import { planHooks } from './hooks.js';
 import { invalidArgument, unimplemented } from '../../core/errors.js';
 import type { CgroupLayout } from '../../sys/cgroups.js';
@@ -455,6 +457,11 @@ export function compileCreate(spec: OciSpec, ctx: CreateContext): Compiled {
     finalOps,
     process,
   };
+  const deviceRules = linux.resources?.devices ?? [];
+  if (deviceRules.length > 0 && ctx.cgroup.unified) {
+    // the same list the v1 devices controller gets (cgroup-manager.ts)
+    plan.deviceFilter = { cgroup: ctx.cgroup.unified, program: compileDeviceFilter([...deviceRules, ...DEFAULT_ALLOWED_DEVICES]) };
+  }
   plan.hooks = planHooks(spec.hooks, { ociVersion: spec.ociVersion, id: ctx.id, bundle: ctx.bundle, annotations: spec.annotations });
   if (process.terminal && !ctx.consoleSocket) throw invalidArgument('process.terminal: a terminal needs a console socket');
   return { plan, warnings };

@@ -104,6 +104,7 @@ export const PlanTag = {
   RootPropagation: 12,
   CgroupSelf: 13,
   CgroupCloneInto: 14,
+  DeviceFilter: 15,
   Mount: 20,
   Mkdir: 21,
   Symlink: 22,
@@ -230,6 +231,8 @@ export interface Plan {
   cgroupSelf: string[];
   /** cgroup2 directory the container process is cloned into (clone3 CLONE_INTO_CGROUP) */
   cgroupCloneInto?: string;
+  /** device rules as an eBPF program for that cgroup2 directory (device-filter.ts) */
+  deviceFilter?: { cgroup: string; program: Buffer };
   consoleSocket?: string;
   execFifo?: string;
   hostname?: string;
@@ -341,6 +344,7 @@ export function encodePlan(plan: Plan): Buffer {
   for (const f of plan.cgroupProcs) rec(PlanTag.CgroupProcs, (w) => w.str(f));
   for (const f of plan.cgroupSelf) rec(PlanTag.CgroupSelf, (w) => w.str(f));
   if (plan.cgroupCloneInto) rec(PlanTag.CgroupCloneInto, (w) => w.str(plan.cgroupCloneInto!));
+  if (plan.deviceFilter) rec(PlanTag.DeviceFilter, (w) => w.str(plan.deviceFilter!.cgroup).blob(plan.deviceFilter!.program));
   if (plan.process.oomScoreAdj !== undefined) rec(PlanTag.OomScoreAdj, (w) => w.i32(plan.process.oomScoreAdj!));
   if (plan.consoleSocket) rec(PlanTag.ConsoleSocket, (w) => w.str(plan.consoleSocket!));
   if (plan.execFifo) rec(PlanTag.ExecFifo, (w) => w.str(plan.execFifo!));

@@ -10,7 +10,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ShimError, failedPrecondition, notFound } from '../../core/errors.js';
+import { ShimError, failedPrecondition, notFound, unimplemented } from '../../core/errors.js';
 import { readCgroupMetrics, type CgroupMetricsData } from '../../sys/cgroups.js';
 import { mountsUnder } from '../../sys/mountinfo.js';
 import { CgroupManager, resolveCgroupPath, type CgroupSet } from './cgroup-manager.js';
@@ -197,6 +197,7 @@ export class NativeRuntime {
         annotations: spec.annotations,
         ociVersion: spec.ociVersion,
         hooks: later.poststart?.length || later.poststop?.length ? later : undefined,
+        deviceRules: spec.linux.resources?.devices.length ? spec.linux.resources.devices : undefined,
       };
       writeState(this.root, state);
       return { root: this.root, state, cgroup };
@@ -336,7 +337,18 @@ export class NativeRuntime {
 
   update(h: NativeHandle, resources: unknown): void {
     if (!initAlive(h.state)) throw failedPrecondition(`cannot update container ${h.state.id}: container not running`);
-    this.cgroups.apply(h.cgroup, parseResources(resources, 'resources'), 'resources');
+    let r = parseResources(resources, 'resources');
+    if (r.devices.length > 0) {
+      // the device filter is attached once, at create. The same rules again (containerd's
+      // CRI sends the whole resources on every update) change nothing and are not
+      // rewritten: rewriting v1 rules starts with "deny all", a window where the
+      // container's devices fail. Other rules would leave filter and v1 disagreeing.
+      if (JSON.stringify(r.devices) !== JSON.stringify(h.state.deviceRules ?? [])) {
+        throw unimplemented('resources.devices: changing the device rules of a running container is not supported by the native backend');
+      }
+      r = { ...r, devices: [] };
+    }
+    this.cgroups.apply(h.cgroup, r, 'resources');
   }
 
   pids(h: NativeHandle): number[] {

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { alreadyExists, internal, invalidArgument, notFound } from '../../core/errors.js';
 import type { NamespaceType } from './plan.js';
-import type { OciHook } from './spec.js';
+import type { OciDeviceRule, OciHook } from './spec.js';
 
 export const STATE_FILE = 'state.json';
 export const EXEC_FIFO = 'exec.fifo';
@@ -31,6 +31,8 @@ export interface NativeState {
   seccomp?: { program: string; flags: number };
   annotations: Record<string, string>;
   ociVersion: string;
+  /** linux.resources.devices at create: the cgroup2 device filter says these (update) */
+  deviceRules?: OciDeviceRule[];
   /** the runtime-namespace hooks of later verbs (start, delete may run in another process) */
   hooks?: { poststart?: OciHook[]; poststop?: OciHook[] };
 }

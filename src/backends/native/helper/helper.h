@@ -63,6 +63,7 @@ int cgroup_open_clone_into(const struct plan *p); /* fd for clone3, -1 when none
 void cgroup_place(const struct plan *p, pid_t child, int cloned_into); /* helper side */
 void cgroup_self_move(const struct plan *p);      /* child side */
 void write_oom_score_adj(const struct plan *p, pid_t child);
+void device_filter_attach(const struct plan *p); /* cgroup2 device rules, before clone */
 
 /* rootfs.c */
 void rootfs_prepare(const struct plan *p);   /* mounts, devices */

@@ -270,6 +270,7 @@ static void run_create(const struct plan *p)
 	/* a new cgroup namespace must be rooted at the container's cgroup, which the child
 	 * joins only after clone: it unshares that one itself, after SYNC_GO */
 	cgroup_fd = cgroup_open_clone_into(p);
+	device_filter_attach(p);
 	child_pid = clone_child(ns.new_flags & ~(uint32_t)CLONE_NEWCGROUP, cgroup_fd, &cloned_into);
 	kill_on_failure(child_pid);
 	if (child_pid == 0) {

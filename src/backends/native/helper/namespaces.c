@@ -8,11 +8,14 @@
 
 #include "helper.h"
 
+#include <linux/bpf.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static const char *ns_name(uint32_t type)
@@ -151,4 +154,52 @@ void write_oom_score_adj(const struct plan *p, pid_t child)
 	n = snprintf(val, sizeof(val), "%d", (int)p->oom_score_adj);
 	if (write_file(path, val, (size_t)n) < 0)
 		fail(errno, "set oom_score_adj to %d", (int)p->oom_score_adj);
+}
+
+/*
+ * cgroup2 has no devices controller: the device rules are an eBPF program (compiled by
+ * device-filter.ts) attached to the container's cgroup before the container process
+ * exists, so its first mknod or open is already checked. BPF_F_ALLOW_MULTI keeps the
+ * programs of parent cgroups in force as well. The attachment lives as long as the
+ * cgroup: nothing to clean up but the cgroup itself.
+ */
+void device_filter_attach(const struct plan *p)
+{
+	union bpf_attr attr;
+	char log[4096];
+	int dir, prog;
+	if (!p->device_filter)
+		return;
+	dir = open(p->device_filter_cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		fail(errno, "open cgroup %s for the device filter", p->device_filter_cgroup);
+	memset(&attr, 0, sizeof(attr));
+	attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+	attr.expected_attach_type = BPF_CGROUP_DEVICE;
+	attr.insn_cnt = p->device_filter_len;
+	attr.insns = (uint64_t)(uintptr_t)p->device_filter;
+	attr.license = (uint64_t)(uintptr_t) "Apache-2.0";
+	strncpy(attr.prog_name, "tsshim_devices", sizeof(attr.prog_name) - 1);
+	prog = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
+	if (prog < 0) {
+		/* again with the verifier's log, for the error message */
+		int e = errno;
+		log[0] = 0;
+		attr.log_level = 1;
+		attr.log_size = sizeof(log);
+		attr.log_buf = (uint64_t)(uintptr_t)log;
+		if (syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof(attr)) >= 0)
+			log[0] = 0;
+		log[sizeof(log) - 1] = 0;
+		fail(e, "load the cgroup device filter%s%s", log[0] ? ": " : "", log);
+	}
+	memset(&attr, 0, sizeof(attr));
+	attr.target_fd = (uint32_t)dir;
+	attr.attach_bpf_fd = (uint32_t)prog;
+	attr.attach_type = BPF_CGROUP_DEVICE;
+	attr.attach_flags = BPF_F_ALLOW_MULTI;
+	if (syscall(SYS_bpf, BPF_PROG_ATTACH, &attr, sizeof(attr)) < 0)
+		fail(errno, "attach the device filter to cgroup %s", p->device_filter_cgroup);
+	close(prog);
+	close(dir);
 }
