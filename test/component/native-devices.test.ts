@@ -9,8 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cgroupLayout } from '../../src/sys/cgroups.js';
-import { removeRootfsTemplate } from './oci-bundle.js';
-import { CapturedOutput, NAMESPACE, type NativeEnv, bundle, exitOf, isRoot, removeCgroupParent, setupNative } from './native-fixtures.js';
+import { CapturedOutput, NAMESPACE, type NativeEnv, bundle, exitOf, isRoot, setupNative, teardownNative } from './native-fixtures.js';
 
 const layout = isRoot ? cgroupLayout() : undefined;
 const hasUnified = !!layout?.unified;
@@ -24,11 +23,7 @@ describe.skipIf(!isRoot || !hasUnified)('native backend: cgroup2 device filter (
   });
 
   afterAll(() => {
-    for (const o of outputs) o.close();
-    env.sub.close();
-    removeCgroupParent(env.cgroupParent);
-    fs.rmSync(env.workDir, { recursive: true, force: true });
-    removeRootfsTemplate();
+    teardownNative(env, outputs);
   });
 
   it('denies a device no rule allows and allows the default ones, with the v1 controller open', async () => {

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { NativeBackend } from '../../src/backends/native/backend.js';
 import type { ExitEvent, ExitSubscription, ProcessStdio } from '../../src/core/backend.js';
 import { Reaper } from '../../src/sys/reaper.js';
-import { makeBundle } from './oci-bundle.js';
+import { makeBundle, removeRootfsTemplate } from './oci-bundle.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const isRoot = process.getuid?.() === 0;
@@ -124,4 +124,14 @@ export function removeCgroupParent(cgroupParent: string): void {
     }
     fs.rmdirSync(dir);
   }
+}
+
+/** what every native test file undoes at the end: outputs, the subscription, cgroups, files */
+export function teardownNative(env: NativeEnv | undefined, outputs: CapturedOutput[]): void {
+  for (const o of outputs) o.close();
+  if (!env) return;
+  env.sub.close();
+  removeCgroupParent(env.cgroupParent);
+  fs.rmSync(env.workDir, { recursive: true, force: true });
+  removeRootfsTemplate();
 }

@@ -9,8 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NativeBackend } from '../../src/backends/native/backend.js';
-import { removeRootfsTemplate } from './oci-bundle.js';
-import { CapturedOutput, NAMESPACE, type NativeEnv, type Spec, bundle, cgroupDirsUnder, exitOf, isRoot, removeCgroupParent, setupNative } from './native-fixtures.js';
+import { CapturedOutput, NAMESPACE, type NativeEnv, type Spec, bundle, cgroupDirsUnder, exitOf, isRoot, setupNative, teardownNative } from './native-fixtures.js';
 
 interface HookRecord {
   ociVersion: string;
@@ -38,11 +37,7 @@ describe.skipIf(!isRoot)('native backend: OCI hooks', () => {
   });
 
   afterAll(() => {
-    for (const o of outputs) o.close();
-    env.sub.close();
-    removeCgroupParent(env.cgroupParent);
-    fs.rmSync(env.workDir, { recursive: true, force: true });
-    removeRootfsTemplate();
+    teardownNative(env, outputs);
   });
 
   const output = (name: string) => {

@@ -11,8 +11,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BackendContainer } from '../../src/core/backend.js';
 import { readOomKillCount } from '../../src/sys/cgroups.js';
-import { removeRootfsTemplate } from './oci-bundle.js';
-import { CapturedOutput, NAMESPACE, type NativeEnv, type Spec, bundle, cgroupDirsUnder, exitOf, isRoot, removeCgroupParent, setupNative } from './native-fixtures.js';
+import { CapturedOutput, NAMESPACE, type NativeEnv, type Spec, bundle, cgroupDirsUnder, exitOf, isRoot, setupNative, teardownNative } from './native-fixtures.js';
 
 const V1 = '/sys/fs/cgroup';
 
@@ -60,11 +59,7 @@ describe.skipIf(!isRoot)('NativeBackend isolation, seen from inside', () => {
 
   afterAll(async () => {
     for (const c of [...live]) await env.backend.delete(c, { force: true }).catch(() => undefined);
-    for (const o of outputs) o.close();
-    env.sub.close();
-    removeCgroupParent(env.cgroupParent);
-    fs.rmSync(env.workDir, { recursive: true, force: true });
-    removeRootfsTemplate();
+    teardownNative(env, outputs);
   });
 
   it('applies hostname, mounts, capabilities, no_new_privs, rlimits and ids', async () => {

@@ -11,7 +11,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NativeBackend, NativeContainer } from '../../src/backends/native/backend.js';
 import type { BackendContainer } from '../../src/core/backend.js';
 import { ShimError } from '../../src/core/errors.js';
-import { removeRootfsTemplate } from './oci-bundle.js';
 import {
   CapturedOutput,
   NAMESPACE,
@@ -20,8 +19,8 @@ import {
   cgroupDirsUnder,
   exitOf,
   isRoot,
-  removeCgroupParent,
   setupNative,
+  teardownNative,
 } from './native-fixtures.js';
 
 const V1 = '/sys/fs/cgroup';
@@ -45,11 +44,7 @@ describe.skipIf(!isRoot)('NativeBackend lifecycle', () => {
 
   afterAll(async () => {
     for (const c of live) await env.backend.delete(c, { force: true }).catch(() => undefined);
-    for (const o of outputs) o.close();
-    env.sub.close();
-    removeCgroupParent(env.cgroupParent);
-    fs.rmSync(env.workDir, { recursive: true, force: true });
-    removeRootfsTemplate();
+    teardownNative(env, outputs);
   });
 
   it('creates, starts, execs, pauses, updates, kills and deletes', async () => {
