@@ -15,6 +15,7 @@ import { build } from 'esbuild';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { tsValues } from './build-launcher.mjs';
@@ -81,9 +82,9 @@ async function bundleBoot(root, outfile, hashed) {
  * the child and the scratch dir, does the work and makes the program exit. Resolves once
  * the cache file is there.
  */
-async function runProducer(boot, cacheFile, values, args, drive) {
+async function runProducer(boot, cacheFile, values, args, drive, extraEnv = () => ({})) {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-code-cache-'));
-  const env = { ...process.env, [values.CODE_CACHE_PRODUCE_ENV]: cacheFile };
+  const env = { ...process.env, ...extraEnv(work), [values.CODE_CACHE_PRODUCE_ENV]: cacheFile };
   delete env.NODE_EXTRA_CA_CERTS;
   const child = spawn(process.execPath, [...values.daemonNodeFlags(), boot, ...args(work)], { cwd: work, env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -121,7 +122,7 @@ async function buildCachedBundle(root, { entry, dir, name, boot, produce }) {
   await bundleBoot(root, bootTmp, hashed);
   const cacheFile = path.join(root, dir, `${hashed}.cache`);
   try {
-    await produce((args, drive) => runProducer(bootTmp, cacheFile, values, args, drive), values);
+    await produce((args, drive, extraEnv) => runProducer(bootTmp, cacheFile, values, args, drive, extraEnv), values);
   } catch (err) {
     // a missing cache only costs start-up time; say so and ship without it
     console.warn(`build: no code cache for ${name} (${err instanceof Error ? err.message : err})`);
@@ -132,46 +133,152 @@ async function buildCachedBundle(root, { entry, dir, name, boot, produce }) {
   return { boot: bootFile, bundle: `${hashed}.cjs`, cache: fs.existsSync(cacheFile) ? `${hashed}.cache` : undefined };
 }
 
-/** the shim daemon: dist/shim/daemon-boot.cjs; the cache comes from a boot and two calls */
+/** a busybox bundle running /bin/true (config: tsrun's default spec), in work/bundle */
+function trueBundle(values, work, cgroupParent) {
+  const bundle = path.join(work, 'bundle');
+  const rootfs = path.join(bundle, 'rootfs');
+  for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'etc']) fs.mkdirSync(path.join(rootfs, d), { recursive: true });
+  fs.copyFileSync('/bin/busybox', path.join(rootfs, 'bin/busybox'));
+  fs.chmodSync(path.join(rootfs, 'bin/busybox'), 0o755);
+  fs.symlinkSync('busybox', path.join(rootfs, 'bin/true'));
+  const spec = values.defaultSpec();
+  spec.process.terminal = false;
+  spec.process.args = ['/bin/true'];
+  spec.linux.cgroupsPath = `${cgroupParent}/c`;
+  fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec));
+  return bundle;
+}
+
+/**
+ * One container's whole life through the daemon (native backend, /bin/true of the
+ * static busybox Debian installs): Create, Start, Wait, Delete, with events going to a
+ * sink. Only as root, where a build on a node runs; everything it makes is under `work`
+ * or in a cgroup it removes.
+ */
+async function containerLifecycle(values, client, work, cgroupParent) {
+  const bundle = trueBundle(values, work, cgroupParent);
+  const call = (method, codec, msg) => client.call('containerd.task.v2.Task', method, codec.encode(codec.fromPartial(msg)).finish(), { timeoutMs: 10_000 });
+  const id = 'code-cache-c';
+  await call('Create', values.CreateTaskRequest, { id, bundle });
+  await call('Start', values.StartRequest, { id });
+  await call('Wait', values.WaitRequest, { id });
+  await call('Delete', values.DeleteRequest, { id });
+}
+
+function removeCgroupParent(cgroupParent) {
+  for (const entry of fs.readdirSync('/sys/fs/cgroup')) {
+    const dir = path.join('/sys/fs/cgroup', entry, cgroupParent);
+    if (!fs.existsSync(dir)) continue;
+    for (const child of fs.readdirSync(dir, { withFileTypes: true })) if (child.isDirectory()) fs.rmdirSync(path.join(dir, child.name));
+    fs.rmdirSync(dir);
+  }
+}
+
+/** an events endpoint that takes everything (the daemon publishes during the lifecycle) */
+async function eventSink(values, socketPath) {
+  const server = new values.TtrpcServer();
+  server.register(values.EVENTS_SERVICE, { Forward: async () => new Uint8Array(0) });
+  const listener = net.createServer();
+  server.listen(listener);
+  await new Promise((resolve) => listener.listen(socketPath, resolve));
+  return async () => {
+    await server.close();
+    await new Promise((r) => listener.close(() => r()));
+  };
+}
+
+/**
+ * the shim daemon: dist/shim/daemon-boot.cjs. The cache comes from a boot, the calls of
+ * every boot (Connect, a State that fails) and, as root, one container's whole life, so
+ * that a shim's first container finds its code compiled too.
+ */
+/** whether this build can run a container to warm the caches with */
+function canRunContainers() {
+  return process.getuid?.() === 0 && fs.existsSync('/bin/busybox') && fs.existsSync('/sys/fs/cgroup');
+}
+
 export function buildDaemon(root) {
+  const asRoot = canRunContainers();
+  const cgroupParent = `/tsshim-build-${process.pid}`;
   return buildCachedBundle(root, {
     entry: 'src/shim/daemon-main.ts',
     dir: 'dist/shim',
     name: 'daemon',
     boot: 'daemon-boot.cjs',
-    produce: (run, values) =>
-      run(
-        (work) => ['-namespace', 'tsshim-build', '-address', path.join(work, 'none.sock'), '-publish-binary', '', '-id', 'code-cache', '-socket', path.join(work, 'shim.sock'), 'serve'],
-        async (child, work) => {
-          const socket = path.join(work, 'shim.sock');
-          let client;
-          for (let i = 0; !client; i++) {
-            try {
-              client = await values.TtrpcClient.connect(socket);
-            } catch (err) {
-              if (i > 400) throw err;
-              await new Promise((r) => setTimeout(r, 25));
+    produce: async (run, values) => {
+      const sinkDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-code-cache-events-'));
+      const sinkPath = path.join(sinkDir, 'events.sock');
+      const closeSink = await eventSink(values, sinkPath);
+      try {
+        await run(
+          (work) => ['-namespace', 'tsshim-build', '-address', path.join(work, 'none.sock'), '-publish-binary', '', '-id', 'code-cache', '-socket', path.join(work, 'shim.sock'), 'serve'],
+          async (child, work) => {
+            const socket = path.join(work, 'shim.sock');
+            let client;
+            for (let i = 0; !client; i++) {
+              try {
+                client = await values.TtrpcClient.connect(socket);
+              } catch (err) {
+                if (i > 400) throw err;
+                await new Promise((r) => setTimeout(r, 25));
+              }
             }
-          }
-          // ConnectRequest / StateRequest { id = "code-cache" }: the calls of every boot,
-          // and an error path (no such task)
-          const request = Buffer.concat([Buffer.from([10, 10]), Buffer.from('code-cache')]);
-          await client.call('containerd.task.v2.Task', 'Connect', request, { timeoutMs: 5_000 });
-          await client.call('containerd.task.v2.Task', 'State', request, { timeoutMs: 5_000 }).catch(() => undefined);
-          await client.close();
-          child.kill('SIGTERM');
-        },
-      ),
+            // ConnectRequest / StateRequest { id = "code-cache" }: the calls of every boot,
+            // and an error path (no such task)
+            const request = Buffer.concat([Buffer.from([10, 10]), Buffer.from('code-cache')]);
+            await client.call('containerd.task.v2.Task', 'Connect', request, { timeoutMs: 5_000 });
+            await client.call('containerd.task.v2.Task', 'State', request, { timeoutMs: 5_000 }).catch(() => undefined);
+            if (asRoot) {
+              try {
+                await containerLifecycle(values, client, work, cgroupParent);
+              } catch (err) {
+                // the cache is still good for the boot; say why it has less in it
+                console.warn(`build: code cache without a container lifecycle (${err instanceof Error ? err.message : err})`);
+              }
+            }
+            await client.close();
+            child.kill('SIGTERM');
+          },
+          (work) => {
+            const config = path.join(work, 'tsshim.toml');
+            fs.writeFileSync(config, `backend = "native"\n[native]\nroot = "${path.join(work, 'native')}"\n`);
+            return { TSSHIM_CONFIG: config, TTRPC_ADDRESS: sinkPath };
+          },
+        );
+      } finally {
+        await closeSink();
+        fs.rmSync(sinkDir, { recursive: true, force: true });
+        if (asRoot) removeCgroupParent(cgroupParent);
+      }
+    },
   });
 }
 
-/** tsrun: dist/native/tsrun-boot.cjs; the cache comes from a `state` of a missing container */
+/**
+ * tsrun: dist/native/tsrun-boot.cjs. The cache comes from `tsrun run` of /bin/true as
+ * root (the whole create/start/wait/delete path), else from a `state` of a missing
+ * container.
+ */
 export function buildTsrunBundle(root) {
+  const asRoot = canRunContainers();
+  const cgroupParent = `/tsshim-build-tsrun-${process.pid}`;
   return buildCachedBundle(root, {
     entry: 'src/backends/native/tsrun/cli-entry.ts',
     dir: 'dist/native',
     name: 'tsrun',
     boot: 'tsrun-boot.cjs',
-    produce: (run) => run((work) => ['--root', path.join(work, 'state'), 'state', 'code-cache'], async () => undefined),
+    produce: async (run, values) => {
+      try {
+        await run(
+          (work) =>
+            asRoot
+              ? ['--root', path.join(work, 'state'), 'run', '--bundle', trueBundle(values, work, cgroupParent), 'code-cache-c']
+              : ['--root', path.join(work, 'state'), 'state', 'code-cache'],
+          async () => undefined,
+        );
+      } finally {
+        if (asRoot) removeCgroupParent(cgroupParent);
+      }
+    },
   });
 }
