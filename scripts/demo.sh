@@ -50,7 +50,8 @@ The private containerd is still running. Try:
   ctr --address $sock task exec --exec-id e1 t2 ps
   ctr --address $sock task metrics t2
   ctr --address $sock task kill -s SIGKILL t2 && ctr --address $sock task rm t2 && ctr --address $sock c rm t2
-crun instead of runc:  --runtime io.containerd.tsshim-crun.v2   (the alias binary picks the backend)
+The default backend is tsshim's native executor; runc or crun instead: --runtime io.containerd.tsshim-runc.v2
+  or io.containerd.tsshim-crun.v2 (the alias binary picks the backend)
 All tests: ./scripts/test.sh      Benchmark against containerd's runc shim: npm run bench
 Stop it:  kill \$(cat $base/containerd.pid)
 MSG
