@@ -62,7 +62,6 @@ describe('parseSpec', () => {
   });
 
   const unsupported: Array<[string, (s: Record<string, any>) => void, string]> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
-    ['time namespace', (s) => s.linux.namespaces.push({ type: 'time' }), 'linux.namespaces[2]'],
     ['intelRdt', (s) => (s.linux.intelRdt = { closID: 'x' }), 'linux.intelRdt'],
     ['seccomp notify', (s) => (s.linux.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', listenerPath: '/x' }), 'linux.seccomp.listenerPath'],
     ['idmapped mount', (s) => (s.mounts = [{ destination: '/x', type: 'bind', source: '/', uidMappings: [{ containerID: 0, hostID: 1, size: 1 }] }]), 'mounts[0].uidMappings'],
@@ -72,6 +71,21 @@ describe('parseSpec', () => {
     const s = baseSpec();
     edit(s);
     expect(() => parseSpec(s)).toThrow(expect.objectContaining({ code: 'Unimplemented', message: expect.stringContaining(`${field}:`) }));
+  });
+
+  it('reads a time namespace and its offsets; refuses bad offsets naming the field', () => {
+    const s = baseSpec();
+    s.linux.namespaces.push({ type: 'time' });
+    s.linux.timeOffsets = { boottime: { secs: 86400, nanosecs: 5 }, monotonic: { secs: -10 } };
+    expect(parseSpec(s).linux.timeOffsets).toEqual({ boottime: { secs: 86400, nanosecs: 5 }, monotonic: { secs: -10, nanosecs: 0 } });
+    for (const [offsets, field] of [
+      [{ realtime: { secs: 1 } }, 'linux.timeOffsets.realtime'],
+      [{ boottime: { secs: 1.5 } }, 'linux.timeOffsets.boottime.secs'],
+      [{ boottime: { secs: 1, nanosecs: 1e9 } }, 'linux.timeOffsets.boottime.nanosecs'],
+    ] as const) {
+      s.linux.timeOffsets = offsets;
+      expect(() => parseSpec(s), field).toThrow(expect.objectContaining({ code: 'InvalidArgument', message: expect.stringContaining(field) }));
+    }
   });
 
   it('accepts empty hooks lists', () => {

@@ -330,6 +330,9 @@ export function compileCreate(spec: OciSpec, ctx: CreateContext): Compiled {
   if (spec.hostname !== undefined && !nsTypes.has('uts')) throw invalidArgument('hostname: setting a hostname needs a UTS namespace in linux.namespaces');
   if (spec.domainname !== undefined && !nsTypes.has('uts')) throw invalidArgument('domainname: setting a domainname needs a UTS namespace in linux.namespaces');
   const namespaces: NamespaceStep[] = linux.namespaces.map((n) => ({ type: NAMESPACES[n.type].flag, path: n.path }));
+  const timeNs = nsTypes.get('time');
+  const offsets = Object.entries(linux.timeOffsets);
+  if (offsets.length > 0 && (!timeNs || timeNs.path)) throw invalidArgument('linux.timeOffsets: offsets need a new time namespace in linux.namespaces');
 
   // ---- rootfs
   const rootfs = path.resolve(ctx.bundle, spec.root.path);
@@ -462,6 +465,8 @@ export function compileCreate(spec: OciSpec, ctx: CreateContext): Compiled {
     // the same list the v1 devices controller gets (cgroup-manager.ts)
     plan.deviceFilter = { cgroup: ctx.cgroup.unified, program: compileDeviceFilter([...deviceRules, ...DEFAULT_ALLOWED_DEVICES]) };
   }
+  // written to /proc/self/timens_offsets by the helper, between unshare and clone
+  if (offsets.length > 0) plan.timeOffsets = offsets.map(([clock, o]) => `${clock} ${o.secs} ${o.nanosecs}\n`).join('');
   plan.hooks = planHooks(spec.hooks, { ociVersion: spec.ociVersion, id: ctx.id, bundle: ctx.bundle, annotations: spec.annotations });
   if (process.terminal && !ctx.consoleSocket) throw invalidArgument('process.terminal: a terminal needs a console socket');
   return { plan, warnings };
@@ -471,7 +476,6 @@ export function compileCreate(spec: OciSpec, ctx: CreateContext): Compiled {
 export function compileExec(proc: OciProcess, ctx: ExecContext): Compiled {
   const warnings: CompileWarning[] = [];
   const namespaces: NamespaceStep[] = ctx.namespaces
-    .filter((t) => t !== 'time')
     .map((t) => ({ type: NAMESPACES[t].flag, path: `/proc/${ctx.initPid}/ns/${NAMESPACES[t].file}` }));
   const process = compileProcess(
     proc,

@@ -19,7 +19,7 @@ export function nativeFeatures(): Record<string, unknown> {
       'runbindable', 'rw', 'shared', 'silent', 'slave', 'strictatime', 'suid', 'symfollow', 'sync', 'unbindable',
     ],
     linux: {
-      namespaces: Object.keys(NAMESPACES).filter((n) => n !== 'time'),
+      namespaces: Object.keys(NAMESPACES),
       capabilities: Object.keys(CAPABILITIES),
       cgroup: { v1: true, v2: true, systemd: false, systemdUser: false },
       seccomp: {

@@ -105,6 +105,7 @@ export const PlanTag = {
   CgroupSelf: 13,
   CgroupCloneInto: 14,
   DeviceFilter: 15,
+  TimeOffsets: 16,
   Mount: 20,
   Mkdir: 21,
   Symlink: 22,
@@ -231,6 +232,8 @@ export interface Plan {
   cgroupSelf: string[];
   /** cgroup2 directory the container process is cloned into (clone3 CLONE_INTO_CGROUP) */
   cgroupCloneInto?: string;
+  /** for a new time namespace: the /proc/self/timens_offsets text ("<clock> <s> <ns>\n"...) */
+  timeOffsets?: string;
   /** device rules as an eBPF program for that cgroup2 directory (device-filter.ts) */
   deviceFilter?: { cgroup: string; program: Buffer };
   consoleSocket?: string;
@@ -344,6 +347,7 @@ export function encodePlan(plan: Plan): Buffer {
   for (const f of plan.cgroupProcs) rec(PlanTag.CgroupProcs, (w) => w.str(f));
   for (const f of plan.cgroupSelf) rec(PlanTag.CgroupSelf, (w) => w.str(f));
   if (plan.cgroupCloneInto) rec(PlanTag.CgroupCloneInto, (w) => w.str(plan.cgroupCloneInto!));
+  if (plan.timeOffsets) rec(PlanTag.TimeOffsets, (w) => w.str(plan.timeOffsets!));
   if (plan.deviceFilter) rec(PlanTag.DeviceFilter, (w) => w.str(plan.deviceFilter!.cgroup).blob(plan.deviceFilter!.program));
   if (plan.process.oomScoreAdj !== undefined) rec(PlanTag.OomScoreAdj, (w) => w.i32(plan.process.oomScoreAdj!));
   if (plan.consoleSocket) rec(PlanTag.ConsoleSocket, (w) => w.str(plan.consoleSocket!));

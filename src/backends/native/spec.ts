@@ -145,8 +145,11 @@ export interface OciSeccomp {
   syscalls: OciSeccompRule[];
 }
 
+export type OciTimeOffsets = Partial<Record<'monotonic' | 'boottime', { secs: number; nanosecs: number }>>;
+
 export interface OciLinux {
   namespaces: OciNamespace[];
+  timeOffsets: OciTimeOffsets;
   uidMappings: OciIdMapping[];
   gidMappings: OciIdMapping[];
   devices: OciDevice[];
@@ -357,7 +360,6 @@ function parseNamespaces(v: Json, path: string): OciNamespace[] {
     if (!(type in NAMESPACES)) bad(`${p}.type`, `unknown namespace type ${JSON.stringify(type)} (one of ${Object.keys(NAMESPACES).join(', ')})`);
     if (seen.has(type)) bad(`${p}.type`, `namespace ${type} is listed twice`);
     seen.add(type);
-    if (type === 'time') notSupported(`${p}`, 'time namespaces are not supported by the native backend yet');
     const nsPath = optStr(o.path, `${p}.path`);
     if (nsPath !== undefined && !nsPath.startsWith('/')) bad(`${p}.path`, 'must be an absolute path');
     return { type: type as NamespaceType, path: nsPath || undefined };
@@ -526,14 +528,32 @@ function parseSeccomp(v: Json, path: string): OciSeccomp | undefined {
   };
 }
 
+/** linux.timeOffsets: clock → offset, for a new time namespace */
+function parseTimeOffsets(v: Json, path: string): OciTimeOffsets {
+  const o = optObj(v, path);
+  const out: OciTimeOffsets = {};
+  if (!o) return out;
+  for (const [clock, value] of Object.entries(o)) {
+    if (clock !== 'monotonic' && clock !== 'boottime') bad(`${path}.${clock}`, 'is not a clock a time namespace can offset (monotonic, boottime)');
+    const c = obj(value, `${path}.${clock}`);
+    const secs = c.secs ?? 0;
+    const nanosecs = c.nanosecs ?? 0;
+    if (typeof secs !== 'number' || !Number.isSafeInteger(secs)) bad(`${path}.${clock}.secs`, 'must be a whole number of seconds');
+    if (typeof nanosecs !== 'number' || !Number.isInteger(nanosecs) || nanosecs < 0 || nanosecs >= 1e9) bad(`${path}.${clock}.nanosecs`, 'must be a whole number below 1000000000');
+    out[clock] = { secs, nanosecs };
+  }
+  return out;
+}
+
 function parseLinux(v: Json, path: string): OciLinux {
   const o = optObj(v, path) ?? {};
-  for (const k of ['intelRdt', 'personality', 'timeOffsets', 'memoryPolicy', 'netDevices']) {
+  for (const k of ['intelRdt', 'personality', 'memoryPolicy', 'netDevices']) {
     if (nonEmpty(o[k])) notSupported(`${path}.${k}`);
   }
   const cgroupsPath = optStr(o.cgroupsPath, `${path}.cgroupsPath`);
   return {
     namespaces: parseNamespaces(o.namespaces, `${path}.namespaces`),
+    timeOffsets: parseTimeOffsets(o.timeOffsets, `${path}.timeOffsets`),
     uidMappings: parseIdMappings(o.uidMappings, `${path}.uidMappings`),
     gidMappings: parseIdMappings(o.gidMappings, `${path}.gidMappings`),
     devices: parseDevices(o.devices, `${path}.devices`),

@@ -54,10 +54,12 @@ struct ns_fds {
 	int fd[MAX_NS];
 	uint32_t type[MAX_NS];
 	size_t n;
-	uint32_t new_flags; /* CLONE_NEW* to create */
+	uint32_t new_flags; /* CLONE_NEW* to create with clone */
+	int new_time;       /* a new time namespace: unshare + offsets before clone (ns_new_time) */
 };
 void ns_open(const struct plan *p, struct ns_fds *out);
 void ns_join(struct ns_fds *n);
+void ns_new_time(const struct plan *p, const struct ns_fds *n); /* helper side, before clone */
 void ns_write_id_maps(const struct plan *p, pid_t child);
 int cgroup_open_clone_into(const struct plan *p); /* fd for clone3, -1 when none */
 void cgroup_place(const struct plan *p, pid_t child, int cloned_into); /* helper side */

@@ -271,6 +271,7 @@ static void run_create(const struct plan *p)
 	 * joins only after clone: it unshares that one itself, after SYNC_GO */
 	cgroup_fd = cgroup_open_clone_into(p);
 	device_filter_attach(p);
+	ns_new_time(p, &ns);
 	child_pid = clone_child(ns.new_flags & ~(uint32_t)CLONE_NEWCGROUP, cgroup_fd, &cloned_into);
 	kill_on_failure(child_pid);
 	if (child_pid == 0) {

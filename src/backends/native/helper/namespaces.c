@@ -18,6 +18,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
 static const char *ns_name(uint32_t type)
 {
 	switch (type) {
@@ -28,6 +32,7 @@ static const char *ns_name(uint32_t type)
 	case CLONE_NEWIPC: return "ipc";
 	case CLONE_NEWUTS: return "uts";
 	case CLONE_NEWCGROUP: return "cgroup";
+	case CLONE_NEWTIME: return "time";
 	default: return "unknown";
 	}
 }
@@ -38,7 +43,12 @@ void ns_open(const struct plan *p, struct ns_fds *out)
 	for (size_t i = 0; i < p->n_ns; i++) {
 		const struct plan_ns *ns = &p->ns[i];
 		if (!ns->path[0]) {
-			out->new_flags |= ns->type;
+			/* clone cannot take CLONE_NEWTIME (it is in CSIGNAL's bits), and the offsets
+			 * must be set before any process enters: see ns_new_time */
+			if (ns->type == CLONE_NEWTIME)
+				out->new_time = 1;
+			else
+				out->new_flags |= ns->type;
 			continue;
 		}
 		int fd = open(ns->path, O_RDONLY | O_CLOEXEC);
@@ -62,6 +72,11 @@ static void join_one(struct ns_fds *n, size_t i)
 
 void ns_join(struct ns_fds *n)
 {
+	/* time first: joining it needs CAP_SYS_ADMIN where it was made (the host's user
+	 * namespace), which a joined container user namespace would no longer give */
+	for (size_t i = 0; i < n->n; i++)
+		if (n->type[i] == CLONE_NEWTIME)
+			join_one(n, i);
 	for (size_t i = 0; i < n->n; i++)
 		if (n->type[i] == CLONE_NEWUSER)
 			join_one(n, i);
@@ -70,6 +85,20 @@ void ns_join(struct ns_fds *n)
 			join_one(n, i);
 	for (size_t i = 0; i < n->n; i++)
 		join_one(n, i);
+}
+
+/*
+ * A new time namespace for the container: unshared here, it applies to the children made
+ * from now on, and its offsets can be written until the first of them enters it.
+ */
+void ns_new_time(const struct plan *p, const struct ns_fds *n)
+{
+	if (!n->new_time)
+		return;
+	if (unshare(CLONE_NEWTIME) < 0)
+		fail(errno, "unshare time namespace");
+	if (p->time_offsets && write_file("/proc/self/timens_offsets", p->time_offsets, strlen(p->time_offsets)) < 0)
+		fail(errno, "write time namespace offsets (%s)", p->time_offsets);
 }
 
 static void write_map(pid_t child, const char *file, const struct plan_idmap *m, size_t count)

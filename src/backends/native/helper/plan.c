@@ -236,6 +236,9 @@ static int decode_record(struct plan *p, uint16_t tag, struct cursor *c, const c
 		}
 		p->seccomp_len = n / 8;
 		break;
+	case T_TIME_OFFSETS:
+		p->time_offsets = get_str(c);
+		break;
 	case T_DEVICE_FILTER:
 		p->device_filter_cgroup = get_str(c);
 		p->device_filter = get_blob(c, &n);

@@ -33,6 +33,7 @@ enum plan_tag {
 	T_CGROUP_SELF = 13,       /* v1 `tasks` files the child writes "0" to (moves itself) */
 	T_CGROUP_CLONE_INTO = 14, /* cgroup2 directory the child is cloned into (CLONE_INTO_CGROUP) */
 	T_DEVICE_FILTER = 15,     /* str cgroup2 directory, blob eBPF device program (device-filter.ts) */
+	T_TIME_OFFSETS = 16,      /* str: /proc/self/timens_offsets text for a new time namespace */
 
 	/* rootfs operations, executed in order before pivot_root */
 	T_MOUNT = 20,
@@ -127,6 +128,7 @@ struct plan {
 	const char *cgroup_self[64]; /* the child moves itself: "0" to a v1 `tasks` file (fast) */
 	size_t n_cgroup_self;
 	const char *cgroup_clone_into;
+	const char *time_offsets;
 	const char *device_filter_cgroup;
 	const void *device_filter; /* struct bpf_insn[] */
 	uint32_t device_filter_len; /* instructions */
