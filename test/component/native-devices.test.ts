@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cgroupLayout } from '../../src/sys/cgroups.js';
-import { CapturedOutput, NAMESPACE, type NativeEnv, bundle, exitOf, isRoot, setupNative, teardownNative } from './native-fixtures.js';
+import { CapturedOutput, NAMESPACE, type NativeEnv, bundle, exitOf, isRoot, forceRemove, setupNative, teardownNative } from './native-fixtures.js';
 
 const layout = isRoot ? cgroupLayout() : undefined;
 const hasUnified = !!layout?.unified;
@@ -56,9 +56,7 @@ describe.skipIf(!isRoot || !hasUnified)('native backend: cgroup2 device filter (
       expect(lines).toContain('denied');
       expect(lines.at(-1)).toBe('c');
     } finally {
-      await env.backend.kill(container, 9, false).catch(() => undefined);
-      await exitOf(env.sub, pid).catch(() => undefined);
-      await env.backend.delete(container, { force: true });
+      await forceRemove(env, container, pid);
     }
   });
 
@@ -80,9 +78,7 @@ describe.skipIf(!isRoot || !hasUnified)('native backend: cgroup2 device filter (
         message: expect.stringMatching(/resources\.devices: changing the device rules/),
       });
     } finally {
-      await env.backend.kill(container, 9, false).catch(() => undefined);
-      await exitOf(env.sub, pid).catch(() => undefined);
-      await env.backend.delete(container, { force: true });
+      await forceRemove(env, container, pid);
     }
   });
 });

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NativeBackend } from '../../src/backends/native/backend.js';
-import type { ExitEvent, ExitSubscription, ProcessStdio } from '../../src/core/backend.js';
+import type { BackendContainer, ExitEvent, ExitSubscription, ProcessStdio } from '../../src/core/backend.js';
 import { Reaper } from '../../src/sys/reaper.js';
 import { makeBundle, removeRootfsTemplate } from './oci-bundle.js';
 
@@ -134,4 +134,11 @@ export function teardownNative(env: NativeEnv | undefined, outputs: CapturedOutp
   removeCgroupParent(env.cgroupParent);
   fs.rmSync(env.workDir, { recursive: true, force: true });
   removeRootfsTemplate();
+}
+
+/** kills a container's init and deletes the container, whatever state it is in (cleanup) */
+export async function forceRemove(env: NativeEnv, container: BackendContainer, pid: number): Promise<void> {
+  await env.backend.kill(container, 9, false).catch(() => undefined);
+  await exitOf(env.sub, pid).catch(() => undefined);
+  await env.backend.delete(container, { force: true });
 }

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CapturedOutput, NAMESPACE, type NativeEnv, bundle, exitOf, isRoot, setupNative, teardownNative } from './native-fixtures.js';
+import { CapturedOutput, NAMESPACE, type NativeEnv, bundle, exitOf, isRoot, forceRemove, setupNative, teardownNative } from './native-fixtures.js';
 
 const hasTimeNs = fs.existsSync('/proc/self/ns/time');
 const DAY = 86_400;
@@ -51,9 +51,7 @@ describe.skipIf(!isRoot || !hasTimeNs)('native backend: time namespace', () => {
       expect(Number(execUptime)).toBeGreaterThanOrEqual(1000 * DAY + hostUptime);
       expect(execNs).toBe(nsLink);
     } finally {
-      await env.backend.kill(container, 9, false).catch(() => undefined);
-      await exitOf(env.sub, pid).catch(() => undefined);
-      await env.backend.delete(container, { force: true });
+      await forceRemove(env, container, pid);
     }
   });
 
