@@ -10,6 +10,7 @@ import { tsshimRunFlags } from './tsshim-run-flags.js';
 defineCtrSuite('io.containerd.runc.v2', {
   // the Go runc shim itself sometimes loses a run's last lines (see ctr-suite.ts)
   lastLinesLossAllowed: 2,
+  deleteEventLossAllowed: true,
   label: 'containerd 2.1: reference runc shim (io.containerd.runc.v2 2.1 + runc)',
   runFlags: (cd) => ['--runc-root', cd.runtimeRoot],
   containerd: { version: '2.1' },

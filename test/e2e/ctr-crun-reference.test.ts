@@ -8,6 +8,7 @@ import { defineCtrSuite } from './ctr-suite.js';
 defineCtrSuite('io.containerd.runc.v2', {
   // the Go runc shim itself sometimes loses a run's last lines (see ctr-suite.ts)
   lastLinesLossAllowed: 2,
+  deleteEventLossAllowed: true,
   label: 'reference runc shim driving crun (io.containerd.runc.v2, BinaryName=crun)',
   runFlags: (cd) => ['--runc-binary', 'crun', '--runc-root', cd.runtimeRoot],
 });

@@ -30,6 +30,13 @@ export interface CtrSuiteOptions {
    * exactly what tsshim must not do, so tsshim suites keep the default 0.
    */
   lastLinesLossAllowed?: number;
+  /**
+   * Whether /tasks/delete may be missing after a `ctr run --rm`. Only for the Go runc shim:
+   * it queues TaskDelete for its event forwarder and can exit on the Shutdown that follows
+   * before the event went out (seen once in seven CI runs, with containerd 2.1). tsshim
+   * flushes its event queue (up to 5 s) before it exits, so tsshim suites keep the default false.
+   */
+  deleteEventLossAllowed?: boolean;
 }
 
 const SIGKILL = 9;
@@ -312,15 +319,19 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
         const events = await cd.api().subscribe(taskTopics);
         try {
           await ctrExpect(runArgs(['--rm'], id, ['sh', '-c', 'exit 3']), 3);
-          const deleted = await events.next((e) => e.topic === '/tasks/delete' && e.payload.containerId === id);
+          const deleted = await events.next((e) => e.topic === '/tasks/delete' && e.payload.containerId === id).catch((err: unknown) => {
+            if (!options.deleteEventLossAllowed) throw err;
+            console.warn(`reference shim lost /tasks/delete of ${id} (allowed for the Go runc shim)`);
+            return undefined;
+          });
           const mine = events.received.filter((e) => e.payload.containerId === id);
-          expect(mine.map((e) => e.topic)).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete']);
+          expect(mine.map((e) => e.topic)).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit', ...(deleted ? ['/tasks/delete'] : [])]);
           const [create, start, exit] = mine;
           const pid = start!.payload.pid;
           expect(pid).toBeGreaterThan(0);
           expect(create!.payload).toMatchObject({ containerId: id, bundle: cd.bundleDir(id), pid });
           expect(exit!.payload).toMatchObject({ containerId: id, id, pid, exitStatus: 3 });
-          expect(deleted.payload).toMatchObject({ containerId: id, pid, exitStatus: 3 });
+          if (deleted) expect(deleted.payload).toMatchObject({ containerId: id, pid, exitStatus: 3 });
         } finally {
           events.close();
         }
