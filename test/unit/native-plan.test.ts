@@ -201,6 +201,19 @@ describe('compileCreate', () => {
   });
   afterAll(() => fs.rmSync(bundle, { recursive: true, force: true }));
 
+  it('compiles device rules to an eBPF filter for the cgroup2 dir; required unless v1 devices enforces them', () => {
+    const rules = (s: Record<string, any>) => (s.linux.resources = { devices: [{ allow: false, access: 'rwm' }] }); // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(compileCreate(spec(), ctx()).plan.deviceFilter).toBeUndefined();
+    const noV1Devices = compileCreate(spec(rules), ctx()).plan.deviceFilter!;
+    expect(noV1Devices.cgroup).toBe('/sys/fs/cgroup/unified/c1');
+    expect(noV1Devices.required).toBe(true);
+    expect(noV1Devices.program.length % 8).toBe(0);
+    const withV1Devices = parseCgroupLayout(
+      ['36 31 0:33 / /sys/fs/cgroup/devices rw - cgroup cgroup rw,devices', '41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw'].join('\n'),
+    );
+    expect(compileCreate(spec(rules), { ...ctx(), cgroupLayout: withV1Devices }).plan.deviceFilter!.required).toBe(false);
+  });
+
   it('compiles a typical config', () => {
     const { plan, warnings } = compileCreate(spec(), ctx());
     expect(plan.rootfs).toBe(path.join(bundle, 'rootfs'));

@@ -463,7 +463,11 @@ export function compileCreate(spec: OciSpec, ctx: CreateContext): Compiled {
   const deviceRules = linux.resources?.devices ?? [];
   if (deviceRules.length > 0 && ctx.cgroup.unified) {
     // the same list the v1 devices controller gets (cgroup-manager.ts)
-    plan.deviceFilter = { cgroup: ctx.cgroup.unified, program: compileDeviceFilter([...deviceRules, ...DEFAULT_ALLOWED_DEVICES]) };
+    plan.deviceFilter = {
+      cgroup: ctx.cgroup.unified,
+      program: compileDeviceFilter([...deviceRules, ...DEFAULT_ALLOWED_DEVICES]),
+      required: !ctx.cgroupLayout.v1.some((m) => m.controllers.includes('devices')),
+    };
   }
   // written to /proc/self/timens_offsets by the helper, between unshare and clone
   if (offsets.length > 0) plan.timeOffsets = offsets.map(([clock, o]) => `${clock} ${o.secs} ${o.nanosecs}\n`).join('');

@@ -234,8 +234,12 @@ export interface Plan {
   cgroupCloneInto?: string;
   /** for a new time namespace: the /proc/self/timens_offsets text ("<clock> <s> <ns>\n"...) */
   timeOffsets?: string;
-  /** device rules as an eBPF program for that cgroup2 directory (device-filter.ts) */
-  deviceFilter?: { cgroup: string; program: Buffer };
+  /**
+   * device rules as an eBPF program for that cgroup2 directory (device-filter.ts);
+   * required: a failure to attach it fails create (pure cgroup2); where the v1 devices
+   * controller enforces the same rules (hybrid), the helper goes on without it
+   */
+  deviceFilter?: { cgroup: string; program: Buffer; required: boolean };
   consoleSocket?: string;
   execFifo?: string;
   hostname?: string;
@@ -348,7 +352,7 @@ export function encodePlan(plan: Plan): Buffer {
   for (const f of plan.cgroupSelf) rec(PlanTag.CgroupSelf, (w) => w.str(f));
   if (plan.cgroupCloneInto) rec(PlanTag.CgroupCloneInto, (w) => w.str(plan.cgroupCloneInto!));
   if (plan.timeOffsets) rec(PlanTag.TimeOffsets, (w) => w.str(plan.timeOffsets!));
-  if (plan.deviceFilter) rec(PlanTag.DeviceFilter, (w) => w.str(plan.deviceFilter!.cgroup).blob(plan.deviceFilter!.program));
+  if (plan.deviceFilter) rec(PlanTag.DeviceFilter, (w) => w.str(plan.deviceFilter!.cgroup).u32(plan.deviceFilter!.required ? 1 : 0).blob(plan.deviceFilter!.program));
   if (plan.process.oomScoreAdj !== undefined) rec(PlanTag.OomScoreAdj, (w) => w.i32(plan.process.oomScoreAdj!));
   if (plan.consoleSocket) rec(PlanTag.ConsoleSocket, (w) => w.str(plan.consoleSocket!));
   if (plan.execFifo) rec(PlanTag.ExecFifo, (w) => w.str(plan.execFifo!));

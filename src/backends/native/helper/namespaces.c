@@ -188,7 +188,9 @@ void write_oom_score_adj(const struct plan *p, pid_t child)
 /*
  * cgroup2 has no devices controller: the device rules are an eBPF program (compiled by
  * device-filter.ts) attached to the container's cgroup before the container process
- * exists, so its first mknod or open is already checked. BPF_F_ALLOW_MULTI keeps the
+ * exists, so its first mknod or open is already checked. Where the v1 devices controller
+ * enforces the same rules (hybrid hosts) the program is a second guard, and a kernel that
+ * refuses it does not fail the create. BPF_F_ALLOW_MULTI keeps the
  * programs of parent cgroups in force as well. The attachment lives as long as the
  * cgroup: nothing to clean up but the cgroup itself.
  */
@@ -210,6 +212,11 @@ void device_filter_attach(const struct plan *p)
 	attr.license = (uint64_t)(uintptr_t) "Apache-2.0";
 	strncpy(attr.prog_name, "tsshim_devices", sizeof(attr.prog_name) - 1);
 	prog = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
+	if (prog < 0 && !p->device_filter_required) {
+		/* a kernel or sandbox without cgroup BPF: the v1 controller has the same rules */
+		close(dir);
+		return;
+	}
 	if (prog < 0) {
 		/* again with the verifier's log, for the error message */
 		int e = errno;
@@ -227,7 +234,7 @@ void device_filter_attach(const struct plan *p)
 	attr.attach_bpf_fd = (uint32_t)prog;
 	attr.attach_type = BPF_CGROUP_DEVICE;
 	attr.attach_flags = BPF_F_ALLOW_MULTI;
-	if (syscall(SYS_bpf, BPF_PROG_ATTACH, &attr, sizeof(attr)) < 0)
+	if (syscall(SYS_bpf, BPF_PROG_ATTACH, &attr, sizeof(attr)) < 0 && p->device_filter_required)
 		fail(errno, "attach the device filter to cgroup %s", p->device_filter_cgroup);
 	close(prog);
 	close(dir);

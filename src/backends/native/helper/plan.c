@@ -241,6 +241,7 @@ static int decode_record(struct plan *p, uint16_t tag, struct cursor *c, const c
 		break;
 	case T_DEVICE_FILTER:
 		p->device_filter_cgroup = get_str(c);
+		p->device_filter_required = get_u32(c);
 		p->device_filter = get_blob(c, &n);
 		if (n == 0 || n % 8 != 0 || n / 8 > 65535) {
 			*msg = "device filter is not a whole number of eBPF instructions";

@@ -32,7 +32,7 @@ enum plan_tag {
 	T_ROOT_PROPAGATION = 12,
 	T_CGROUP_SELF = 13,       /* v1 `tasks` files the child writes "0" to (moves itself) */
 	T_CGROUP_CLONE_INTO = 14, /* cgroup2 directory the child is cloned into (CLONE_INTO_CGROUP) */
-	T_DEVICE_FILTER = 15,     /* str cgroup2 directory, blob eBPF device program (device-filter.ts) */
+	T_DEVICE_FILTER = 15,     /* str cgroup2 dir, u32 required, blob eBPF device program (device-filter.ts) */
 	T_TIME_OFFSETS = 16,      /* str: /proc/self/timens_offsets text for a new time namespace */
 
 	/* rootfs operations, executed in order before pivot_root */
@@ -131,6 +131,7 @@ struct plan {
 	const char *time_offsets;
 	const char *device_filter_cgroup;
 	const void *device_filter; /* struct bpf_insn[] */
+	uint32_t device_filter_required; /* 0: the v1 devices controller enforces the rules too */
 	uint32_t device_filter_len; /* instructions */
 	int has_oom_score_adj;
 	int32_t oom_score_adj;
