@@ -187,16 +187,16 @@ async function eventSink(values, socketPath) {
   };
 }
 
-/**
- * the shim daemon: dist/shim/daemon-boot.cjs. The cache comes from a boot, the calls of
- * every boot (Connect, a State that fails) and, as root, one container's whole life, so
- * that a shim's first container finds its code compiled too.
- */
 /** whether this build can run a container to warm the caches with */
 function canRunContainers() {
   return process.getuid?.() === 0 && fs.existsSync('/bin/busybox') && fs.existsSync('/sys/fs/cgroup');
 }
 
+/**
+ * the shim daemon: dist/shim/daemon-boot.cjs. The cache comes from a boot, the calls of
+ * every boot (Connect, a State that fails) and, as root, one container's whole life, so
+ * that a shim's first container finds its code compiled too.
+ */
 export function buildDaemon(root) {
   const asRoot = canRunContainers();
   const cgroupParent = `/tsshim-build-${process.pid}`;

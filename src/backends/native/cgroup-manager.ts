@@ -37,7 +37,7 @@ export interface CgroupPlacement {
 }
 
 /** devices every container may use, whatever its rules say (runc's default allow list) */
-export const DEFAULT_ALLOWED_DEVICES: OciDeviceRule[] = [
+const DEFAULT_ALLOWED_DEVICES: OciDeviceRule[] = [
   { allow: true, type: 'c', major: -1, minor: -1, access: 'm' },
   { allow: true, type: 'b', major: -1, minor: -1, access: 'm' },
   { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' }, // null
@@ -50,6 +50,14 @@ export const DEFAULT_ALLOWED_DEVICES: OciDeviceRule[] = [
   { allow: true, type: 'c', major: 5, minor: 2, access: 'rwm' }, // ptmx
   { allow: true, type: 'c', major: 10, minor: 200, access: 'rwm' }, // tun
 ];
+
+/**
+ * A container's device rules as enforced: its own, then the default allow list. The v1
+ * devices controller and the cgroup2 eBPF filter (device-filter.ts) both get this list.
+ */
+export function effectiveDeviceRules(rules: OciDeviceRule[]): OciDeviceRule[] {
+  return [...rules, ...DEFAULT_ALLOWED_DEVICES];
+}
 
 const FREEZE_TIMEOUT_MS = 5_000;
 const EMPTY_TIMEOUT_MS = 5_000;
@@ -327,7 +335,7 @@ export class CgroupManager {
     }
     const devices = d('devices');
     if (devices && r.devices.length > 0) {
-      for (const rule of [...r.devices, ...DEFAULT_ALLOWED_DEVICES]) {
+      for (const rule of effectiveDeviceRules(r.devices)) {
         writeCg(devices, rule.allow ? 'devices.allow' : 'devices.deny', deviceRuleV1(rule), `${field}.devices`);
       }
     }

@@ -11,7 +11,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DEFAULT_ALLOWED_DEVICES } from './cgroup-manager.js';
+import { effectiveDeviceRules } from './cgroup-manager.js';
 import { compileDeviceFilter } from './device-filter.js';
 import { planHooks } from './hooks.js';
 import { invalidArgument, unimplemented } from '../../core/errors.js';
@@ -462,10 +462,9 @@ export function compileCreate(spec: OciSpec, ctx: CreateContext): Compiled {
   };
   const deviceRules = linux.resources?.devices ?? [];
   if (deviceRules.length > 0 && ctx.cgroup.unified) {
-    // the same list the v1 devices controller gets (cgroup-manager.ts)
     plan.deviceFilter = {
       cgroup: ctx.cgroup.unified,
-      program: compileDeviceFilter([...deviceRules, ...DEFAULT_ALLOWED_DEVICES]),
+      program: compileDeviceFilter(effectiveDeviceRules(deviceRules)),
       required: !ctx.cgroupLayout.v1.some((m) => m.controllers.includes('devices')),
     };
   }

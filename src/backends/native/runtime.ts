@@ -137,14 +137,7 @@ export class NativeRuntime {
     let pid = 0;
     // the container process's pid as the hooks point reports it, before the run resolves
     let pausedPid = 0;
-    const hookState = (status: HookState['status'], p: number): HookState => ({
-      ociVersion: spec!.ociVersion,
-      id: o.id,
-      status,
-      pid: p,
-      bundle,
-      annotations: spec!.annotations,
-    });
+    const hookState = (status: HookState['status'], p: number): HookState => ({ ociVersion: spec!.ociVersion, id: o.id, status, pid: p, bundle, annotations: spec!.annotations });
     try {
       cgroup = this.cgroups.create(cgPath);
       if (spec.linux.resources) this.cgroups.apply(cgroup, spec.linux.resources);
@@ -268,14 +261,8 @@ export class NativeRuntime {
     const hooks = h.state.hooks?.[kind];
     if (!hooks?.length) return;
     const { state } = h;
-    const failures = await runHooksReportingFailures(kind, hooks, {
-      ociVersion: state.ociVersion,
-      id: state.id,
-      status,
-      pid: state.initPid,
-      bundle: state.bundle,
-      annotations: state.annotations,
-    });
+    const { ociVersion, id, bundle, annotations } = state;
+    const failures = await runHooksReportingFailures(kind, hooks, { ociVersion, id, status, pid: state.initPid, bundle, annotations });
     for (const message of failures) this.onWarning?.({ field: `hooks.${kind}`, message, id: state.id });
   }
 
