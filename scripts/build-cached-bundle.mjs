@@ -28,6 +28,34 @@ function writeAtomic(file, data) {
   fs.renameSync(tmp, file);
 }
 
+/**
+ * pino and its writers load three Node built-ins at import time that our programs use only
+ * on paths they never take (log transports in worker threads, sonic-boom's assertion on a
+ * misuse): assert, worker_threads and module, with a dozen internal modules behind them,
+ * ~3 ms of every shim's boot. For imports from those packages only, this plugin puts in
+ * small stand-ins that load the real built-in on first real use, so behaviour is unchanged:
+ * - assert: checks the value and calls the real assert only when it fails;
+ * - worker_threads: `isMainThread` is true (our programs never run pino in a worker
+ *   thread); `Worker` (thread-stream takes it at import) constructs the real one; anything
+ *   else comes from the real module;
+ * - module: createRequire comes from the real module when called.
+ */
+const DEFERRED_BUILTINS = {
+  assert: `module.exports = function assert(value, message) { if (!value) require('node:assert')(value, message); };`,
+  worker_threads: `module.exports = new Proxy({ isMainThread: true, Worker: class Worker { constructor(...a) { return new (require('node:worker_threads').Worker)(...a); } } }, { get: (own, key) => (key in own ? own[key] : require('node:worker_threads')[key]) });`,
+  module: `exports.createRequire = (from) => require('node:module').createRequire(from);`,
+};
+const deferBuiltinsForPino = {
+  name: 'defer-builtins-for-pino',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?(assert|worker_threads|module)$/ }, (args) => {
+      if (!/node_modules[\\/](pino|sonic-boom|thread-stream)[\\/]/.test(args.importer)) return undefined;
+      return { path: args.path.replace(/^node:/, ''), namespace: 'deferred-builtin' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'deferred-builtin' }, (args) => ({ contents: DEFERRED_BUILTINS[args.path], loader: 'js' }));
+  },
+};
+
 async function bundle(root, entry, dir, name) {
   const result = await build({
     absWorkingDir: root,
@@ -48,6 +76,7 @@ async function bundle(root, entry, dir, name) {
     // native addon: resolved from node_modules at run time
     external: ['ffi-rs'],
     define: { 'import.meta.url': '__tsshimModuleUrl' },
+    plugins: [deferBuiltinsForPino],
     logLevel: 'warning',
   });
   const code = result.outputFiles.find((f) => f.path.endsWith('.cjs'));

@@ -18,7 +18,8 @@ export function createLogger(opts: { bundle: string; level: string; namespace: s
     // no containerd reading (manual run, or the FIFO is gone): log nowhere
   }
   const base = { runtime: 'io.containerd.tsshim.v2', namespace: opts.namespace, pid: process.pid };
-  if (fd === undefined) return pino({ level: opts.level, base, enabled: false });
+  // a destination of our own even then: pino's default one opens stdout, for nothing
+  if (fd === undefined) return pino({ level: opts.level, base, enabled: false }, { write: () => {} });
   return pino({ level: opts.level, base, timestamp: pino.stdTimeFunctions.isoTime }, new LogFifoDestination(fd));
 }
 

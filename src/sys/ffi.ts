@@ -11,7 +11,6 @@
  *   address we know, so they are built in one `NativeArena`.
  */
 import { closeSync, existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { constants as osConstants } from 'node:os';
 import type * as FfiRs from 'ffi-rs';
 import { ShimError, type ErrorCode } from '../core/errors.js';
@@ -167,7 +166,10 @@ let libc: Libc | undefined;
  * loader's name says so) we answer that question for it, during the require only.
  */
 function requireFfiRs(): Ffi {
-  const req = createRequire(import.meta.url);
+  // Our CommonJS bundles (the daemon, tsrun) have a `require` already; importing
+  // node:module for createRequire would load the ES module loader behind it (~1 ms of
+  // every boot) only to make another one.
+  const req = typeof require === 'function' ? require : process.getBuiltinModule('node:module').createRequire(import.meta.url);
   const report = process.report as unknown as { getReport: () => unknown } | undefined;
   if (!report || !existsSync('/lib64/ld-linux-x86-64.so.2') && !existsSync('/lib/ld-linux-aarch64.so.1')) {
     return req('ffi-rs') as Ffi;

@@ -250,7 +250,12 @@ export class NativeRuntime {
     } finally {
       fs.closeSync(fd);
     }
-    fs.rmSync(fifo, { force: true });
+    // not fs.rmSync: its first call loads Node's rimraf, on the Start path
+    try {
+      fs.unlinkSync(fifo);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
     h.state = { ...h.state, started: true };
     writeState(h.root, h.state);
     await this.runLaterHooks(h, 'poststart', 'running');
