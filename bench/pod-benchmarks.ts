@@ -5,7 +5,8 @@
  *   pod start latency   RunPodSandbox + 2 × (CreateContainer + StartContainer), and the
  *                       RunPodSandbox part alone
  *   shim memory per pod RSS / PSS / anonymous memory of the process(es) serving a pod with two
- *                       containers, averaged over TSSHIM_BENCH_PODS pods running at once
+ *                       containers, averaged over TSSHIM_BENCH_PODS pods running at once (with
+ *                       the tsshim-shared handler, shim.group = "namespace", they share one shim)
  *
  * Environment: TSSHIM_BENCH_POD_RUNS (latency samples, default 10), TSSHIM_BENCH_PODS (pods at
  * once for memory, default 3), TSSHIM_BENCH_CONTAINERD (1.6 | 1.7 | 2.1, default 1.6).
@@ -21,7 +22,7 @@ export interface PodHandler {
   /** Column title. */
   label: string;
   /** CRI runtime handler (see test/e2e/harness/cri-containerd.ts). */
-  handler: 'runc' | 'tsshim' | 'tsshim-native';
+  handler: 'runc' | 'tsshim' | 'tsshim-native' | 'tsshim-shared';
 }
 
 export const POD_REFERENCE: PodHandler = { label: 'runc shim (ref)', handler: 'runc' };
@@ -29,6 +30,9 @@ export const POD_HANDLERS: PodHandler[] = [
   POD_REFERENCE,
   { label: 'tsshim+native', handler: 'tsshim-native' },
   { label: 'tsshim+runc', handler: 'tsshim' },
+  // [shim] group = "namespace": the pods measured at once share one shim. Latency samples run
+  // one pod at a time, so each still starts its shim (a cold start, as for the others).
+  { label: 'tsshim+native, 1 shim for all pods', handler: 'tsshim-shared' },
 ];
 
 export interface PodRow {

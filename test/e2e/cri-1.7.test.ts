@@ -4,9 +4,10 @@
  * tsshim (one shim process per pod), then tsshim's backend choice by handler options, alias and
  * pod annotation; containerd 1.7 writes OCI spec 1.2, which crun 1.8.1 rejects: the "crun" backend slot runs the runc binary here (the choice of backend is still what is tested).
  */
-import { defineBackendChoiceSuite, defineCriSuite } from './cri-suite.js';
+import { defineBackendChoiceSuite, defineCriSuite, defineSharedShimSuite } from './cri-suite.js';
 
 defineCriSuite({ line: '1.7', handler: 'runc', label: 'reference' });
 defineCriSuite({ line: '1.7', handler: 'tsshim' });
 defineCriSuite({ line: '1.7', handler: 'tsshim-native', label: 'native executor' });
 defineBackendChoiceSuite('1.7');
+defineSharedShimSuite('1.7');

@@ -4,9 +4,10 @@
  * tsshim (one shim process per pod), then tsshim's backend choice by handler options, alias and
  * pod annotation; containerd 2.1 writes OCI spec 1.2, which crun 1.8.1 rejects: the "crun" backend slot runs the runc binary here (the choice of backend is still what is tested).
  */
-import { defineBackendChoiceSuite, defineCriSuite } from './cri-suite.js';
+import { defineBackendChoiceSuite, defineCriSuite, defineSharedShimSuite } from './cri-suite.js';
 
 defineCriSuite({ line: '2.1', handler: 'runc', label: 'reference' });
 defineCriSuite({ line: '2.1', handler: 'tsshim' });
 defineCriSuite({ line: '2.1', handler: 'tsshim-native', label: 'native executor' });
 defineBackendChoiceSuite('2.1');
+defineSharedShimSuite('2.1');

@@ -8,6 +8,7 @@
  *   defineCriSuite({ line: '1.6', handler: 'runc' });
  *   defineCriSuite({ line: '2.1', handler: 'tsshim' });
  *   defineBackendChoiceSuite('1.6');            // tsshim: backend by handler options, alias, annotation
+ *   defineSharedShimSuite('1.6');               // tsshim: one shim for all pods (shim.group = "namespace")
  */
 import { execa } from 'execa';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -26,6 +27,7 @@ import { verboseInfo, type ContainerStatusResult, type PodSandboxConfig } from '
 import { containerConfig, containerPid, parentOf, podConfig, podFacts, sandboxPid, startContainer, type PodFacts } from './harness/cri-pods.js';
 import { isLive, mountPointsUnder, readCmdline, readEnviron, readExe } from './harness/proc-fs.js';
 import { BUSYBOX_IMAGE } from './harness/test-images.js';
+import { NAMESPACE_GROUP_KEY } from '../../src/shim/address.js';
 import { waitUntil } from './harness/wait-until.js';
 
 export interface CriSuiteOptions {
@@ -102,13 +104,20 @@ function expectShimKind(pid: number, handler: string): void {
   expect(ours, `shim ${pid}: exe ${exe}, argv ${argv}, env keys ${[...env.keys()].join(',')}`).toBe(true);
 }
 
-/** Everything a removed pod must not leave behind; its shim must exit. */
-async function expectNothingLeft(env: CriContainerd, pod: PodFacts): Promise<void> {
+/**
+ * Everything a removed pod must not leave behind. Its shim must exit, unless other pods share
+ * it (shim.group = "namespace"): then it must still be there.
+ */
+async function expectNothingLeft(env: CriContainerd, pod: PodFacts, opts: { sharedShim?: boolean } = {}): Promise<void> {
   const { cd, cri, network } = env;
   const { sandboxId, containerIds: ids, shimPid } = pod;
   expect((await cri.listPodSandbox()).map((p) => p.id)).not.toContain(sandboxId);
   expect(await cri.listContainers({ podSandboxId: sandboxId })).toEqual([]);
-  await waitUntil(() => !isLive(shimPid), { timeoutMs: 15_000, what: `the pod shim (pid ${shimPid}) to exit` });
+  if (opts.sharedShim) {
+    expect(isLive(shimPid)).toBe(true);
+  } else {
+    await waitUntil(() => !isLive(shimPid), { timeoutMs: 15_000, what: `the pod shim (pid ${shimPid}) to exit` });
+  }
   expect(existsSync(cd.shimSocketPath(sandboxId))).toBe(false);
   const all = [sandboxId, ...ids];
   expect(bundleIds(env).filter((id) => all.includes(id))).toEqual([]);
@@ -384,6 +393,66 @@ export function defineCriSuite(options: CriSuiteOptions): void {
         await env.cri.stopPodSandbox(sandboxId, 15_000).catch(() => undefined);
         await env.cri.removePodSandbox(sandboxId, 15_000).catch(() => undefined);
       }
+    });
+  });
+}
+
+/**
+ * tsshim with `[shim] group = "namespace"` (handler tsshim-shared, native executor): one shim
+ * process serves every pod of the namespace, the density setting. Removing a pod leaves the
+ * others running on that shim, a new pod joins it, and the shim exits with the last pod.
+ */
+export function defineSharedShimSuite(line: ContainerdLine): void {
+  describe(`CRI e2e: containerd ${line}, one tsshim for all pods (shim.group = "namespace")`, () => {
+    let env: CriContainerd;
+
+    beforeAll(async () => {
+      env = await launchCriContainerd({ line });
+    });
+
+    afterAll(async () => {
+      if (!env) return;
+      const problems = await env.cd.destroy();
+      expect(problems).toEqual([]);
+      expect(env.cd.shimProcesses()).toEqual([]);
+      expect(env.cd.cgroupDirs()).toEqual([]);
+    });
+
+    async function runPod(name: string): Promise<PodFacts> {
+      const pod = podConfig(env, name);
+      const id = await env.cri.runPodSandbox(pod, 'tsshim-shared');
+      const app = await startContainer(env, id, pod, containerConfig('sleeper', ['sleep', '3600']));
+      const facts = await podFacts(env, id, [app]);
+      expect(parentOf(await containerPid(env, app))).toBe(facts.shimPid);
+      for (const cid of [id, app]) expect(existsSync(join(env.backendRoots.native, 'k8s.io', cid)), `${cid} under the native root`).toBe(true);
+      return facts;
+    }
+
+    async function removePod(facts: PodFacts, sharedShim: boolean): Promise<void> {
+      await env.cri.stopPodSandbox(facts.sandboxId);
+      await env.cri.removePodSandbox(facts.sandboxId);
+      await expectNothingLeft(env, facts, { sharedShim });
+    }
+
+    it('pods share one shim; one removed leaves the others serving, a new one joins, the shim exits with the last', async () => {
+      const socket = env.cd.shimSocketPath(NAMESPACE_GROUP_KEY);
+      const a = await runPod('sa');
+      const b = await runPod('sb');
+      expect(b.shimPid).toBe(a.shimPid);
+      expectShimKind(a.shimPid, 'tsshim-shared');
+      expect(env.cd.shimProcesses().map((p) => p.pid)).toEqual([a.shimPid]);
+      expect(existsSync(socket)).toBe(true);
+
+      await removePod(a, true);
+      expect((await env.cri.execSync(b.containerIds[0]!, ['echo', 'b-alive'])).stdout.toString()).toBe('b-alive\n');
+      const c = await runPod('sc');
+      expect(c.shimPid).toBe(a.shimPid);
+      expect(env.cd.shimProcesses().map((p) => p.pid)).toEqual([a.shimPid]);
+
+      await removePod(b, true);
+      await removePod(c, false);
+      expect(existsSync(socket)).toBe(false);
+      expect(env.cd.shimProcesses()).toEqual([]);
     });
   });
 }

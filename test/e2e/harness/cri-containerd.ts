@@ -8,6 +8,7 @@
  *                      pod_annotations = ["io.tsshim.*"] so the backend annotation reaches it
  *   tsshim-crun        same, ConfigPath = TOML with backend "crun"
  *   tsshim-native      same, ConfigPath = TOML with backend "native" (our own executor)
+ *   tsshim-shared      native too, with [shim] group = "namespace": one shim for every pod
  *   tsshim-noann       like tsshim, without pod_annotations (the annotation must NOT reach it)
  *   tsshim-alias-runc  io.containerd.tsshim-runc.v2 (alias link), ConfigPath of tsshim-crun
  *   tsshim-alias-crun  io.containerd.tsshim-crun.v2 (alias link), ConfigPath of tsshim
@@ -37,7 +38,15 @@ export const TSSHIM_RUNTIME_TYPE = 'io.containerd.tsshim.v2';
  */
 export const aliasLinkDir = join(cacheDir, 'shim-aliases', createHash('sha256').update(tsshimBinary).digest('hex').slice(0, 12));
 
-export type CriHandler = 'runc' | 'tsshim' | 'tsshim-crun' | 'tsshim-native' | 'tsshim-noann' | 'tsshim-alias-runc' | 'tsshim-alias-crun';
+export type CriHandler =
+  | 'runc'
+  | 'tsshim'
+  | 'tsshim-crun'
+  | 'tsshim-native'
+  | 'tsshim-shared'
+  | 'tsshim-noann'
+  | 'tsshim-alias-runc'
+  | 'tsshim-alias-crun';
 
 export interface CriContainerd {
   cd: PrivateContainerd;
@@ -90,11 +99,12 @@ export function ensureAliasLinks(): string {
 
 type BackendRoots = { runc: string; crun: string; native: string };
 
-function tsshimToml(backend: keyof BackendRoots, roots: BackendRoots, crunBinary: string): string {
+function tsshimToml(backend: keyof BackendRoots, roots: BackendRoots, crunBinary: string, group?: 'namespace'): string {
   return [
     `backend = "${backend}"`,
     '[shim]',
     `backend_annotation = "${TSSHIM_BACKEND_ANNOTATION}"`,
+    ...(group ? [`group = "${group}"`] : []),
     '[runc]',
     `root = "${roots.runc}"`,
     '[crun]',
@@ -110,7 +120,12 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
   const realCrun = crunUsableWith(options.line);
   const paths = (cd: PrivateContainerd) => ({
     roots: { runc: cd.runtimeRoot, crun: join(cd.dir, 'crun'), native: join(cd.dir, 'native') },
-    configs: { runc: join(cd.dir, 'tsshim-runc.toml'), crun: join(cd.dir, 'tsshim-crun.toml'), native: join(cd.dir, 'tsshim-native.toml') },
+    configs: {
+      runc: join(cd.dir, 'tsshim-runc.toml'),
+      crun: join(cd.dir, 'tsshim-crun.toml'),
+      native: join(cd.dir, 'tsshim-native.toml'),
+      shared: join(cd.dir, 'tsshim-shared.toml'),
+    },
   });
   const runtimes = (cd: PrivateContainerd): Record<CriHandler, CriRuntime> => {
     const { configs } = paths(cd);
@@ -124,6 +139,7 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
       tsshim: tsshim(configs.runc, true),
       'tsshim-crun': tsshim(configs.crun, true),
       'tsshim-native': tsshim(configs.native, true),
+      'tsshim-shared': tsshim(configs.shared, true),
       'tsshim-noann': tsshim(configs.runc, false),
       'tsshim-alias-runc': tsshim(configs.crun, true, 'io.containerd.tsshim-runc.v2'),
       'tsshim-alias-crun': tsshim(configs.runc, true, 'io.containerd.tsshim-crun.v2'),
@@ -145,6 +161,7 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
   writeFileSync(configs.runc, tsshimToml('runc', roots, crunBinary));
   writeFileSync(configs.crun, tsshimToml('crun', roots, crunBinary));
   writeFileSync(configs.native, tsshimToml('native', roots, crunBinary));
+  writeFileSync(configs.shared, tsshimToml('native', roots, crunBinary, 'namespace'));
   // the fingerprints tsshim's start leaves in the socket dir go with these config files
   cd.addCleanup('afterStop', async () => {
     for (const file of Object.values(configs)) rmSync(configCachePath(file), { force: true });
