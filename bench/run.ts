@@ -185,19 +185,23 @@ async function ctrBenchmarks(): Promise<number> {
     if (failures.has(REFERENCE.label)) throw new Error(`reference runtime unusable: ${failures.get(REFERENCE.label)}`);
 
     for (const bench of BENCHMARKS) {
-      const active = (): BenchRuntime[] => BENCH_RUNTIMES.filter((rt) => !failures.has(rt.label));
+      const active = (): BenchRuntime[] => BENCH_RUNTIMES.filter((rt) => !failures.has(rt.label) && (bench.measures?.(rt) ?? true));
       const count = bench.samples();
       console.log(`measuring: ${bench.title} (${count} sample${count > 1 ? 's' : ''} per runtime${bench.warmup ? `, ${bench.warmup} warm-up` : ''})`);
-      for (let i = 0; i < bench.warmup + count && !interrupted; i++) {
-        for (const rt of active()) {
-          try {
-            const values = await bench.sample(ctx, rt);
-            if (i >= bench.warmup) record(samples, bench, rt, values);
-          } catch (err) {
-            if (rt === REFERENCE) throw err;
-            failures.set(rt.label, `${bench.title}: ${errorText(err)}`);
+      try {
+        for (let i = 0; i < bench.warmup + count && !interrupted; i++) {
+          for (const rt of active()) {
+            try {
+              const values = await bench.sample(ctx, rt);
+              if (i >= bench.warmup) record(samples, bench, rt, values);
+            } catch (err) {
+              if (rt === REFERENCE) throw err;
+              failures.set(rt.label, `${bench.title}: ${errorText(err)}`);
+            }
           }
         }
+      } finally {
+        await bench.finish?.(ctx);
       }
     }
   } finally {
