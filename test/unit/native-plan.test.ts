@@ -273,6 +273,17 @@ describe('compileCreate', () => {
     expect(warnings).toContainEqual({ field: 'process.capabilities.ambient', message: 'not permitted and inheritable, so not raised: CAP_KILL' });
   });
 
+  it('keeps the AppArmor profile where AppArmor is on and ignores it elsewhere, as runc does', () => {
+    const withProfile = spec((s) => (s.process.apparmorProfile = 'cri-containerd.apparmor.d'));
+    const on = compileCreate(withProfile, { ...ctx(), apparmorEnabled: true }).plan;
+    expect(on.process.apparmorProfile).toBe('cri-containerd.apparmor.d');
+    const rec = records(encodePlan(on)).find((r) => r.tag === PlanTag.Apparmor);
+    expect(rec?.payload.subarray(4).toString()).toBe('cri-containerd.apparmor.d\0');
+    const off = compileCreate(withProfile, ctx()).plan;
+    expect(off.process.apparmorProfile).toBeUndefined();
+    expect(records(encodePlan(off)).some((r) => r.tag === PlanTag.Apparmor)).toBe(false);
+  });
+
   it('binds devices instead of mknod in a user namespace', () => {
     const { plan } = compileCreate(
       spec((s) => {

@@ -27,7 +27,7 @@ import { Reaper } from '../../sys/reaper.js';
 import type { ConsoleSocketFactory, ConsoleSocketLike, WantingExitSource } from '../runc/backend.js';
 import type { CgroupManager, CgroupSet } from './cgroup-manager.js';
 import type { CompileWarning } from './compile.js';
-import { NativeRuntime, killQuietly, signalError, type NativeHandle, type NativeTimeouts, type Stdio3 } from './runtime.js';
+import { NativeRuntime, killQuietly, signalError, type HostLsm, type NativeHandle, type NativeTimeouts, type Stdio3 } from './runtime.js';
 import { parseProcess } from './spec.js';
 import type { NativeState } from './state.js';
 
@@ -54,6 +54,8 @@ export interface NativeBackendOptions {
    * 'child_process' (libuv forks and reaps them; ~1.5 ms slower per create and exec).
    */
   helperSpawn?: 'child_process' | 'posix_spawn';
+  /** which security modules apply process labels (default: detected from /sys) */
+  lsm?: HostLsm;
 }
 
 /**
@@ -158,6 +160,7 @@ export class NativeBackend implements Backend {
         onWarning: this.o.onWarning,
         spawner: this.spawner,
         onHelperSpawned: this.helperExits && ((pid) => this.helperExits!.hide(pid)),
+        lsm: this.o.lsm,
       });
       this.runtimes.set(root, rt);
     }

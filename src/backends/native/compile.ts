@@ -215,7 +215,6 @@ interface ProcessContext {
 }
 
 function compileProcess(p: OciProcess, field: string, ctx: ProcessContext, warnings: CompileWarning[]): ProcessPlan {
-  if (p.apparmorProfile && ctx.apparmorEnabled) throw unimplemented(`${field}.apparmorProfile: AppArmor profiles are not supported by the native backend yet`);
   if (p.selinuxLabel && ctx.selinuxEnabled) throw unimplemented(`${field}.selinuxLabel: SELinux labels are not supported by the native backend yet`);
   const rlimits = p.rlimits.map((r, i) => {
     const resource = RLIMITS[r.type];
@@ -233,6 +232,9 @@ function compileProcess(p: OciProcess, field: string, ctx: ProcessContext, warni
     noNewPrivileges: p.noNewPrivileges,
     terminal: p.terminal,
     seccomp: ctx.seccomp,
+    // like runc: a profile applies only where AppArmor is on (containerd names one for every
+    // CRI container on such hosts); elsewhere it is ignored
+    ...(p.apparmorProfile && ctx.apparmorEnabled ? { apparmorProfile: p.apparmorProfile } : {}),
     oomScoreAdj: p.oomScoreAdj,
     preserveFds: 0,
   };

@@ -30,7 +30,9 @@ export function nativeFeatures(): Record<string, unknown> {
         knownFlags: ['SECCOMP_FILTER_FLAG_TSYNC', 'SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW', 'SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV'],
         supportedFlags: ['SECCOMP_FILTER_FLAG_TSYNC', 'SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW'],
       },
-      apparmor: { enabled: false },
+      // what the runtime can do, as runc reports it: AppArmor profiles are applied where the
+      // host has AppArmor on; SELinux labels are not supported
+      apparmor: { enabled: true },
       selinux: { enabled: false },
     },
     annotations: { 'io.github.tsshim.runtime': 'tsrun' },

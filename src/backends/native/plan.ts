@@ -123,6 +123,7 @@ export const PlanTag = {
   Rlimit: 45,
   Caps: 46,
   Seccomp: 47,
+  Apparmor: 48,
   PreserveFds: 49,
   Hook: 50,
   HookArg: 51,
@@ -196,6 +197,8 @@ export interface ProcessPlan {
   terminal: boolean;
   /** compiled BPF program (8 bytes per instruction) and SECCOMP_FILTER_FLAG_* */
   seccomp?: { program: Buffer; flags: number };
+  /** AppArmor profile the process gets at execve (absent: the caller's, as runc leaves it) */
+  apparmorProfile?: string;
   oomScoreAdj?: number;
   preserveFds: number;
 }
@@ -403,6 +406,7 @@ export function encodePlan(plan: Plan): Buffer {
     rec(PlanTag.Caps, (w) => w.u64(c.bounding).u64(c.effective).u64(c.inheritable).u64(c.permitted).u64(c.ambient));
   }
   if (p.seccomp) rec(PlanTag.Seccomp, (w) => w.u32(p.seccomp!.flags).blob(p.seccomp!.program));
+  if (p.apparmorProfile) rec(PlanTag.Apparmor, (w) => w.str(p.apparmorProfile!));
   if (p.preserveFds) rec(PlanTag.PreserveFds, (w) => w.u32(p.preserveFds));
   for (const h of plan.hooks?.inContainer ?? []) {
     rec(PlanTag.Hook, (w) => w.u32(h.kind).u32(h.timeout ?? 0).str(h.path));

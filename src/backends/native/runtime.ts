@@ -60,6 +60,14 @@ export interface NativeRuntimeOptions {
   spawner?: 'child_process' | 'posix_spawn';
   /** told each helper's pid when spawner is posix_spawn (its exit is not a container's) */
   onHelperSpawned?: (pid: number) => void;
+  /** which security modules apply process labels (default: detected from /sys) */
+  lsm?: HostLsm;
+}
+
+/** Linux security modules whose per-process labels a spec can name */
+export interface HostLsm {
+  apparmor: boolean;
+  selinux: boolean;
 }
 
 export interface CreateOptions {
@@ -96,6 +104,7 @@ export class NativeRuntime {
   private readonly onWarning: NativeRuntimeOptions['onWarning'];
   private readonly spawner: NativeRuntimeOptions['spawner'];
   private readonly onHelperSpawned: NativeRuntimeOptions['onHelperSpawned'];
+  private readonly lsm: Partial<HostLsm>;
 
   constructor(o: NativeRuntimeOptions) {
     this.root = o.root;
@@ -106,6 +115,7 @@ export class NativeRuntime {
     this.onWarning = o.onWarning;
     this.spawner = o.spawner;
     this.onHelperSpawned = o.onHelperSpawned;
+    this.lsm = o.lsm ?? {};
   }
 
   get helperPath(): string {
@@ -150,6 +160,8 @@ export class NativeRuntime {
         placement: this.cgroups.placement(cgroup, !spec.linux.namespaces.some((n) => n.type === 'user')),
         execFifo: path.join(dir, EXEC_FIFO),
         consoleSocket: o.consoleSocket,
+        apparmorEnabled: this.lsm.apparmor,
+        selinuxEnabled: this.lsm.selinux,
       });
       plan.noPivot = !!o.noPivot;
       plan.process.preserveFds = o.extraFds?.length ?? 0;
@@ -281,6 +293,8 @@ export class NativeRuntime {
       // the exec child moves itself before it joins the container's namespaces
       placement: this.cgroups.placement(h.cgroup, true),
       consoleSocket: o.consoleSocket,
+      apparmorEnabled: this.lsm.apparmor,
+      selinuxEnabled: this.lsm.selinux,
     });
     // the container's seccomp filter applies to every process in it
     const sc = h.state.seccomp;

@@ -249,6 +249,9 @@ static int decode_record(struct plan *p, uint16_t tag, struct cursor *c, const c
 		}
 		p->device_filter_len = n / 8;
 		break;
+	case T_APPARMOR:
+		p->apparmor_profile = get_str(c);
+		break;
 	case T_PRESERVE_FDS:
 		p->preserve_fds = get_u32(c);
 		break;

@@ -57,6 +57,7 @@ enum plan_tag {
 	T_RLIMIT = 45,
 	T_CAPS = 46,
 	T_SECCOMP = 47,
+	T_APPARMOR = 48, /* str: AppArmor profile the process changes to at execve */
 	T_PRESERVE_FDS = 49,
 
 	/* OCI hooks the helper runs itself (createContainer, startContainer) */
@@ -158,6 +159,7 @@ struct plan {
 	const void *seccomp_filter; /* struct sock_filter[] */
 	uint32_t seccomp_len;       /* instructions */
 	uint32_t seccomp_flags;     /* SECCOMP_FILTER_FLAG_* */
+	const char *apparmor_profile;
 	uint32_t preserve_fds;
 
 	struct plan_hook *hooks;

@@ -208,10 +208,41 @@ static void resolve_executable(const struct plan *p)
 	fail(0, "exec: \"%s\": executable file not found in $PATH", arg0);
 }
 
+/*
+ * AppArmor's change_onexec, as runc does it: the profile takes effect at execve. Done first,
+ * as root with every capability, through the container's /proc (the kernel's attr files;
+ * the apparmor/ directory where the LSM has its own, the shared one on older kernels).
+ */
+static void apply_apparmor(const char *profile)
+{
+	static const char *const paths[] = { "/proc/thread-self/attr/apparmor/exec", "/proc/self/attr/exec" };
+	char cmd[4096];
+	int n = snprintf(cmd, sizeof cmd, "exec %s", profile);
+	if (n < 0 || (size_t)n >= sizeof cmd)
+		fail(ENAMETOOLONG, "AppArmor profile name");
+	int missing = ENOENT;
+	for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+		int fd = open(paths[i], O_WRONLY | O_CLOEXEC);
+		if (fd < 0) {
+			missing = errno;
+			continue;
+		}
+		ssize_t w = write(fd, cmd, (size_t)n);
+		int e = errno;
+		close(fd);
+		if (w == n)
+			return;
+		fail(w < 0 ? e : EIO, "apply AppArmor profile \"%s\" (%s)", profile, paths[i]);
+	}
+	fail(missing, "apply AppArmor profile \"%s\": no attr file under /proc (is /proc mounted in the container?)", profile);
+}
+
 void process_setup(const struct plan *p, int sync_fd, int fifo_fd)
 {
 	int cwd_done = 0;
 	(void)fifo_fd;
+	if (p->apparmor_profile)
+		apply_apparmor(p->apparmor_profile);
 	if ((p->flags & F_SETSID) && !(p->flags & F_TERMINAL) && setsid() < 0 && errno != EPERM)
 		fail(errno, "setsid");
 	for (size_t i = 0; i < p->n_rlimits; i++) {
