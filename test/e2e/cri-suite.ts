@@ -23,7 +23,7 @@ import {
   type CriContainerd,
   type CriHandler,
 } from './harness/cri-containerd.js';
-import { verboseInfo, type ContainerStatusResult, type PodSandboxConfig } from './harness/cri-api.js';
+import { verboseInfo, type ContainerConfig, type ContainerStatusResult, type PodSandboxConfig } from './harness/cri-api.js';
 import { containerConfig, containerPid, parentOf, podConfig, podFacts, sandboxPid, startContainer, type PodFacts } from './harness/cri-pods.js';
 import { isLive, mountPointsUnder, readCmdline, readEnviron, readExe } from './harness/proc-fs.js';
 import { BUSYBOX_IMAGE } from './harness/test-images.js';
@@ -362,6 +362,76 @@ export function defineCriSuite(options: CriSuiteOptions): void {
       await env.cri.stopPodSandbox(b.sandboxId);
       await env.cri.removePodSandbox(b.sandboxId);
       await expectNothingLeft(env, b);
+    });
+
+    /** runs `script` in a new pod's only container to completion; its output and exit code */
+    async function runToCompletion(name: string, script: string, container: Partial<ContainerConfig>, pod: { privileged?: boolean } = {}) {
+      const config = podConfig(env, name, {}, pod);
+      const sandboxId = await env.cri.runPodSandbox(config, handler);
+      try {
+        const id = await startContainer(env, sandboxId, config, containerConfig('probe', ['sh', '-c', script], container));
+        const status = await waitForState(env, id, 'CONTAINER_EXITED');
+        const log = readFileSync(join(env.logDirectory(name), 'probe', '0.log'), 'utf8');
+        // CRI log lines: <time> <stream> <tag> <text>
+        const out = log.split('\n').filter(Boolean).map((l) => l.split(' ').slice(3).join(' '));
+        return { exitCode: status.status.exitCode, out };
+      } finally {
+        await env.cri.stopPodSandbox(sandboxId, 15_000).catch(() => undefined);
+        await env.cri.removePodSandbox(sandboxId, 15_000).catch(() => undefined);
+      }
+    }
+
+    const statusField = (out: string[], field: string): string | undefined => out.find((l) => l.startsWith(`${field}:`))?.split(/\s+/)[1];
+
+    it('a privileged container (as CNI and CSI daemonsets run): every capability, the host devices, nothing masked, no seccomp', async () => {
+      const { exitCode, out } = await runToCompletion(
+        'priv',
+        'grep -E "^(CapEff|CapBnd|Seccomp):" /proc/self/status; ' +
+          'for d in loop-control kmsg; do test -c /dev/$d && echo dev:$d; done; grep -c kcore /proc/mounts | sed "s/^/kcore-mounts:/"',
+        { linux: { securityContext: { privileged: true } } },
+        { privileged: true },
+      );
+      expect(exitCode).toBe(0);
+      // every capability containerd itself has
+      const containerdCaps = readFileSync(`/proc/${env.cd.pid}/status`, 'utf8').match(/^CapEff:\s+(\S+)/m)![1];
+      expect(statusField(out, 'CapEff')).toBe(containerdCaps);
+      expect(statusField(out, 'CapBnd')).toBe(containerdCaps);
+      expect(statusField(out, 'Seccomp')).toBe('0');
+      for (const d of ['loop-control', 'kmsg'].filter((x) => existsSync(`/dev/${x}`))) expect(out).toContain(`dev:${d}`);
+      expect(out).toContain('kcore-mounts:0');
+    });
+
+    it('a restricted container (Pod Security "restricted"): RuntimeDefault seccomp, no capabilities, non-root, read-only root, no_new_privs; with kubelet\'s hugepage limits', async () => {
+      const pageSizes = readdirSync('/sys/kernel/mm/hugepages')
+        .map((d) => Number(/^hugepages-(\d+)kB$/.exec(d)?.[1]))
+        .filter((kb) => kb > 0)
+        .map((kb) => (kb >= 1024 * 1024 ? `${kb / 1024 / 1024}GB` : `${kb / 1024}MB`));
+      // kubelet sends a limit for every page size of the host, 0 where the pod asks for none;
+      // the container must start with them (crun 1.8 refused such configs on some layouts)
+      const { exitCode, out } = await runToCompletion(
+        'restricted',
+        'id -u | sed "s/^/uid:/"; grep -E "^(CapEff|CapPrm|NoNewPrivs|Seccomp):" /proc/self/status; touch /rootfs-write 2>/dev/null && echo root:rw || echo root:ro',
+        {
+          linux: {
+            resources: { hugepageLimits: pageSizes.map((pageSize) => ({ pageSize, limit: 0 })) },
+            securityContext: {
+              runAsUser: { value: 1000 },
+              capabilities: { dropCapabilities: ['ALL'] },
+              readonlyRootfs: true,
+              noNewPrivs: true,
+              seccomp: { profileType: 'RuntimeDefault' },
+            },
+          },
+        },
+      );
+      expect(exitCode).toBe(0);
+      expect(out).toContain('uid:1000');
+      expect(statusField(out, 'CapEff')).toBe('0000000000000000');
+      expect(statusField(out, 'CapPrm')).toBe('0000000000000000');
+      expect(statusField(out, 'NoNewPrivs')).toBe('1');
+      expect(statusField(out, 'Seccomp')).toBe('2');
+      expect(out).toContain('root:ro');
+      expect(pageSizes.length).toBeGreaterThan(0);
     });
 
     it('shared PID namespace (shareProcessNamespace): a stopped container takes its leftover children along', async () => {

@@ -26,7 +26,11 @@ export interface PodSandboxConfig {
   annotations?: Record<string, string>;
   linux?: {
     cgroupParent?: string;
-    securityContext?: { namespaceOptions?: { network?: NamespaceMode; pid?: NamespaceMode; ipc?: NamespaceMode } };
+    securityContext?: {
+      namespaceOptions?: { network?: NamespaceMode; pid?: NamespaceMode; ipc?: NamespaceMode };
+      privileged?: boolean;
+      seccomp?: SecurityProfile;
+    };
     sysctls?: Record<string, string>;
   };
 }
@@ -39,8 +43,14 @@ export interface LinuxContainerResources {
   oomScoreAdj?: number;
   cpusetCpus?: string;
   cpusetMems?: string;
+  hugepageLimits?: Array<{ pageSize: string; limit: number }>;
   unified?: Record<string, string>;
   memorySwapLimitInBytes?: number;
+}
+
+export interface SecurityProfile {
+  profileType: 'RuntimeDefault' | 'Unconfined' | 'Localhost';
+  localhostRef?: string;
 }
 
 export interface ContainerConfig {
@@ -61,6 +71,11 @@ export interface ContainerConfig {
     securityContext?: {
       privileged?: boolean;
       namespaceOptions?: { network?: NamespaceMode; pid?: NamespaceMode; ipc?: NamespaceMode };
+      capabilities?: { addCapabilities?: string[]; dropCapabilities?: string[] };
+      runAsUser?: { value: number };
+      readonlyRootfs?: boolean;
+      noNewPrivs?: boolean;
+      seccomp?: SecurityProfile;
     };
   };
 }

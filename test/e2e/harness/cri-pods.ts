@@ -18,7 +18,7 @@ export function podConfig(
   env: CriContainerd,
   name: string,
   annotations: Record<string, string> = {},
-  options: { sharedPid?: boolean } = {},
+  options: { sharedPid?: boolean; privileged?: boolean } = {},
 ): PodSandboxConfig {
   const uid = `uid-${name}-${++podCounter}`;
   return {
@@ -29,7 +29,10 @@ export function podConfig(
     annotations,
     linux: {
       cgroupParent: env.cgroupParent(name),
-      securityContext: { namespaceOptions: { network: 'POD', pid: options.sharedPid ? 'POD' : 'CONTAINER', ipc: 'POD' } },
+      securityContext: {
+        namespaceOptions: { network: 'POD', pid: options.sharedPid ? 'POD' : 'CONTAINER', ipc: 'POD' },
+        ...(options.privileged ? { privileged: true } : {}),
+      },
     },
   };
 }
