@@ -152,6 +152,11 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
         expect(result.stdout).toBe(input);
       });
 
+      it('creates a working directory missing from the image (root-owned, 0755), as runc does', async () => {
+        const result = await ctrExpect(runArgs(['--rm', '--cwd', '/no/such/dir'], newId('cwd'), ['sh', '-c', 'pwd; stat -c "%U %a" .']));
+        expect(result.stdout).toBe('/no/such/dir\nroot 755\n');
+      });
+
       it('returns the exit code of the container', async () => {
         await ctrExpect(runArgs(['--rm'], newId('exit'), ['sh', '-c', 'exit 7']), 7);
       });

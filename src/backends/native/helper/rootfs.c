@@ -318,6 +318,10 @@ void rootfs_prepare(const struct plan *p)
 		default: break; /* post-pivot operations */
 		}
 	}
+	/* like runc: a working directory missing from the image is created, root-owned, 0755,
+	 * after the mounts (it may be inside one) and before the root turns read-only */
+	if (p->cwd && p->cwd[0])
+		close(mkdir_all_in_root(p->cwd, 0755));
 	if (fchdir(rootfd) < 0)
 		fail(errno, "chdir to rootfs");
 	close(rootfd);
