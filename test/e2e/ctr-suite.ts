@@ -37,6 +37,9 @@ export interface CtrSuiteOptions {
 
 const SIGKILL = 9;
 
+/** what a process starts with that its runtime, not the image, decides: signal state and HOME */
+const PROCESS_START_STATE = 'grep -E "^Sig(Blk|Ign):" /proc/self/status; echo HOME=$HOME';
+
 function lines(text: string): string[] {
   return text.split('\n').filter((line) => line !== '');
 }
@@ -152,6 +155,11 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
         expect(result.stdout).toBe(input);
       });
 
+      it('starts the process with no signal ignored or blocked, and HOME from the image\'s /etc/passwd', async () => {
+        const result = await ctrExpect(runArgs(['--rm'], newId('sig'), ['sh', '-c', PROCESS_START_STATE]));
+        expect(lines(result.stdout)).toEqual(['SigBlk:\t0000000000000000', 'SigIgn:\t0000000000000000', 'HOME=/root']);
+      });
+
       it('creates a working directory missing from the image (root-owned, 0755), as runc does', async () => {
         const result = await ctrExpect(runArgs(['--rm', '--cwd', '/no/such/dir'], newId('cwd'), ['sh', '-c', 'pwd; stat -c "%U %a" .']));
         expect(result.stdout).toBe('/no/such/dir\nroot 755\n');
@@ -229,6 +237,11 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
         const result = await ctrExpect(['task', 'exec', '--exec-id', 'e-out', id, 'sh', '-c', script], 5);
         expect(result.stdout).toBe('exec-out\n');
         expect(lines(result.stderr)).toContain('exec-err');
+      });
+
+      it('exec: no signal ignored or blocked, HOME from /etc/passwd', async () => {
+        const result = await ctrExpect(['task', 'exec', '--exec-id', 'e-sig', id, 'sh', '-c', PROCESS_START_STATE]);
+        expect(lines(result.stdout)).toEqual(['SigBlk:\t0000000000000000', 'SigIgn:\t0000000000000000', 'HOME=/root']);
       });
 
       it('exec: stdin', async () => {

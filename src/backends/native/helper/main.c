@@ -416,18 +416,30 @@ static void run_exec(const struct plan *p)
 	_exit(0);
 }
 
+/* the kernel's struct sigaction (the same on x86_64 and arm64) */
+struct kernel_sigaction {
+	void (*handler)(int);
+	unsigned long flags;
+	void (*restorer)(void);
+	unsigned long mask;
+};
+
 /*
- * A spawner may leave signals ignored or blocked (posix_spawn from Node: SIGPIPE is
- * ignored there), and both survive execve into the container: start from defaults.
+ * A spawner may leave signals ignored or blocked, and both survive execve into the
+ * container: start from defaults. glibc's posix_spawn (Node's, here) ignores the two
+ * signals glibc keeps for itself (32, 33) in the child, and glibc's sigaction() refuses
+ * to touch those: the raw system call resets them too, so the container sees no ignored
+ * signal, as under runc.
  */
 static void reset_signals(void)
 {
-	struct sigaction sa;
+	struct kernel_sigaction ksa;
 	sigset_t none;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
+	memset(&ksa, 0, sizeof(ksa));
+	ksa.handler = SIG_DFL;
 	for (int sig = 1; sig < NSIG; sig++)
-		sigaction(sig, &sa, NULL); /* SIGKILL, SIGSTOP and the libc-reserved ones refuse: fine */
+		if (sig != SIGKILL && sig != SIGSTOP)
+			syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(ksa.mask));
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }

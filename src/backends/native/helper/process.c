@@ -36,6 +36,8 @@
 
 /* set by process_setup: args[0] resolved against the container's PATH */
 static char exec_path[4096];
+/* set by process_setup: the plan's environment, plus HOME where it has none */
+static const char **exec_env;
 
 static void send_master(int sock, int master, const char *name)
 {
@@ -171,6 +173,74 @@ static const char *plan_getenv(const struct plan *p, const char *name)
 	return NULL;
 }
 
+#define MAX_PASSWD (4u << 20)
+
+/*
+ * The home directory of uid in the container's /etc/passwd, "/" without an entry: what runc
+ * puts in HOME when the spec has none. The file comes from the image, so it is opened
+ * without blocking (a FIFO there must not hang us) and read only if it is a regular file
+ * of sane size.
+ */
+static char *home_of(uint32_t uid)
+{
+	static char home[4096];
+	int fd = open("/etc/passwd", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
+	strcpy(home, "/");
+	if (fd < 0)
+		return home;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)MAX_PASSWD) {
+		close(fd);
+		return home;
+	}
+	FILE *f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		return home;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	while (getline(&line, &cap, f) > 0) {
+		/* name:password:uid:gid:gecos:home:shell */
+		char *field[7] = { 0 };
+		char *s = line;
+		size_t n = 0;
+		line[strcspn(line, "\n")] = 0;
+		while (n < 7) {
+			field[n++] = s;
+			s = strchr(s, ':');
+			if (!s)
+				break;
+			*s++ = 0;
+		}
+		char *end;
+		if (n < 6 || !*field[2])
+			continue;
+		unsigned long id = strtoul(field[2], &end, 10);
+		if (*end || id != uid)
+			continue;
+		snprintf(home, sizeof home, "%s", field[5]);
+		break;
+	}
+	free(line);
+	fclose(f);
+	return home;
+}
+
+/* the plan's environment with HOME added when it has none, as runc does */
+static const char **environment_with_home(const struct plan *p)
+{
+	if (plan_getenv(p, "HOME"))
+		return p->env;
+	const char **env = calloc(p->n_env + 2, sizeof(*env));
+	char *home = NULL;
+	if (!env || asprintf(&home, "HOME=%s", home_of(p->has_user ? p->uid : 0)) < 0)
+		fail(ENOMEM, "environment");
+	memcpy(env, p->env, p->n_env * sizeof(*env));
+	env[p->n_env] = home;
+	return env;
+}
+
 static int executable(const char *path)
 {
 	struct stat st;
@@ -259,6 +329,8 @@ void process_setup(const struct plan *p, int sync_fd, int fifo_fd)
 		cwd_done = 1;
 	else if (p->cwd && errno != EACCES && errno != EPERM)
 		fail(errno, "chdir to cwd %s", p->cwd);
+	/* read in the container's root, while still root */
+	exec_env = environment_with_home(p);
 	if (p->has_user)
 		set_user(p);
 	/* a cwd only the target user may enter */
@@ -320,7 +392,7 @@ void process_exec(const struct plan *p, int fifo_fd)
 		if (fl >= 0)
 			fcntl((int)fd, F_SETFD, fl & ~FD_CLOEXEC);
 	}
-	execve(exec_path, (char *const *)p->args, (char *const *)p->env);
+	execve(exec_path, (char *const *)p->args, (char *const *)(exec_env ? exec_env : p->env));
 	if (p->flags & F_WAIT_START)
 		dprintf(2, "tsshim-exec: exec %s: %s\n", exec_path, strerror(errno));
 	fail(errno, "exec %s", exec_path);
