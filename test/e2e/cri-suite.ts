@@ -434,6 +434,20 @@ export function defineCriSuite(options: CriSuiteOptions): void {
       expect(pageSizes.length).toBeGreaterThan(0);
     });
 
+    it('the cgroup filesystem in a container: the container\'s own cgroups, read-only, as runc shows them', async () => {
+      const { exitCode, out } = await runToCompletion('cgfs', 'awk \'$2 ~ /^\\/sys\\/fs\\/cgroup/ {split($4, o, ","); print $2, $3, o[1]}\' /proc/mounts', {});
+      expect(exitCode).toBe(0);
+      if (existsSync('/sys/fs/cgroup/cgroup.controllers')) {
+        expect(out).toEqual(['/sys/fs/cgroup cgroup2 ro']);
+      } else {
+        // v1 or hybrid: a tmpfs runc leaves writable, holding one read-only bind per hierarchy
+        expect(out[0]).toBe('/sys/fs/cgroup tmpfs rw');
+        const hierarchies = out.slice(1);
+        expect(hierarchies.length).toBeGreaterThan(3);
+        for (const line of hierarchies) expect(line).toMatch(/^\/sys\/fs\/cgroup\/\S+ \S+ ro$/);
+      }
+    });
+
     it('shared PID namespace (shareProcessNamespace): a stopped container takes its leftover children along', async () => {
       const pod = podConfig(env, 'shpid', {}, { sharedPid: true });
       const sandboxId = await env.cri.runPodSandbox(pod, handler);

@@ -240,7 +240,7 @@ describe('compileCreate', () => {
       data: '',
       kind: MountKind.BindFile,
     });
-    // cgroup v1 in the container: a tmpfs, one bind per hierarchy, co-mount symlinks, then read-only
+    // cgroup v1 in the container: a tmpfs (left writable, as runc 1.1 does), one read-only bind per hierarchy, co-mount symlinks
     const cg = plan.rootfsOps.filter((o) => 'path' in o ? o.path.startsWith('/sys/fs/cgroup') : 'target' in o && o.target.startsWith('/sys/fs/cgroup'));
     expect(cg).toEqual([
       { op: 'mount', source: 'tmpfs', target: '/sys/fs/cgroup', fstype: 'tmpfs', flags: MS.NOSUID, propagation: 0, data: 'mode=755', kind: MountKind.Fs },
@@ -249,7 +249,6 @@ describe('compileCreate', () => {
       { op: 'symlink', linkTarget: 'cpu,cpuacct', path: '/sys/fs/cgroup/cpuacct' },
       { op: 'mount', source: '/sys/fs/cgroup/memory/c1', target: '/sys/fs/cgroup/memory', fstype: '', flags: MS.BIND | MS.REC | MS.NOSUID | MS.RDONLY, propagation: 0, data: '', kind: MountKind.BindDir },
       { op: 'mount', source: '/sys/fs/cgroup/systemd/c1', target: '/sys/fs/cgroup/systemd', fstype: '', flags: MS.BIND | MS.REC | MS.NOSUID | MS.RDONLY, propagation: 0, data: '', kind: MountKind.BindDir },
-      { op: 'remount', path: '/sys/fs/cgroup', flags: MS.NOSUID | MS.RDONLY },
     ]);
     // default devices and /dev symlinks, because /dev is a tmpfs
     expect(plan.rootfsOps).toContainEqual({ op: 'mknod', path: '/dev/null', mode: 0o020666, major: 1, minor: 3, uid: 0, gid: 0 });

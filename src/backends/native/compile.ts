@@ -287,7 +287,8 @@ function cgroupMountOps(m: OciMount, field: string, ctx: CreateContext, cgroupNs
       if (plain !== name) ops.push({ op: 'symlink', linkTarget: name, path: `${target}/${plain}` });
     }
   }
-  if (perMount & MS.RDONLY) ops.push({ op: 'remount', path: target, flags: (perMount & ~MS.RDONLY) | MS.RDONLY });
+  // The hierarchies are read-only binds; the tmpfs holding them stays writable even for a
+  // read-only mount, as runc 1.1 leaves it (seen under containerd 1.6 and 2.1 on a hybrid host).
   return ops;
 }
 
