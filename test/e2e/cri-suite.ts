@@ -387,7 +387,8 @@ export function defineCriSuite(options: CriSuiteOptions): void {
       const { exitCode, out } = await runToCompletion(
         'priv',
         'grep -E "^(CapEff|CapBnd|Seccomp):" /proc/self/status; ' +
-          'for d in loop-control kmsg; do test -c /dev/$d && echo dev:$d; done; grep -c kcore /proc/mounts | sed "s/^/kcore-mounts:/"',
+          'for d in loop-control kmsg; do test -c /dev/$d && echo dev:$d; done; grep -c kcore /proc/mounts | sed "s/^/kcore-mounts:/"; ' +
+          'echo ptmx:$(readlink /dev/ptmx)',
         { linux: { securityContext: { privileged: true } } },
         { privileged: true },
       );
@@ -399,6 +400,8 @@ export function defineCriSuite(options: CriSuiteOptions): void {
       expect(statusField(out, 'Seccomp')).toBe('0');
       for (const d of ['loop-control', 'kmsg'].filter((x) => existsSync(`/dev/${x}`))) expect(out).toContain(`dev:${d}`);
       expect(out).toContain('kcore-mounts:0');
+      // the host's /dev/ptmx is in the device list; runc still links it to the container's devpts
+      expect(out).toContain('ptmx:pts/ptmx');
     });
 
     it('a restricted container (Pod Security "restricted"): RuntimeDefault seccomp, no capabilities, non-root, read-only root, no_new_privs; with kubelet\'s hugepage limits', async () => {

@@ -283,6 +283,11 @@ describe('compileCreate', () => {
     expect(records(encodePlan(off)).some((r) => r.tag === PlanTag.Apparmor)).toBe(false);
   });
 
+  it('links /dev/ptmx to the container\'s devpts even when the devices list the host\'s (privileged)', () => {
+    const { plan } = compileCreate(spec((s) => (s.linux.devices = [{ path: '/dev/ptmx', type: 'c', major: 5, minor: 2 }])), ctx());
+    expect(plan.rootfsOps.filter((o) => 'path' in o && o.path === '/dev/ptmx')).toEqual([{ op: 'symlink', linkTarget: 'pts/ptmx', path: '/dev/ptmx' }]);
+  });
+
   it('binds devices instead of mknod in a user namespace', () => {
     const { plan } = compileCreate(
       spec((s) => {

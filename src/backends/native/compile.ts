@@ -390,6 +390,9 @@ export function compileCreate(spec: OciSpec, ctx: CreateContext): Compiled {
   devices.forEach((d, i) => {
     const p = containerPath(d.path);
     if (!p.startsWith('/dev/')) throw invalidArgument(`linux.devices[${i}].path: must be under /dev (got ${d.path})`);
+    // a privileged container lists the host's /dev/ptmx; on a /dev tmpfs with devpts, runc
+    // replaces it with the pts/ptmx link made below
+    if (p === '/dev/ptmx' && devMount === 'tmpfs' && devPts) return;
     if (userNs) {
       // no mknod in a user namespace: bind the host's node (runc does the same)
       if (d.type === 'p') throw unimplemented(`linux.devices[${i}]: FIFOs cannot be created in a user namespace`);
