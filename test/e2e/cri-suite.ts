@@ -11,7 +11,7 @@
  *   defineSharedShimSuite('1.6');               // tsshim: one shim for all pods (shim.group = "namespace")
  */
 import { execa } from 'execa';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { iptablesRulesFor } from './harness/cni-network.js';
@@ -448,6 +448,67 @@ export function defineCriSuite(options: CriSuiteOptions): void {
         const hierarchies = out.slice(1);
         expect(hierarchies.length).toBeGreaterThan(3);
         for (const line of hierarchies) expect(line).toMatch(/^\/sys\/fs\/cgroup\/\S+ \S+ ro$/);
+      }
+    });
+
+    it('volumes: read-write, read-only dir and file; HostToContainer and Bidirectional propagation, each way', async () => {
+      const base = join(env.cd.dir, `volumes-${handler}`);
+      for (const d of ['rw', 'ro', 'h2c', 'bidi']) mkdirSync(join(base, d), { recursive: true });
+      writeFileSync(join(base, 'file'), 'file-content\n');
+      const mounted: string[] = [];
+      const mount = async (...args: string[]) => {
+        await execa('mount', args, { timeout: 10_000 });
+        mounted.unshift(args[args.length - 1]!);
+      };
+      // propagation needs the host side to be a shared mount (CRI checks)
+      for (const d of ['h2c', 'bidi']) {
+        await mount('--bind', join(base, d), join(base, d));
+        await execa('mount', ['--make-shared', join(base, d)], { timeout: 10_000 });
+      }
+      const config = podConfig(env, 'volumes', {}, { privileged: true });
+      const sandboxId = await env.cri.runPodSandbox(config, handler);
+      try {
+        const id = await startContainer(env, sandboxId, config, containerConfig('vols', ['sleep', '3600'], {
+          linux: { securityContext: { privileged: true } },
+          mounts: [
+            { containerPath: '/vol/rw', hostPath: join(base, 'rw') },
+            { containerPath: '/vol/ro', hostPath: join(base, 'ro'), readonly: true },
+            { containerPath: '/vol/file', hostPath: join(base, 'file'), readonly: true },
+            { containerPath: '/vol/h2c', hostPath: join(base, 'h2c'), propagation: 'PROPAGATION_HOST_TO_CONTAINER' },
+            { containerPath: '/vol/bidi', hostPath: join(base, 'bidi'), propagation: 'PROPAGATION_BIDIRECTIONAL' },
+          ],
+        }));
+        const sh = async (script: string) => {
+          const r = await env.cri.execSync(id, ['sh', '-c', script]);
+          return { code: r.exitCode, out: r.stdout.toString() };
+        };
+        // mount point, first option (rw/ro), propagation kind
+        const table = await sh('awk \'$5 ~ /^\\/vol\\// {p="private"; for (i = 7; $i != "-"; i++) {if ($i ~ /^shared/) p="shared"; else if ($i ~ /^master/ && p != "shared") p="slave"}; split($6, o, ","); print $5, o[1], p}\' /proc/self/mountinfo');
+        expect(table.out.trim().split('\n').sort()).toEqual([
+          '/vol/bidi rw shared',
+          '/vol/file ro private',
+          '/vol/h2c rw slave',
+          '/vol/ro ro private',
+          '/vol/rw rw private',
+        ]);
+        expect(await sh('echo data > /vol/rw/f && cat /vol/file')).toEqual({ code: 0, out: 'file-content\n' });
+        expect(readFileSync(join(base, 'rw', 'f'), 'utf8')).toBe('data\n');
+        expect((await sh('echo data > /vol/ro/f')).code).not.toBe(0);
+        // host → container
+        mkdirSync(join(base, 'h2c', 'sub'));
+        await mount('-t', 'tmpfs', 'tsshim-h2c', join(base, 'h2c', 'sub'));
+        writeFileSync(join(base, 'h2c', 'sub', 'hello'), 'from the host\n');
+        expect(await sh('cat /vol/h2c/sub/hello')).toEqual({ code: 0, out: 'from the host\n' });
+        // container → host
+        mkdirSync(join(base, 'bidi', 'sub'));
+        expect((await sh('mount -t tmpfs tsshim-bidi /vol/bidi/sub && echo from the container > /vol/bidi/sub/hello')).code).toBe(0);
+        mounted.unshift(join(base, 'bidi', 'sub'));
+        expect(readFileSync(join(base, 'bidi', 'sub', 'hello'), 'utf8')).toBe('from the container\n');
+      } finally {
+        await env.cri.stopPodSandbox(sandboxId, 15_000).catch(() => undefined);
+        await env.cri.removePodSandbox(sandboxId, 15_000).catch(() => undefined);
+        for (const m of mounted) await execa('umount', ['-l', m], { reject: false, timeout: 10_000 });
+        rmSync(base, { recursive: true, force: true });
       }
     });
 

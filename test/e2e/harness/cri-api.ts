@@ -60,6 +60,12 @@ export interface ContainerConfig {
   args?: string[];
   workingDir?: string;
   envs?: Array<{ key: string; value: string }>;
+  mounts?: Array<{
+    containerPath: string;
+    hostPath: string;
+    readonly?: boolean;
+    propagation?: 'PROPAGATION_PRIVATE' | 'PROPAGATION_HOST_TO_CONTAINER' | 'PROPAGATION_BIDIRECTIONAL';
+  }>;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
   /** Relative to the sandbox's logDirectory. */

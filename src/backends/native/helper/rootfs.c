@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -280,9 +281,17 @@ static void enter_root(const struct plan *p)
 	} else {
 		/* pivot_root(".", "."): the old root lands on top of the new one and is
 		 * detached at once, so no directory for it is needed inside the image */
+		int oldroot = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (oldroot < 0)
+			fail(errno, "open old root");
 		if (syscall(SYS_pivot_root, ".", ".") < 0)
 			fail(errno, "pivot_root");
-		/* the old root must not pass the unmount on to the host's mounts */
+		/* "." is still the new root: step into the old one, so that making it a slave
+		 * (its unmount must not reach the host's mounts) leaves the container's mounts
+		 * alone; a bidirectional volume stays shared */
+		if (fchdir(oldroot) < 0)
+			fail(errno, "chdir to old root");
+		close(oldroot);
 		if (mount("", ".", "", MS_SLAVE | MS_REC, NULL) < 0)
 			fail(errno, "make old root a slave");
 		if (umount2(".", MNT_DETACH) < 0)
@@ -292,6 +301,68 @@ static void enter_root(const struct plan *p)
 		fail(errno, "chdir /");
 }
 
+/* mountinfo's octal escapes (\040 for a space) decoded in place */
+static void unescape_octal(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r;) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 4;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = 0;
+}
+
+/*
+ * pivot_root refuses a new root whose parent mount is shared. With rootfsPropagation
+ * "shared" or "rshared" (CRI asks for it when a volume is bidirectional) the mount that
+ * holds the rootfs is shared by now: that one mount becomes private, as runc does it (only
+ * when it is shared). This is the container's mount namespace; the host's mounts keep
+ * their propagation.
+ */
+static void rootfs_parent_private(const char *rootfs)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char *line = NULL, best[4096] = "";
+	size_t cap = 0, best_len = 0;
+	int best_shared = 0;
+	if (!f)
+		fail(errno, "open /proc/self/mountinfo");
+	while (getline(&line, &cap, f) > 0) {
+		/* id parent major:minor root mountpoint options [optional...] - fstype ... */
+		char *save = NULL, *mp = NULL;
+		int field = 0, shared = 0, optional = 1;
+		for (char *tok = strtok_r(line, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save), field++) {
+			if (field == 4)
+				mp = tok;
+			else if (field >= 6 && optional) {
+				if (!strcmp(tok, "-"))
+					optional = 0;
+				else if (!strncmp(tok, "shared:", 7))
+					shared = 1;
+			}
+		}
+		if (!mp)
+			continue;
+		unescape_octal(mp);
+		size_t n = strlen(mp);
+		int holds = !strcmp(mp, "/") || (!strncmp(rootfs, mp, n) && (rootfs[n] == '/' || rootfs[n] == 0));
+		/* the longest mount point holding the rootfs; a later line is mounted on top */
+		if (holds && n >= best_len && n < sizeof(best)) {
+			memcpy(best, mp, n + 1);
+			best_len = n;
+			best_shared = shared;
+		}
+	}
+	free(line);
+	fclose(f);
+	if (best_shared && mount("", best, "", MS_PRIVATE, NULL) < 0)
+		fail(errno, "make %s private (the mount holding the rootfs)", best);
+}
+
 void rootfs_prepare(const struct plan *p)
 {
 	if (!p->rootfs)
@@ -299,6 +370,7 @@ void rootfs_prepare(const struct plan *p)
 	umask(0); /* modes in the plan are exact; the process umask is set later */
 	if (mount("", "/", "", (unsigned long)p->root_propagation, NULL) < 0)
 		fail(errno, "set propagation of /");
+	rootfs_parent_private(p->rootfs);
 	/* the rootfs must be a mount point for pivot_root; the bind also makes the
 	 * container's root its own mount, so remounting it read-only touches nothing else */
 	if (mount(p->rootfs, p->rootfs, "", MS_BIND | MS_REC, NULL) < 0)
