@@ -182,7 +182,7 @@ describe.skipIf(!isRoot)('NativeBackend lifecycle', () => {
       s.mounts.push({ destination: '/x', type: 'nosuchfs', source: 'none', options: [] });
     });
     const e = await create(id, b, output(id)).catch((x: unknown) => x);
-    expect((e as ShimError).message).toMatch(/^OCI runtime create failed: mount none \(nosuchfs\) on \/x: No such device$/);
+    expect((e as ShimError).message).toMatch(/^OCI runtime create failed: mount none \(nosuchfs\) on \/x: no such device$/);
     expect(fs.existsSync(stateDir(id))).toBe(false);
     expect(cgroupDirsUnder(env.cgroupParent)).toEqual([]);
   });

@@ -7,6 +7,7 @@
 
 #include "helper.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -138,8 +139,12 @@ void fail(int err, const char *fmt, ...)
 		waitpid(doomed_child, NULL, 0);
 	}
 	if (err > 0) {
+		/* Go's spelling, as runc reports errors ("no such file or directory"): tools match
+		 * on it, e.g. Docker turns "no such file or directory" and "permission denied"
+		 * from a failed start into exit codes 127 and 126 */
 		size_t used = strnlen(msg, sizeof(msg));
-		snprintf(msg + used, sizeof(msg) - used, ": %s", strerror(err));
+		const char *text = strerror(err);
+		snprintf(msg + used, sizeof(msg) - used, ": %c%s", tolower((unsigned char)text[0]), text[0] ? text + 1 : "");
 	}
 	if (report_fd >= 0) {
 		if (report_is_sync) {

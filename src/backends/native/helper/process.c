@@ -254,8 +254,11 @@ static void resolve_executable(const struct plan *p)
 		if (strlen(arg0) >= sizeof(exec_path))
 			fail(ENAMETOOLONG, "exec %s", arg0);
 		strcpy(exec_path, arg0);
-		if (!executable(exec_path))
+		if (!executable(exec_path)) {
+			if (errno == ENOENT)
+				fail(ENOENT, "exec: \"%s\": stat %s", arg0, arg0); /* runc's words */
 			fail(errno ? errno : EACCES, "exec: \"%s\"", arg0);
+		}
 		return;
 	}
 	path = plan_getenv(p, "PATH");
