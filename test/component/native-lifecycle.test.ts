@@ -161,6 +161,14 @@ describe.skipIf(!isRoot)('NativeBackend lifecycle', () => {
     expect(cgroupDirsUnder(env.cgroupParent)).toEqual([]);
   });
 
+  it('words a missing or unexecutable path as runc does (Docker maps these words to exit codes 127 and 126)', async () => {
+    const missing = await create('abs-missing', bundle(env.workDir, 'abs-missing', ['/nonexistent'], env.cgroupParent), output('abs-missing')).catch((x: unknown) => x);
+    expect((missing as ShimError).message).toBe('OCI runtime create failed: exec: "/nonexistent": stat /nonexistent: no such file or directory');
+    const denied = await create('abs-denied', bundle(env.workDir, 'abs-denied', ['/etc'], env.cgroupParent), output('abs-denied')).catch((x: unknown) => x);
+    expect((denied as ShimError).message).toBe('OCI runtime create failed: exec: "/etc": permission denied');
+    expect(cgroupDirsUnder(env.cgroupParent)).toEqual([]);
+  });
+
   it('rejects a bad spec naming the field, before anything is made', async () => {
     const id = 'bad-spec';
     const b = bundle(env.workDir, id, ['true'], env.cgroupParent, (s) => {

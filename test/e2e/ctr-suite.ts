@@ -407,7 +407,7 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
       const result = await cd.ctr(runArgs(['--rm'], id, ['/nonexistent']));
       expect(result.exitCode, describeFailure(result)).not.toBe(0);
       expect(result.stderr).toMatch(/\/nonexistent/);
-      expect(result.stderr).toMatch(/no such file|not found/i);
+      expect(result.stderr).toMatch(/no such file or directory/i);
       expect(await cd.listTasks()).not.toContainEqual(expect.objectContaining({ id }));
       expect(lines((await ctrExpect(['container', 'ls', '-q'])).stdout)).not.toContain(id);
       await waitUntil(() => cd.shimProcessesFor(id).length === 0, { what: `shim of ${id} to exit` });
