@@ -331,14 +331,14 @@ void process_setup(const struct plan *p, int sync_fd, int fifo_fd)
 	if (p->cwd && chdir(p->cwd) == 0)
 		cwd_done = 1;
 	else if (p->cwd && errno != EACCES && errno != EPERM)
-		fail(errno, "chdir to cwd %s", p->cwd);
+		fail(errno, "chdir to cwd (\"%s\") set in config.json failed", p->cwd); /* runc's words */
 	/* read in the container's root, while still root */
 	exec_env = environment_with_home(p);
 	if (p->has_user)
 		set_user(p);
 	/* a cwd only the target user may enter */
 	if (p->cwd && !cwd_done && chdir(p->cwd) < 0)
-		fail(errno, "chdir to cwd %s", p->cwd);
+		fail(errno, "chdir to cwd (\"%s\") set in config.json failed", p->cwd); /* runc's words */
 	if (p->has_caps)
 		set_caps(p);
 	if (p->umask != UINT32_MAX)
