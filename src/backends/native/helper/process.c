@@ -227,17 +227,21 @@ static char *home_of(uint32_t uid)
 	return home;
 }
 
-/* the plan's environment with HOME added when it has none, as runc does */
+/* the plan's environment with HOME set when it has none or an empty one, as runc does */
 static const char **environment_with_home(const struct plan *p)
 {
-	if (plan_getenv(p, "HOME"))
+	const char *current = plan_getenv(p, "HOME");
+	if (current && *current)
 		return p->env;
 	const char **env = calloc(p->n_env + 2, sizeof(*env));
 	char *home = NULL;
+	size_t n = 0;
 	if (!env || asprintf(&home, "HOME=%s", home_of(p->has_user ? p->uid : 0)) < 0)
 		fail(ENOMEM, "environment");
-	memcpy(env, p->env, p->n_env * sizeof(*env));
-	env[p->n_env] = home;
+	for (size_t i = 0; i < p->n_env; i++)
+		if (strncmp(p->env[i], "HOME=", 5) != 0)
+			env[n++] = p->env[i];
+	env[n] = home;
 	return env;
 }
 
