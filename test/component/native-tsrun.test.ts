@@ -137,4 +137,15 @@ describe.skipIf(!isRoot)('tsrun (runc CLI over the native executor)', () => {
     expect(bad.code).toBe(1);
     expect(lastLogLine().msg).toBe('tsrun kill: flag provided but not defined: -bogus');
   });
+
+  it('ends quietly when its reader goes away (`tsrun features | head -1`), as runc does', async () => {
+    const child = spawn(TSRUN, ['features'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    // the reader closes before the output is written
+    child.stdout.destroy();
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+  });
 });
