@@ -193,7 +193,7 @@ export class NativeRuntime {
         rootfs: plan.rootfs!,
         initPid: pid,
         initStartTime: processStartTime(pid) ?? '',
-        created: new Date().toISOString(),
+        created: rfc3339Nano(),
         started: false,
         cgroupPath: cgPath,
         namespaces: spec.linux.namespaces.map((n) => ({ type: n.type, path: n.path })),
@@ -429,4 +429,16 @@ export function signalError(err: unknown, pid: number, signal: number): ShimErro
   if (errno === 'EPERM') return new ShimError('PermissionDenied', `signal ${signal} to pid ${pid}: EPERM`, { cause: err });
   if (errno === 'EINVAL' || (err as Error).name === 'TypeError') return new ShimError('InvalidArgument', `invalid signal ${signal}`, { cause: err });
   return new ShimError('Unknown', `signal ${signal} to pid ${pid}: ${(err as Error).message}`, { cause: err });
+}
+
+/**
+ * Now as Go's RFC3339Nano, as runc writes `created`: UTC, up to 9 fraction digits without
+ * trailing zeros. The clock gives microseconds here (timeOrigin + now); the rest are zeros.
+ */
+export function rfc3339Nano(ms = performance.timeOrigin + performance.now()): string {
+  const whole = Math.floor(ms);
+  const nanos = Math.min(999, Math.round((ms - whole) * 1e3)) * 1e3 + (whole % 1000) * 1e6;
+  const seconds = new Date(whole - (whole % 1000)).toISOString().slice(0, 19);
+  const fraction = nanos > 0 ? `.${String(nanos).padStart(9, '0').replace(/0+$/, '')}` : '';
+  return `${seconds}${fraction}Z`;
 }

@@ -327,11 +327,12 @@ async function dispatch(c: Command, log: RuntimeLog): Promise<number> {
       } else if (format === 'json') {
         out(`${JSON.stringify(all.map((h) => stateJson(rt, h)))}\n`);
       } else {
-        out('ID          PID         STATUS      BUNDLE      CREATED     OWNER\n');
+        const rows = [['ID', 'PID', 'STATUS', 'BUNDLE', 'CREATED', 'OWNER']];
         for (const h of all) {
           const s = stateJson(rt, h);
-          out(`${[s.id, s.pid, s.status, s.bundle, s.created, 'root'].map((x) => String(x).padEnd(11)).join(' ')}\n`);
+          rows.push([s.id, s.pid, s.status, s.bundle, s.created, 'root'].map(String));
         }
+        out(alignColumns(rows));
       }
       return 0;
     }
@@ -413,4 +414,14 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(msg.startsWith('tsrun') ? `${msg}\n` : `tsrun: ${msg}\n`);
     return 1;
   }
+}
+
+/**
+ * runc's table layout (Go's tabwriter with minimum width 12 and padding 3): every column but
+ * the last is as wide as its longest cell plus 3, at least 12; the last is not padded.
+ * Scripts that cut runc's `list` output by columns work on ours.
+ */
+export function alignColumns(rows: string[][]): string {
+  const widths = rows[0]!.map((_, col) => Math.max(12, ...rows.map((r) => (r[col] ?? '').length + 3)));
+  return rows.map((r) => r.map((cell, col) => (col === r.length - 1 ? cell : cell.padEnd(widths[col]!))).join('') + '\n').join('');
 }
