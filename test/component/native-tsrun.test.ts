@@ -102,6 +102,10 @@ describe.skipIf(!isRoot)('tsrun (runc CLI over the native executor)', () => {
       await new Promise((r) => setTimeout(r, 10));
     }
     expect((await state('c1')).pid).toBe(0);
+    // runc's code for an exec that cannot run its process
+    const lateExec = await tsrun(['exec', 'c1', 'true']);
+    expect(lateExec.code).toBe(255);
+    expect(lastLogLine().msg).toMatch(/not running/);
     expect((await tsrun(['delete', 'c1'])).code).toBe(0);
     expect((await tsrun(['list', '-q'])).stdout).toBe('');
     expect(cgroupDirsUnder(cgroupParent)).toEqual([]);

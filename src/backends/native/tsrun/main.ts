@@ -27,8 +27,11 @@ class RuntimeLog {
     private readonly json: boolean,
   ) {}
 
-  /** true when the line went to the --log file */
-  write(level: 'error' | 'warning', msg: string): boolean {
+  /**
+   * true when the line went to the --log file. Without one, warnings go to stderr unless
+   * fileOnly (a caveat runc would not mention, like an ambient capability it cannot raise).
+   */
+  write(level: 'error' | 'warning', msg: string, fileOnly = false): boolean {
     const time = new Date().toISOString();
     const line = this.json ? `${JSON.stringify({ level, msg, time })}\n` : `time="${time}" level=${level} msg=${JSON.stringify(msg)}\n`;
     if (this.file) {
@@ -39,7 +42,7 @@ class RuntimeLog {
         // fall through to stderr
       }
     }
-    if (level !== 'error') process.stderr.write(line);
+    if (level !== 'error' && !fileOnly) process.stderr.write(line);
     return false;
   }
 }
@@ -210,7 +213,7 @@ async function dispatch(c: Command, log: RuntimeLog): Promise<number> {
   const rt = new NativeRuntime({
     root: path.resolve(flag(g, 'root') ?? DEFAULT_TSRUN_ROOT),
     systemdCgroup: g.bools.has('systemd-cgroup'),
-    onWarning: (w) => log.write('warning', `${w.field}: ${w.message}`),
+    onWarning: (w) => log.write('warning', `${w.field}: ${w.message}`, true),
   });
   const out = (s: string) => process.stdout.write(s);
 
@@ -401,8 +404,10 @@ function preScan(argv: string[], name: string): string | undefined {
 export async function main(argv: string[]): Promise<number> {
   // known before parsing, so that a command line error reaches the log too
   let log = new RuntimeLog(preScan(argv, 'log'), preScan(argv, 'log-format') === 'json');
+  let verb: string | undefined;
   try {
     const c = parseCommandLine(argv);
+    verb = c.name;
     const format = flag(c.global, 'log-format') ?? 'text';
     if (format !== 'text' && format !== 'json') throw invalidArgument(`--log-format: must be text or json (got ${format})`);
     log = new RuntimeLog(flag(c.global, 'log'), format === 'json');
@@ -412,7 +417,9 @@ export async function main(argv: string[]): Promise<number> {
     // with --log the error is in the file, which callers (go-runc) read; runc also says it on stderr
     log.write('error', msg);
     process.stderr.write(msg.startsWith('tsrun') ? `${msg}\n` : `tsrun: ${msg}\n`);
-    return 1;
+    // as runc: an exec that could not run its process exits 255, every other code being the
+    // process's own
+    return verb === 'exec' ? 255 : 1;
   }
 }
 
