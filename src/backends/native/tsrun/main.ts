@@ -80,7 +80,8 @@ function stateJson(rt: NativeRuntime, h: NativeHandle): Record<string, unknown> 
     rootfs: h.state.rootfs,
     created: h.state.created,
     owner: '',
-    annotations: h.state.annotations,
+    // runc leaves the key out when the spec has no annotations
+    ...(h.state.annotations && Object.keys(h.state.annotations).length > 0 ? { annotations: h.state.annotations } : {}),
   };
 }
 
