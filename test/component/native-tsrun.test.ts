@@ -91,6 +91,15 @@ describe.skipIf(!isRoot)('tsrun (runc CLI over the native executor)', () => {
     expect(exec).toMatchObject({ code: 7, stdout: 'started\n' });
     expect(JSON.parse((await tsrun(['ps', '--format', 'json', 'c1'])).stdout)).toEqual([pid]);
     expect((await state('c1')).status).toBe('running');
+    // runc's `events --stats` shape (libcontainer's types.Stats), numbers as numbers
+    const stats = JSON.parse((await tsrun(['events', '--stats', 'c1'])).stdout) as { type: string; id: string; data: Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(stats).toMatchObject({ type: 'stats', id: 'c1' });
+    expect(Object.keys(stats.data)).toEqual(['cpu', 'cpuset', 'memory', 'pids', 'blkio', 'hugetlb', 'intel_rdt', 'network_interfaces']);
+    expect(stats.data.pids.current).toBe(1);
+    expect(stats.data.cpu.usage.total).toBeGreaterThan(0);
+    expect(Object.keys(stats.data.memory.usage)).toEqual(expect.arrayContaining(['limit', 'usage', 'failcnt']));
+    expect(typeof stats.data.memory.usage.limit).toBe('number');
+    expect(Object.keys(stats.data.memory.raw).length).toBeGreaterThan(5);
 
     const refused = await tsrun(['delete', 'c1']);
     expect(refused.code).toBe(1);

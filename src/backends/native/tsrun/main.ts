@@ -15,6 +15,7 @@ import { parseProcess, type OciProcess } from '../spec.js';
 import { nativeFeatures } from '../features.js';
 import { type Command, GLOBAL_FLAGS, flag, flagList, parseCommandLine, parseSignal } from './args.js';
 import { defaultSpec } from './default-spec.js';
+import { goJson, runcStats } from './runc-stats.js';
 
 export const DEFAULT_TSRUN_ROOT = '/run/tsrun';
 const VERSION = '0.1.0';
@@ -83,11 +84,6 @@ function stateJson(rt: NativeRuntime, h: NativeHandle): Record<string, unknown> 
     // runc leaves the key out when the spec has no annotations
     ...(h.state.annotations && Object.keys(h.state.annotations).length > 0 ? { annotations: h.state.annotations } : {}),
   };
-}
-
-/** bigint (cgroup metrics) as JSON numbers */
-function toJson(v: unknown): string {
-  return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? (x <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(x) : x.toString()) : x));
 }
 
 /** exits of processes that are re-parented to us once the helper is gone */
@@ -351,7 +347,10 @@ async function dispatch(c: Command, log: RuntimeLog): Promise<number> {
       return 0;
     case 'events': {
       const h = rt.load(requireId(c));
-      const emit = () => out(`${toJson({ type: 'stats', id: h.state.id, data: rt.stats(h) })}\n`);
+      // runc's shape, not the shim's metrics: scripts written for `runc events` read it
+      const v1 = (controller: string) => Object.entries(h.cgroup.v1).find(([k]) => k.split(',').includes(controller))?.[1];
+      const dirs = { memory: v1('memory') ?? h.cgroup.unified, cpuset: v1('cpuset'), cpuacct: v1('cpuacct') };
+      const emit = () => out(`${goJson({ type: 'stats', id: h.state.id, data: runcStats(rt.stats(h), dirs) })}\n`);
       if (c.cmd.bools.has('stats')) {
         emit();
         return 0;
