@@ -6,6 +6,7 @@
  * id and nothing is mounted, there is nothing to do.
  */
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import type { ShimArgs } from './args.js';
 import { readBundleState } from './bundle-state.js';
@@ -15,6 +16,15 @@ import { isMountPoint } from '../sys/mountinfo.js';
 
 export async function runDelete(args: ShimArgs): Promise<Uint8Array> {
   const bundle = args.bundle || process.cwd();
+  try {
+    return await cleanUp(args, bundle);
+  } finally {
+    // whatever the runtime's cleanup did, a socket nobody listens on goes
+    await removeStaleSocket(bundle).catch(() => undefined);
+  }
+}
+
+async function cleanUp(args: ShimArgs, bundle: string): Promise<Uint8Array> {
   const id = args.id;
   const state = readBundleState(bundle) ?? (await defaultState(args.namespace));
   let pid = 0;
@@ -60,6 +70,35 @@ export async function runDelete(args: ShimArgs): Promise<Uint8Array> {
   }
   // like the reference shim: the task is reported killed
   return DeleteResponse.encode({ pid, exitStatus: 128 + 9, exitedAt: timestampFromDate(new Date()) }).finish();
+}
+
+const SOCKET_PROBE_TIMEOUT_MS = 1_000;
+
+/**
+ * The group's socket (named in the bundle's `address` file) when no daemon listens on it any
+ * more: a shim killed with SIGKILL cannot remove it, and containerd does not. A live daemon
+ * of the same group (other pods) keeps it. containerd's runc shim leaves it behind for good.
+ */
+async function removeStaleSocket(bundle: string): Promise<void> {
+  let sock: string;
+  try {
+    sock = fs.readFileSync(path.join(bundle, 'address'), 'utf8').trim().replace(/^unix:\/\//, '');
+  } catch {
+    return; // never started
+  }
+  if (!path.isAbsolute(sock)) return;
+  const refused = await new Promise<boolean>((resolve) => {
+    const conn = net.connect(sock);
+    const done = (stale: boolean) => {
+      clearTimeout(timer);
+      conn.destroy();
+      resolve(stale);
+    };
+    const timer = setTimeout(() => done(false), SOCKET_PROBE_TIMEOUT_MS);
+    conn.once('connect', () => done(false));
+    conn.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED'));
+  });
+  if (refused) fs.rmSync(sock, { force: true });
 }
 
 /** no state file (Create failed early): look where a default-configured shim would have put it */

@@ -184,14 +184,34 @@ describe.each(VARIANTS)('shim binary against a fake containerd: $label', ({ tag,
     process.kill(conn!.shimPid, 'SIGKILL');
     for (let i = 0; i < 100 && alive(conn!.shimPid); i++) await new Promise((r) => setTimeout(r, 20));
     expect(alive(created!.pid)).toBe(true);
+    const socket = address.replace(/^unix:\/\//, '');
+    expect(fs.existsSync(socket)).toBe(true); // the killed daemon could not remove it
     const d = await fake.runShim('delete', { namespace: NS, id, bundle });
     expect(d.exitCode).toBe(0);
     const resp = DeleteResponse.decode(d.stdout as unknown as Uint8Array);
     expect(resp).toMatchObject({ pid: created!.pid, exitStatus: 137 });
+    expect(fs.existsSync(socket)).toBe(false); // nobody listened on it: delete removed it
     for (let i = 0; i < 100 && alive(created!.pid); i++) await new Promise((r) => setTimeout(r, 20));
     expect(alive(created!.pid)).toBe(false);
     // a second delete is a no-op
     expect((await fake.runShim('delete', { namespace: NS, id, bundle })).exitCode).toBe(0);
+  });
+
+  it('delete keeps the group socket while a daemon still serves it', async () => {
+    const id = `c${process.pid}${tag}k`;
+    const bundle = makeBundle(dir, id, { args: ['sleep', '300'] });
+    const start = await fake.runShim('start', { namespace: NS, id, bundle });
+    const address = String(start.stdout).trim();
+    const socket = address.replace(/^unix:\/\//, '');
+    // containerd 2.x runs delete after a task's deletion while the group's daemon lives on
+    expect((await fake.runShim('delete', { namespace: NS, id, bundle })).exitCode).toBe(0);
+    expect(fs.existsSync(socket)).toBe(true);
+    const client = await connectShim(address);
+    const conn = await call(client, 'Connect', pb.ConnectRequest, { id }, pb.ConnectResponse);
+    await call(client, 'Shutdown', pb.ShutdownRequest, { id });
+    client.close();
+    for (let i = 0; i < 100 && alive(conn!.shimPid); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(fs.existsSync(socket)).toBe(false);
   });
 
   it('a missing executable fails Create with a clear error and leaves nothing behind', async () => {

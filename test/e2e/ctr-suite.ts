@@ -506,6 +506,8 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
       if (grpcCode(task) === undefined) expect(task).toMatchObject({ status: 'STOPPED', exitStatus: 137 });
       else expect(grpcCode(task)).toBe(GRPC_NOT_FOUND);
       await waitUntil(() => !existsSync(cd.bundleDir(id)), { what: 'bundle to be removed' });
+      // containerd's runc shim leaves its socket behind when killed; tsshim's delete removes it
+      if (!options.goRuncShim) await waitUntil(() => !existsSync(cd.shimSocketPath(id)), { what: 'the shim socket to be removed' });
       await ctrExpect(['container', 'rm', id]);
     });
   });
