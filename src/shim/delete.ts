@@ -87,7 +87,26 @@ async function removeStaleSocket(bundle: string): Promise<void> {
     return; // never started
   }
   if (!path.isAbsolute(sock)) return;
-  const refused = await new Promise<boolean>((resolve) => {
+  const inode = () => {
+    try {
+      return fs.statSync(sock).ino;
+    } catch {
+      return undefined;
+    }
+  };
+  const before = inode();
+  if (before === undefined) return;
+  // refused twice, like start judges a socket stale: a concurrent start may be between
+  // its bind and its listen
+  if (!(await refused(sock))) return;
+  await new Promise((r) => setTimeout(r, 10));
+  if (!(await refused(sock))) return;
+  // a start that replaced the file meanwhile made a new one: leave that alone
+  if (inode() === before) fs.rmSync(sock, { force: true });
+}
+
+function refused(sock: string): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
     const conn = net.connect(sock);
     const done = (stale: boolean) => {
       clearTimeout(timer);
@@ -98,7 +117,6 @@ async function removeStaleSocket(bundle: string): Promise<void> {
     conn.once('connect', () => done(false));
     conn.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED'));
   });
-  if (refused) fs.rmSync(sock, { force: true });
 }
 
 /** no state file (Create failed early): look where a default-configured shim would have put it */
