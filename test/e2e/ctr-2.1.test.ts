@@ -1,7 +1,7 @@
 /**
  * The ctr suite on containerd 2.1 (Debian sid's, fetched into .cache by
  * scripts/fetch-containerd.sh, never installed): the reference runc shim of that release, then
- * tsshim with its runc backend. crun is left out: crun 1.8.1 refuses the OCI spec 1.2 that
+ * tsshim with its runc backend and with native (the default). crun is left out: crun 1.8.1 refuses the OCI spec 1.2 that
  * containerd 2.x writes.
  */
 import { defineCtrSuite } from './ctr-suite.js';
@@ -19,4 +19,9 @@ defineCtrSuite('io.containerd.tsshim.v2', {
   runFlags: tsshimRunFlags('runc'),
   // debug: containerd passes -debug to the shim, whose log lines then land in containerd's log.
   containerd: { version: '2.1', logLevel: 'debug' },
+});
+defineCtrSuite('io.containerd.tsshim.v2', {
+  label: 'containerd 2.1: tsshim + native backend (the default)',
+  runFlags: tsshimRunFlags('native'),
+  containerd: { version: '2.1' },
 });
