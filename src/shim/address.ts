@@ -4,6 +4,7 @@
  * under the socket dir. The hash keeps the path under the unix socket length limit.
  */
 import { createHash } from 'node:crypto';
+import * as net from 'node:net';
 import * as path from 'node:path';
 
 export const DEFAULT_SOCKET_DIR = '/run/containerd/s';
@@ -43,4 +44,23 @@ export function groupKey(annotations: Record<string, unknown> | undefined, id: s
   const sandbox = a[CRI_SANDBOX_ID];
   if (scope === 'pod' && typeof sandbox === 'string' && sandbox) return sandbox;
   return id;
+}
+
+/**
+ * Whether a daemon listens on a unix socket: 'answers'; 'refused' (the file is there and
+ * nobody listens: its daemon died, or a start is between bind and listen); 'unknown' (no
+ * such file, another error, or no answer within the deadline).
+ */
+export function probeSocket(sock: string, timeoutMs = 1_000): Promise<'answers' | 'refused' | 'unknown'> {
+  return new Promise((resolve) => {
+    const conn = net.connect(sock);
+    const done = (result: 'answers' | 'refused' | 'unknown') => {
+      clearTimeout(timer);
+      conn.destroy();
+      resolve(result);
+    };
+    const timer = setTimeout(() => done('unknown'), timeoutMs);
+    conn.once('connect', () => done('answers'));
+    conn.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED' ? 'refused' : 'unknown'));
+  });
 }

@@ -6,8 +6,8 @@
  * id and nothing is mounted, there is nothing to do.
  */
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
+import { probeSocket } from './address.js';
 import type { ShimArgs } from './args.js';
 import { readBundleState } from './bundle-state.js';
 import { DeleteResponse } from '../proto/gen/containerd/task/v2/shim.js';
@@ -72,8 +72,6 @@ async function cleanUp(args: ShimArgs, bundle: string): Promise<Uint8Array> {
   return DeleteResponse.encode({ pid, exitStatus: 128 + 9, exitedAt: timestampFromDate(new Date()) }).finish();
 }
 
-const SOCKET_PROBE_TIMEOUT_MS = 1_000;
-
 /**
  * The group's socket (named in the bundle's `address` file) when no daemon listens on it any
  * more: a shim killed with SIGKILL cannot remove it, and containerd does not. A live daemon
@@ -98,25 +96,11 @@ async function removeStaleSocket(bundle: string): Promise<void> {
   if (before === undefined) return;
   // refused twice, like start judges a socket stale: a concurrent start may be between
   // its bind and its listen
-  if (!(await refused(sock))) return;
+  if ((await probeSocket(sock)) !== 'refused') return;
   await new Promise((r) => setTimeout(r, 10));
-  if (!(await refused(sock))) return;
+  if ((await probeSocket(sock)) !== 'refused') return;
   // a start that replaced the file meanwhile made a new one: leave that alone
   if (inode() === before) fs.rmSync(sock, { force: true });
-}
-
-function refused(sock: string): Promise<boolean> {
-  return new Promise<boolean>((resolve) => {
-    const conn = net.connect(sock);
-    const done = (stale: boolean) => {
-      clearTimeout(timer);
-      conn.destroy();
-      resolve(stale);
-    };
-    const timer = setTimeout(() => done(false), SOCKET_PROBE_TIMEOUT_MS);
-    conn.once('connect', () => done(false));
-    conn.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED'));
-  });
 }
 
 /** no state file (Create failed early): look where a default-configured shim would have put it */

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type { ShimArgs } from './args.js';
-import { groupKey, socketPath, unixAddress } from './address.js';
+import { groupKey, probeSocket, socketPath, unixAddress } from './address.js';
 import { readStartInput, type StartInput } from './start-input.js';
 import { stampConfigFile, writeConfigCache } from './config-cache.js';
 import { daemonNodeFlags, daemonEntry, daemonEnv } from './daemon-launch.js';
@@ -96,17 +96,8 @@ function tryListen(sock: string): Promise<NodeJS.ErrnoException | undefined> {
   });
 }
 
-function answers(sock: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = net.connect(sock);
-    const done = (ok: boolean) => {
-      c.destroy();
-      resolve(ok);
-    };
-    c.once('connect', () => done(true));
-    c.once('error', () => done(false));
-    c.setTimeout(1000, () => done(false));
-  });
+async function answers(sock: string): Promise<boolean> {
+  return (await probeSocket(sock)) === 'answers';
 }
 
 function spawnDaemon(args: ShimArgs, sock: string, server: net.Server, key: string, input: StartInput): void {
