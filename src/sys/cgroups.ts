@@ -151,7 +151,7 @@ export function memoryDir(cgroups: ProcessCgroups, layout: CgroupLayout = cgroup
 
 const U64_MAX = (1n << 64n) - 1n;
 
-function readText(path: string): string | undefined {
+export function readText(path: string): string | undefined {
   try {
     return readFileSync(path, 'utf8');
   } catch {
@@ -173,7 +173,7 @@ function readU64(path: string, maxValue = U64_MAX): bigint {
 }
 
 /** "key value" lines → map */
-function readKV(path: string): Map<string, bigint> | undefined {
+export function readKV(path: string): Map<string, bigint> | undefined {
   const text = readText(path);
   if (text === undefined) return undefined;
   const out = new Map<string, bigint>();

@@ -370,7 +370,10 @@ void rootfs_prepare(const struct plan *p)
 	umask(0); /* modes in the plan are exact; the process umask is set later */
 	if (mount("", "/", "", (unsigned long)p->root_propagation, NULL) < 0)
 		fail(errno, "set propagation of /");
-	rootfs_parent_private(p->rootfs);
+	/* a recursive slave, private or unbindable "/" (rslave is the default) leaves no
+	 * shared mount: only the other propagations need the mountinfo lookup */
+	if (!((p->root_propagation & MS_REC) && (p->root_propagation & (MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE))))
+		rootfs_parent_private(p->rootfs);
 	/* the rootfs must be a mount point for pivot_root; the bind also makes the
 	 * container's root its own mount, so remounting it read-only touches nothing else */
 	if (mount(p->rootfs, p->rootfs, "", MS_BIND | MS_REC, NULL) < 0)

@@ -16,6 +16,7 @@ import { nativeFeatures } from '../features.js';
 import { type Command, GLOBAL_FLAGS, flag, flagList, parseCommandLine, parseSignal } from './args.js';
 import { defaultSpec } from './default-spec.js';
 import { goJson, runcStats } from './runc-stats.js';
+import { memoryDir, v1Dir } from '../../../sys/cgroups.js';
 
 export const DEFAULT_TSRUN_ROOT = '/run/tsrun';
 const VERSION = '0.1.0';
@@ -351,8 +352,9 @@ async function runCommand(c: Command, log: RuntimeLog, waiter: Waiter | undefine
     case 'events': {
       const h = rt.load(requireId(c));
       // runc's shape, not the shim's metrics: scripts written for `runc events` read it
-      const v1 = (controller: string) => Object.entries(h.cgroup.v1).find(([k]) => k.split(',').includes(controller))?.[1];
-      const dirs = { memory: v1('memory') ?? h.cgroup.unified, cpuset: v1('cpuset'), cpuacct: v1('cpuacct') };
+      const cgroups = rt.cgroups.processCgroups(h.cgroup);
+      const { layout } = rt.cgroups;
+      const dirs = { memory: memoryDir(cgroups, layout), cpuset: v1Dir(cgroups, 'cpuset', layout), cpuacct: v1Dir(cgroups, 'cpuacct', layout) };
       const emit = () => out(`${goJson({ type: 'stats', id: h.state.id, data: runcStats(rt.stats(h), dirs) })}\n`);
       if (c.cmd.bools.has('stats')) {
         emit();

@@ -4,9 +4,8 @@
  * cgroup metrics the shim reports to containerd, plus the few cgroup files runc shows that
  * those metrics do not carry (memory.stat as `raw`, cpuset, per-CPU kernel/user time).
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { CgroupMetricsData, V1BlkIOEntry, V1MemoryEntry } from '../../../sys/cgroups.js';
+import { readKV, readText, type CgroupMetricsData, type V1BlkIOEntry, type V1MemoryEntry } from '../../../sys/cgroups.js';
 
 /** cgroup directories of the container that runc reads directly */
 export interface RuncStatsDirs {
@@ -18,12 +17,7 @@ export interface RuncStatsDirs {
 type Json = Record<string, unknown>;
 
 function read(dir: string | undefined, file: string): string | undefined {
-  if (!dir) return undefined;
-  try {
-    return fs.readFileSync(path.join(dir, file), 'utf8').trim();
-  } catch {
-    return undefined;
-  }
+  return dir ? readText(path.join(dir, file))?.trim() : undefined;
 }
 
 function numbers(text: string | undefined): bigint[] | undefined {
@@ -43,14 +37,8 @@ function cpuList(text: string | undefined): number[] | undefined {
 
 /** memory.stat as runc's `raw` map */
 function memoryStat(dir: string | undefined): Record<string, bigint> | undefined {
-  const text = read(dir, 'memory.stat');
-  if (!text) return undefined;
-  const raw: Record<string, bigint> = {};
-  for (const line of text.split('\n')) {
-    const [k, v] = line.split(' ');
-    if (k && v !== undefined && /^\d+$/.test(v)) raw[k] = BigInt(v);
-  }
-  return raw;
+  const kv = dir ? readKV(path.join(dir, 'memory.stat')) : undefined;
+  return kv && Object.fromEntries(kv);
 }
 
 /** sets key only when value is non-zero / non-empty (Go's omitempty) */
