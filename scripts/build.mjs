@@ -28,6 +28,10 @@ const common = {
   logLevel: 'warning',
 };
 
+// The native backend's C executor first: the daemon's and tsrun's code caches are made by
+// running a container through them (on a fresh clone it is not there yet otherwise).
+buildNative(root);
+
 // The daemon is one self-contained, minified file loaded with V8's code cache: its boot
 // is on containerd's critical path (scripts/build-cached-bundle.mjs, src/boot/cached-boot.ts).
 await buildDaemon(root);
@@ -38,6 +42,5 @@ await build({ ...common, entryPoints: { main: 'src/shim/main.ts' }, splitting: t
 // the executable containerd runs: a C launcher in front of the bundle (src/launcher)
 await buildLauncher(root);
 
-// the native backend's C executor and the tsrun CLI bundle (src/backends/native)
-buildNative(root);
+// the tsrun CLI bundle (src/backends/native)
 await buildTsrun(root);

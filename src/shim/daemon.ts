@@ -21,7 +21,8 @@ import { decodeRuntimeOptions } from './runtime-options.js';
 import { Reaper } from '../sys/reaper.js';
 import { OomWatcher } from '../sys/oom.js';
 import { RootfsMounts } from '../sys/rootfs.js';
-import { setWinsize } from '../sys/ffi.js';
+import { mallocTrim, setWinsize } from '../sys/ffi.js';
+import { MemoryTrimmer } from './memory-trimmer.js';
 import { openProcessIo } from '../io/process-io.js';
 import { shimArgv0 } from './daemon-launch.js';
 import { markDeleted } from './bundle-state.js';
@@ -72,9 +73,14 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
     onDeleted: markDeleted,
   });
 
+  const trimmer = new MemoryTrimmer({
+    trim: mallocTrim,
+    onError: (err) => logger.warn({ err: (err as Error)?.message }, 'malloc_trim'),
+  });
   const ttrpc = new TtrpcServer({
     errorToStatus,
     onError: (err, connectionId) => logger.warn({ err: (err as Error)?.message, connectionId }, 'ttrpc'),
+    onActivity: () => trimmer.activity(),
   });
 
   let shuttingDown = false;
@@ -86,6 +92,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
   const exit = async (reason: string) => {
     if (shuttingDown) return;
     shuttingDown = true;
+    trimmer.close();
     logger.info({ reason }, 'shim exiting');
     netServer.close();
     // only remove the socket if it is still ours (a new daemon may own the path)

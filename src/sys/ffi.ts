@@ -148,6 +148,7 @@ interface Libc {
   mount: Fn<number>;
   umount2: Fn<number>;
   malloc: (args: unknown[]) => number;
+  mallocTrim: (args: unknown[]) => number;
   memsetExternal: (args: unknown[]) => FfiRs.JsExternal;
   socketpair: Fn<number>;
   close: Fn<number>;
@@ -206,6 +207,7 @@ function load(): Libc {
     mount: fn('mount', D.I32, [D.String, D.String, D.String, D.I64, D.String]),
     umount2: fn('umount2', D.I32, [D.String, D.I32]),
     malloc: fn('malloc', D.I64, [D.I64], false),
+    mallocTrim: fn('malloc_trim', D.I32, [D.I64], false),
     // memset returns its first argument: how we get an External for a known address
     memsetExternal: fn('memset', D.External, [D.I64, D.I32, D.I64], false),
     socketpair: fn('socketpair', D.I32, [D.I32, D.I32, D.I32, D.U8Array]),
@@ -477,6 +479,15 @@ export function socketpair(): [number, number] {
 /** close(2) for fds that Node does not own */
 export function closeFd(fd: number): void {
   check('close', load().close([fd]), `fd ${fd}`);
+}
+
+/**
+ * malloc_trim(0): gives the C heap's free pages back to the kernel, in every arena and in
+ * the middle of a heap too (glibc only trims the top by itself). True when some memory
+ * was released.
+ */
+export function mallocTrim(): boolean {
+  return load().mallocTrim([0]) === 1;
 }
 
 /** One fd of a spawned process: a copy of one of ours, or /dev/null. */

@@ -60,6 +60,8 @@ export interface TtrpcServerOptions {
   closeTimeoutMs?: number;
   /** Diagnostics for failures the server absorbs (socket errors, internal bugs). Never throws into the server. */
   onError?: (err: unknown, connectionId?: number) => void;
+  /** Told when a call starts and when it finishes (the daemon's idle detection). Must not throw. */
+  onActivity?: () => void;
 }
 
 /** setTimeout fires at once for delays above this (Node clamps to 1 ms with a warning). */
@@ -82,12 +84,14 @@ export class TtrpcServer {
   /** @internal */ readonly maxInFlight: number;
   private readonly closeTimeoutMs: number;
   private readonly onErrorHook: ((err: unknown, connectionId?: number) => void) | undefined;
+  private readonly onActivityHook: (() => void) | undefined;
 
   constructor(options: TtrpcServerOptions = {}) {
     this.errorToStatus = options.errorToStatus ?? defaultErrorToStatus;
     this.maxInFlight = Math.max(1, options.maxInFlightPerConnection ?? 1024);
     this.closeTimeoutMs = options.closeTimeoutMs ?? 5000;
     this.onErrorHook = options.onError;
+    this.onActivityHook = options.onActivity;
   }
 
   /** Registers the unary methods of a fully-qualified service (e.g. `containerd.task.v2.Task`). */
@@ -184,6 +188,16 @@ export class TtrpcServer {
       const resolve = this.onAllGone;
       this.onAllGone = null;
       resolve();
+    }
+  }
+
+  /** @internal */
+  reportActivity(): void {
+    if (!this.onActivityHook) return;
+    try {
+      this.onActivityHook();
+    } catch (err) {
+      this.reportError(err);
     }
   }
 
@@ -331,6 +345,7 @@ class ServerConnection {
   private startCall(streamId: number, req: RequestEnvelope, handler: UnaryHandler): void {
     const abort = new AbortController();
     this.calls.set(streamId, abort);
+    this.server.reportActivity();
 
     const metadata = new Map<string, string[]>();
     for (const { key, value } of req.metadata) {
@@ -380,6 +395,7 @@ class ServerConnection {
   }
 
   private finishCall(streamId: number, outcome: Outcome): void {
+    this.server.reportActivity();
     if (this.closed) return; // peer is gone: the reply is dropped
     this.calls.delete(streamId);
     const status = outcome.status && outcome.status.code !== Code.OK ? outcome.status : undefined;

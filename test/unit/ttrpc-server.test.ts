@@ -176,6 +176,32 @@ describe('TtrpcServer + TtrpcClient', () => {
     expect(Buffer.from(f.data).toString('hex')).toBe('1201' + enc('x').toString('hex'));
   });
 
+  it('tells onActivity when a call starts and when it ends, and survives a throwing hook', async () => {
+    const seen: string[] = [];
+    let release!: () => void;
+    const h = await startServer(
+      {
+        Slow: () => new Promise<Uint8Array>((resolve) => (release = () => resolve(enc('done')))),
+        Echo: echo,
+      },
+      {
+        onActivity: () => {
+          seen.push('activity');
+          if (seen.length === 1) throw new Error('broken hook');
+        },
+      },
+    );
+    const client = await connect(h.path);
+    const slow = client.call(SERVICE, 'Slow', enc(''));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(seen).toEqual(['activity']);
+    expect(dec(await client.call(SERVICE, 'Echo', enc('x')))).toBe('x');
+    expect(seen).toHaveLength(3);
+    release();
+    expect(dec(await slow)).toBe('done');
+    expect(seen).toHaveLength(4);
+  });
+
   it('answers an Empty result with a zero-length Response frame', async () => {
     const h = await startServer({ Nothing: async () => new Uint8Array(0) });
     const raw = await RawConnection.open(h.path);
