@@ -30,6 +30,7 @@ import {
   WaitResponse,
 } from '../src/proto/gen/containerd/task/v2/shim.js';
 import { median, percentile } from './stats.js';
+import { nodeStartMs } from './node-floor.js';
 
 const RUNS = Number(process.env.TSSHIM_BENCH_LIFECYCLE_RUNS ?? 30);
 const WARMUP = 3;
@@ -154,8 +155,8 @@ function removeCgroups(parent: string): void {
 }
 
 /** samples of every runner, interleaved; a runner that fails is dropped with its reason */
-async function measure(runners: Map<Runtime, Lifecycle>, failures: string[], what: string): Promise<Map<Runtime, [number, number]>> {
-  const samples = new Map<Runtime, number[]>();
+async function measure<K extends string>(runners: Map<K, Lifecycle>, failures: string[], what: string): Promise<Map<K, [number, number]>> {
+  const samples = new Map<K, number[]>();
   for (let i = 0; i < WARMUP + RUNS; i++) {
     for (const [rt, run] of runners) {
       try {
@@ -179,10 +180,18 @@ export async function runLifecycleBenchmarks(): Promise<LifecycleResult> {
   const sink = await eventSink(work);
   const shims: ShimSession[] = [];
   try {
-    const cliRunners = new Map<Runtime, Lifecycle>();
+    const cliRunners = new Map<Runtime | 'floor', Lifecycle>();
     const cliBundle = makeBundle(path.join(work, 'cli-bundle'), `${cgroupParent}/cli`);
     for (const rt of LIFECYCLE_RUNTIMES) cliRunners.set(rt, standalone(rt, cliBundle, path.join(work, `${rt}-root`)));
-    rows.push({ metric: 'standalone: `<cli> run` (tsrun | crun | runc)', values: await measure(cliRunners, failures, 'standalone') });
+    // Node's start alone, interleaved with the CLIs: the floor under every tsrun call
+    cliRunners.set('floor', async () => nodeStartMs());
+    const cli = await measure(cliRunners, failures, 'standalone');
+    const floor = cli.get('floor');
+    cli.delete('floor');
+    rows.push({ metric: 'standalone: `<cli> run` (tsrun | crun | runc)', values: cli as Map<Runtime, [number, number]> });
+    if (floor && cli.has('crun')) {
+      rows.push({ metric: "Node's start alone, `node -e 0` (tsrun's floor)", values: new Map([['native', floor], ['crun', cli.get('crun')!]]) });
+    }
 
     const shimRunners = new Map<Runtime, Lifecycle>();
     for (const rt of LIFECYCLE_RUNTIMES) {

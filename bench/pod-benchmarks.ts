@@ -16,6 +16,7 @@ import { launchCriContainerd, type CriContainerd } from '../test/e2e/harness/cri
 import { containerConfig, podConfig, podFacts, startContainer } from '../test/e2e/harness/cri-pods.js';
 import { readMemory, sumMemory, type MemoryUsage } from '../test/e2e/harness/proc-fs.js';
 import { waitUntil } from '../test/e2e/harness/wait-until.js';
+import { idleNodeServerMemory } from './node-floor.js';
 import { median, percentile } from './stats.js';
 
 export interface PodHandler {
@@ -47,6 +48,8 @@ export interface PodBenchResult {
   rows: PodRow[];
   /** handler label → why it was not (fully) measured */
   failures: Map<string, string>;
+  /** one idle Node process (bench/node-floor.ts): the least a pod's Node shim can cost */
+  nodeFloor?: MemoryUsage;
 }
 
 function envInt(name: string, fallback: number): number {
@@ -179,7 +182,13 @@ export async function runPodBenchmarks(log: (line: string) => void = console.log
   memoryRow('shim memory per pod: PSS', (m) => m.pssKb / 1024, 'MiB');
   memoryRow('shim memory per pod: anonymous', (m) => m.anonKb / 1024, 'MiB');
   memoryRow('shim processes per pod', (m) => m.processes, 'count');
-  return { containerd, rows, failures };
+  let nodeFloor: MemoryUsage | undefined;
+  try {
+    nodeFloor = await idleNodeServerMemory();
+  } catch (err) {
+    failures.set("Node's floor", err instanceof Error ? err.message : String(err));
+  }
+  return { containerd, rows, failures, nodeFloor };
 }
 
 export function printPodTable(result: PodBenchResult, log: (line: string) => void = console.log): void {
@@ -204,5 +213,14 @@ export function printPodTable(result: PodBenchResult, log: (line: string) => voi
   log(line(header));
   log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const cells of body) log(line(cells));
+  const floor = result.nodeFloor;
+  if (floor) {
+    const ref = (metric: string): number | undefined => result.rows.find((r) => r.metric === metric)?.values.get(POD_REFERENCE.label);
+    const cell = (label: string, kb: number): string => {
+      const r = ref(`shim memory per pod: ${label}`);
+      return `${label} ${format(kb / 1024, 'MiB')} MiB${r ? ` (${(kb / 1024 / r).toFixed(2)}x ref)` : ''}`;
+    };
+    log(`Node's floor, one idle Node process with the daemon's flags: ${cell('PSS', floor.pssKb)}, ${cell('anonymous', floor.anonKb)}`);
+  }
   for (const [label, reason] of result.failures) log(`NOT MEASURED: ${label}: ${reason}`);
 }

@@ -25,6 +25,7 @@ import { printLifecycleTable, runLifecycleBenchmarks } from './lifecycle-benchma
 import { printPodTable, runPodBenchmarks, type PodBenchResult } from './pod-benchmarks.js';
 import { BENCH_RUNTIMES, REFERENCE, type BenchRuntime } from './runtimes.js';
 import { median, percentile } from './stats.js';
+import { idleNodeServerMemory } from './node-floor.js';
 
 /** samples[benchmark title][runtime label][value key] */
 type Samples = Map<string, Map<string, Map<string, number[]>>>;
@@ -221,15 +222,40 @@ async function ctrBenchmarks(): Promise<number> {
   printTable(rows, BENCH_RUNTIMES);
   console.log('PSS splits shared pages among all processes mapping them (other Node processes included).');
   for (const [label, reason] of failures) console.log(`NOT MEASURED: ${label}: ${reason}`);
+  const floor = await printNodeFloor(rows);
 
   jsonResult = {
     ...jsonResult,
     containerd: version,
     runtimes: BENCH_RUNTIMES.map((rt) => ({ label: rt.label, runtime: rt.runtime, error: failures.get(rt.label) ?? null })),
     rows: rows.map((row) => ({ metric: row.metric, unit: row.unit, values: Object.fromEntries(row.values) })),
+    nodeFloor: floor,
   };
   writeJson();
   return 0;
+}
+
+/**
+ * Node's memory floor (bench/node-floor.ts) against the reference shim with one
+ * container, from the same run: how far down a Node shim could go at best.
+ */
+async function printNodeFloor(rows: Row[]): Promise<Record<string, number> | undefined> {
+  let usage;
+  try {
+    usage = await idleNodeServerMemory();
+  } catch (err) {
+    console.log(`NOT MEASURED: Node's floor: ${errorText(err)}`);
+    return undefined;
+  }
+  const floor = { rss: usage.rssKb / 1024, pss: usage.pssKb / 1024, anon: usage.anonKb / 1024 };
+  const ref = (label: string): number | undefined => rows.find((r) => r.metric === `shim memory, 1 container: ${label}`)?.values.get(REFERENCE.label);
+  const cells = (['RSS', 'PSS', 'anonymous'] as const).map((label, i) => {
+    const value = [floor.rss, floor.pss, floor.anon][i]!;
+    const r = ref(label);
+    return `${label} ${formatNumber(value, 'MiB')} MiB${r ? ` (${(value / r).toFixed(2)}x ref)` : ''}`;
+  });
+  console.log(`Node's floor, an idle Node unix-socket server with the daemon's flags: ${cells.join(', ')}`);
+  return floor;
 }
 
 main().then(
