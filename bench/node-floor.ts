@@ -64,3 +64,20 @@ export function nodeStartMs(): number {
   if (r.status !== 0) throw new Error(`node -e 0 exited ${r.status ?? r.signal}`);
   return ms;
 }
+
+/** One figure of the floor and the reference's in the same run (MiB). */
+export interface FloorCell {
+  label: string;
+  mib: number;
+  refMib: number | undefined;
+}
+
+/** "PSS 16.9 MiB (2.59x ref), anonymous 5.9 MiB (1.81x ref)" */
+export function describeFloor(cells: FloorCell[]): string {
+  return cells
+    .map(({ label, mib, refMib }) => {
+      const ratio = refMib ? ` (${(mib / refMib).toFixed(2)}x ref)` : '';
+      return `${label} ${mib >= 100 ? mib.toFixed(0) : mib.toFixed(1)} MiB${ratio}`;
+    })
+    .join(', ');
+}

@@ -16,7 +16,7 @@ import { launchCriContainerd, type CriContainerd } from '../test/e2e/harness/cri
 import { containerConfig, podConfig, podFacts, startContainer } from '../test/e2e/harness/cri-pods.js';
 import { readMemory, sumMemory, type MemoryUsage } from '../test/e2e/harness/proc-fs.js';
 import { waitUntil } from '../test/e2e/harness/wait-until.js';
-import { idleNodeServerMemory } from './node-floor.js';
+import { describeFloor, idleNodeServerMemory } from './node-floor.js';
 import { median, percentile } from './stats.js';
 
 export interface PodHandler {
@@ -215,12 +215,13 @@ export function printPodTable(result: PodBenchResult, log: (line: string) => voi
   for (const cells of body) log(line(cells));
   const floor = result.nodeFloor;
   if (floor) {
-    const ref = (metric: string): number | undefined => result.rows.find((r) => r.metric === metric)?.values.get(POD_REFERENCE.label);
-    const cell = (label: string, kb: number): string => {
-      const r = ref(`shim memory per pod: ${label}`);
-      return `${label} ${format(kb / 1024, 'MiB')} MiB${r ? ` (${(kb / 1024 / r).toFixed(2)}x ref)` : ''}`;
-    };
-    log(`Node's floor, one idle Node process with the daemon's flags: ${cell('PSS', floor.pssKb)}, ${cell('anonymous', floor.anonKb)}`);
+    const ref = (label: string): number | undefined =>
+      result.rows.find((r) => r.metric === `shim memory per pod: ${label}`)?.values.get(POD_REFERENCE.label);
+    const cells = describeFloor([
+      { label: 'PSS', mib: floor.pssKb / 1024, refMib: ref('PSS') },
+      { label: 'anonymous', mib: floor.anonKb / 1024, refMib: ref('anonymous') },
+    ]);
+    log(`Node's floor, one idle Node process with the daemon's flags: ${cells}`);
   }
   for (const [label, reason] of result.failures) log(`NOT MEASURED: ${label}: ${reason}`);
 }

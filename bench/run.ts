@@ -25,7 +25,7 @@ import { printLifecycleTable, runLifecycleBenchmarks } from './lifecycle-benchma
 import { printPodTable, runPodBenchmarks, type PodBenchResult } from './pod-benchmarks.js';
 import { BENCH_RUNTIMES, REFERENCE, type BenchRuntime } from './runtimes.js';
 import { median, percentile } from './stats.js';
-import { idleNodeServerMemory } from './node-floor.js';
+import { describeFloor, idleNodeServerMemory } from './node-floor.js';
 
 /** samples[benchmark title][runtime label][value key] */
 type Samples = Map<string, Map<string, Map<string, number[]>>>;
@@ -249,12 +249,12 @@ async function printNodeFloor(rows: Row[]): Promise<Record<string, number> | und
   }
   const floor = { rss: usage.rssKb / 1024, pss: usage.pssKb / 1024, anon: usage.anonKb / 1024 };
   const ref = (label: string): number | undefined => rows.find((r) => r.metric === `shim memory, 1 container: ${label}`)?.values.get(REFERENCE.label);
-  const cells = (['RSS', 'PSS', 'anonymous'] as const).map((label, i) => {
-    const value = [floor.rss, floor.pss, floor.anon][i]!;
-    const r = ref(label);
-    return `${label} ${formatNumber(value, 'MiB')} MiB${r ? ` (${(value / r).toFixed(2)}x ref)` : ''}`;
-  });
-  console.log(`Node's floor, an idle Node unix-socket server with the daemon's flags: ${cells.join(', ')}`);
+  const cells = describeFloor([
+    { label: 'RSS', mib: floor.rss, refMib: ref('RSS') },
+    { label: 'PSS', mib: floor.pss, refMib: ref('PSS') },
+    { label: 'anonymous', mib: floor.anon, refMib: ref('anonymous') },
+  ]);
+  console.log(`Node's floor, an idle Node unix-socket server with the daemon's flags: ${cells}`);
   return floor;
 }
 
