@@ -13,7 +13,8 @@
  * Environment: TSSHIM_BENCH_RUNS (latency samples, default 20), TSSHIM_BENCH_MEMORY_RUNS
  * (default 1), TSSHIM_BENCH_LIFECYCLE_RUNS (default 30), TSSHIM_BENCH_JSON=<file> (also
  * write the results as JSON), TSSHIM_BENCH_ONLY (`ctr`, `lifecycle` or `pods`: run only
- * that part), plus the pod benchmarks' own variables.
+ * that part), TSSHIM_BENCH_VARIANTS (ctr part: only the runtimes whose label contains one of
+ * these comma-separated words, plus the reference), plus the pod benchmarks' own variables.
  */
 import { join } from 'node:path';
 import { rmSync, writeFileSync } from 'node:fs';
@@ -23,7 +24,7 @@ import { BUSYBOX_IMAGE } from '../test/e2e/harness/test-images.js';
 import { BENCHMARKS, type BenchContext, type Benchmark, type Statistic } from './benchmarks.js';
 import { printLifecycleTable, runLifecycleBenchmarks } from './lifecycle-benchmarks.js';
 import { printPodTable, runPodBenchmarks, type PodBenchResult } from './pod-benchmarks.js';
-import { BENCH_RUNTIMES, REFERENCE, type BenchRuntime } from './runtimes.js';
+import { REFERENCE, selectRuntimes, type BenchRuntime } from './runtimes.js';
 import { median, percentile } from './stats.js';
 import { describeFloor, idleNodeServerMemory } from './node-floor.js';
 
@@ -174,19 +175,20 @@ async function ctrBenchmarks(): Promise<number> {
     newId: (tag) => `${tag}-${++counter}`,
     runArgs: (rt, flags, id, command) => ['run', '--runtime', rt.runtime, ...rt.runFlags(cd), ...flags, BUSYBOX_IMAGE, id, ...command],
   };
+  const runtimes = selectRuntimes(process.env.TSSHIM_BENCH_VARIANTS);
   const failures = new Map<string, string>();
   const samples: Samples = new Map();
   let version = '?';
   try {
     version = (await cd.api().version()).version;
-    for (const rt of BENCH_RUNTIMES) {
+    for (const rt of runtimes) {
       const reason = await probe(ctx, rt);
       if (reason) failures.set(rt.label, reason);
     }
     if (failures.has(REFERENCE.label)) throw new Error(`reference runtime unusable: ${failures.get(REFERENCE.label)}`);
 
     for (const bench of BENCHMARKS) {
-      const active = (): BenchRuntime[] => BENCH_RUNTIMES.filter((rt) => !failures.has(rt.label) && (bench.measures?.(rt) ?? true));
+      const active = (): BenchRuntime[] => runtimes.filter((rt) => !failures.has(rt.label) && (bench.measures?.(rt) ?? true));
       const count = bench.samples();
       console.log(`measuring: ${bench.title} (${count} sample${count > 1 ? 's' : ''} per runtime${bench.warmup ? `, ${bench.warmup} warm-up` : ''})`);
       try {
@@ -216,10 +218,10 @@ async function ctrBenchmarks(): Promise<number> {
     return 130;
   }
 
-  const rows = buildRows(samples, BENCH_RUNTIMES);
+  const rows = buildRows(samples, runtimes);
   console.log('');
   console.log(`containerd ${version}, kernel ${release()}, ${availableParallelism()} CPUs; runs interleaved across runtimes`);
-  printTable(rows, BENCH_RUNTIMES);
+  printTable(rows, runtimes);
   console.log('PSS splits shared pages among all processes mapping them (other Node processes included).');
   for (const [label, reason] of failures) console.log(`NOT MEASURED: ${label}: ${reason}`);
   const floor = await printNodeFloor(rows);
@@ -227,7 +229,7 @@ async function ctrBenchmarks(): Promise<number> {
   jsonResult = {
     ...jsonResult,
     containerd: version,
-    runtimes: BENCH_RUNTIMES.map((rt) => ({ label: rt.label, runtime: rt.runtime, error: failures.get(rt.label) ?? null })),
+    runtimes: runtimes.map((rt) => ({ label: rt.label, runtime: rt.runtime, error: failures.get(rt.label) ?? null })),
     rows: rows.map((row) => ({ metric: row.metric, unit: row.unit, values: Object.fromEntries(row.values) })),
     nodeFloor: floor,
   };

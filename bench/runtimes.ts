@@ -66,3 +66,16 @@ export const BENCH_RUNTIMES: BenchRuntime[] = [
   tsshimVariant('default', true),
   tsshimVariant('default', true, true),
 ];
+
+/**
+ * The runtimes to measure: all of BENCH_RUNTIMES, or, when `filter` (TSSHIM_BENCH_VARIANTS)
+ * is set, the reference plus those whose label contains one of its comma-separated parts
+ * (`native` or `crun,runc`): a quicker run while working on one variant.
+ */
+export function selectRuntimes(filter: string | undefined): BenchRuntime[] {
+  const parts = (filter ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+  if (parts.length === 0) return BENCH_RUNTIMES;
+  const chosen = BENCH_RUNTIMES.filter((rt) => rt === REFERENCE || parts.some((p) => rt.label.includes(p)));
+  if (chosen.length === 1) throw new Error(`TSSHIM_BENCH_VARIANTS=${filter} matches no runtime (labels: ${BENCH_RUNTIMES.map((rt) => rt.label).join('; ')})`);
+  return chosen;
+}
