@@ -30,7 +30,7 @@ export async function tsValues(root) {
     absWorkingDir: root,
     stdin: {
       contents: [
-        "export { daemonNodeFlags, DAEMON_ENTRY } from './src/shim/daemon-launch.ts';",
+        "export { daemonNodeFlags, DAEMON_ENTRY, DAEMON_GLIBC_TUNABLES } from './src/shim/daemon-launch.ts';",
         "export { CODE_CACHE_PRODUCE_ENV, CODE_CACHE_CHECK_ENV } from './src/boot/code-cache-env.ts';",
         "export { TtrpcClient } from './src/ttrpc/client.ts';",
         "export { TtrpcServer } from './src/ttrpc/server.ts';",
@@ -66,6 +66,7 @@ function header(root, values) {
     `#define TSSHIM_ENTRY ${cString(path.join(root, 'bin/tsshim-node.mjs'))}`,
     `#define TSSHIM_DAEMON_ENTRY ${cString(path.join(root, values.DAEMON_ENTRY))}`,
     `#define TSSHIM_DAEMON_FLAGS ${flags.map((f) => `${cString(f)},`).join(' ')}`,
+    `#define TSSHIM_DAEMON_GLIBC_TUNABLES ${cString(values.DAEMON_GLIBC_TUNABLES)}`,
     `#define TSSHIM_SOCKET_DIR ${cString(cfg.shim.socketDir)}`,
     `#define TSSHIM_DEFAULT_CONFIG ${cString(values.DEFAULT_CONFIG_PATH)}`,
     `#define TSSHIM_NAMESPACE_GROUP_KEY ${cString(values.NAMESPACE_GROUP_KEY)}`,

@@ -168,27 +168,38 @@ static char *concat(const char *a, const char *b)
  * Our environment for a Node process: without NODE_EXTRA_CA_CERTS (the shim never uses
  * TLS, and loading the extra certificates costs ~25 ms per Node start here), with
  * TSSHIM_ARGV0 (the name we were run as picks the backend) and, for the daemon,
- * TSSHIM_GROUP. NULL on allocation failure.
+ * TSSHIM_GROUP and our malloc tunables after any inherited ones (daemonEnv() in
+ * daemon-launch.ts says why). NULL on allocation failure.
  */
 static char **node_env(const char *group)
 {
 	size_t n = 0;
 	while (environ && environ[n])
 		n++;
-	char **env = calloc(n + 3, sizeof *env);
+	char **env = calloc(n + 4, sizeof *env);
 	if (!env)
 		return NULL;
 	size_t k = 0;
+	const char *tunables = NULL;
 	for (size_t i = 0; i < n; i++) {
 		const char *e = environ[i];
 		if (has_name(e, "NODE_EXTRA_CA_CERTS") || has_name(e, "TSSHIM_ARGV0") || (group && has_name(e, "TSSHIM_GROUP")))
 			continue;
+		if (group && has_name(e, "GLIBC_TUNABLES")) {
+			tunables = e + sizeof "GLIBC_TUNABLES=" - 1;
+			continue;
+		}
 		env[k++] = environ[i];
 	}
 	if (!(env[k++] = concat("TSSHIM_ARGV0=", self_name)))
 		return NULL;
-	if (group && !(env[k++] = concat("TSSHIM_GROUP=", group)))
-		return NULL;
+	if (group) {
+		if (!(env[k++] = concat("TSSHIM_GROUP=", group)))
+			return NULL;
+		char *value = tunables && *tunables ? concat(tunables, ":" TSSHIM_DAEMON_GLIBC_TUNABLES) : strdup(TSSHIM_DAEMON_GLIBC_TUNABLES);
+		if (!value || !(env[k++] = concat("GLIBC_TUNABLES=", value)))
+			return NULL;
+	}
 	env[k] = NULL;
 	return env;
 }

@@ -33,13 +33,42 @@ export function daemonNodeFlags(): string[] {
 }
 
 /**
+ * glibc's malloc for the daemon: one arena for all its threads. By default a thread that
+ * mallocs while another holds the main arena gets an arena of its own, and one of Node's
+ * threads kept ~0.4 MiB resident in a second arena that malloc_trim could not free
+ * (measured here: one shim with one container, 8.6 → 8.2 MiB anonymous). The daemon's
+ * other threads malloc rarely, so they contend for nothing. Appended to GLIBC_TUNABLES
+ * (a later setting of a tunable wins) and taken out again when the daemon boots
+ * (withoutDaemonTunables), so the runtimes and hooks it runs get containerd's environment.
+ */
+export const DAEMON_GLIBC_TUNABLES = 'glibc.malloc.arena_max=1';
+
+/** GLIBC_TUNABLES for the daemon: the inherited value, then ours */
+export function daemonGlibcTunables(inherited: string | undefined): string {
+  return inherited ? `${inherited}:${DAEMON_GLIBC_TUNABLES}` : DAEMON_GLIBC_TUNABLES;
+}
+
+/** the daemon's environment with our tunables taken out again (daemonGlibcTunables undone) */
+export function withoutDaemonTunables(env: NodeJS.ProcessEnv): void {
+  const value = env.GLIBC_TUNABLES;
+  if (value === DAEMON_GLIBC_TUNABLES) delete env.GLIBC_TUNABLES;
+  else if (value?.endsWith(`:${DAEMON_GLIBC_TUNABLES}`)) env.GLIBC_TUNABLES = value.slice(0, -DAEMON_GLIBC_TUNABLES.length - 1);
+}
+
+/**
  * The daemon's environment: ours, minus NODE_EXTRA_CA_CERTS (the shim never uses TLS and
- * loading those certificates costs ~25 ms per Node start), plus the group key and the
+ * loading those certificates costs ~25 ms per Node start), plus the group key, the
  * name the shim binary was run as (an alias like containerd-shim-tsshim-crun-v2 picks
- * the backend; the C launcher passes it as TSSHIM_ARGV0).
+ * the backend; the C launcher passes it as TSSHIM_ARGV0) and our malloc tunables.
  */
 export function daemonEnv(base: NodeJS.ProcessEnv, group: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...base, TSSHIM_GROUP: group, TSSHIM_ARGV0: shimArgv0(base), ...extra };
+  const env: NodeJS.ProcessEnv = {
+    ...base,
+    TSSHIM_GROUP: group,
+    TSSHIM_ARGV0: shimArgv0(base),
+    GLIBC_TUNABLES: daemonGlibcTunables(base.GLIBC_TUNABLES),
+    ...extra,
+  };
   delete env.NODE_EXTRA_CA_CERTS;
   return env;
 }

@@ -4,6 +4,10 @@
  */
 import { parseArgs } from './args.js';
 import { runDaemon } from './daemon.js';
+import { withoutDaemonTunables } from './daemon-launch.js';
+
+// glibc read them when this process started; what the daemon runs gets containerd's
+withoutDaemonTunables(process.env);
 
 runDaemon(parseArgs(process.argv.slice(2))).catch((err) => {
   process.stderr.write(`containerd-shim-tsshim-v2 serve: ${err instanceof Error ? err.message : err}\n`);

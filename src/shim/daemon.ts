@@ -21,8 +21,8 @@ import { decodeRuntimeOptions } from './runtime-options.js';
 import { Reaper } from '../sys/reaper.js';
 import { OomWatcher } from '../sys/oom.js';
 import { RootfsMounts } from '../sys/rootfs.js';
-import { mallocTrim, setWinsize } from '../sys/ffi.js';
-import { MemoryTrimmer } from './memory-trimmer.js';
+import { mallocTrim, setWinsize, v8LowMemoryNotification } from '../sys/ffi.js';
+import { MemoryTrimmer, releaseIdleMemory } from './memory-trimmer.js';
 import { openProcessIo } from '../io/process-io.js';
 import { shimArgv0 } from './daemon-launch.js';
 import { markDeleted } from './bundle-state.js';
@@ -74,7 +74,11 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
   });
 
   const trimmer = new MemoryTrimmer({
-    trim: mallocTrim,
+    trim: releaseIdleMemory({
+      v8: v8LowMemoryNotification,
+      malloc: mallocTrim,
+      onV8Error: (err) => logger.warn({ err: (err as Error)?.message }, 'V8 low-memory notification unavailable; trimming malloc only'),
+    }),
     onError: (err) => logger.warn({ err: (err as Error)?.message }, 'malloc_trim'),
   });
   const ttrpc = new TtrpcServer({

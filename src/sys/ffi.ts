@@ -490,6 +490,27 @@ export function mallocTrim(): boolean {
   return load().mallocTrim([0]) === 1;
 }
 
+/** ffi-rs's name for the node executable itself (dlopen(NULL)), opened on first use */
+const SELF = 'node-self';
+let selfOpen = false;
+
+/**
+ * node::LowMemoryNotification(), a C++ function the node executable exports for embedders:
+ * V8 collects all it can (full GCs in memory-saving mode), shrinks its new space and gives
+ * its emptied pages back. Node has no JS API for it; `global.gc()` is a plain full GC and
+ * frees none of that. Blocks for the GCs (15–30 ms for a shim here). Throws when the node
+ * binary does not export the symbol (a build without its C++ API).
+ */
+export function v8LowMemoryNotification(): void {
+  const ffi = requireFfiRs();
+  if (!selfOpen) {
+    // ffi-rs hands an empty path to dlopen as is: glibc then returns the main program
+    ffi.open({ library: SELF, path: '' });
+    selfOpen = true;
+  }
+  ffi.load({ library: SELF, funcName: '_ZN4node21LowMemoryNotificationEv', retType: ffi.DataType.Void, paramsType: [], paramsValue: [] });
+}
+
 /** One fd of a spawned process: a copy of one of ours, or /dev/null. */
 export interface SpawnFd {
   child: number;

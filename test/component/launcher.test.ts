@@ -18,6 +18,7 @@ import { groupKey, socketPath, unixAddress, DEFAULT_SOCKET_DIR } from '../../src
 import { readAnnotations } from '../../src/shim/start.js';
 import { DEFAULT_CONFIG_PATH, type GroupScope } from '../../src/shim/config.js';
 import { configCachePath } from '../../src/shim/config-cache.js';
+import { DAEMON_GLIBC_TUNABLES } from '../../src/shim/daemon-launch.js';
 import { Any } from '../../src/proto/gen/google/protobuf/any.js';
 import { Options as RuntimeOptions } from '../../src/proto/gen/runtimeoptions/v1/options.js';
 import { DeleteResponse, ConnectRequest, ConnectResponse, ShutdownRequest } from '../../src/proto/gen/containerd/task/v2/shim.js';
@@ -252,7 +253,7 @@ describe('launcher start: grouping and socket name agree with address.ts', () =>
 });
 
 describe('launcher start: the daemon', () => {
-  it('is spawned once per group, serves the socket, gets TSSHIM_ARGV0/TSSHIM_GROUP and no NODE_EXTRA_CA_CERTS', async () => {
+  it('is spawned once per group, serves the socket, gets TSSHIM_ARGV0/TSSHIM_GROUP, our malloc tunables and no NODE_EXTRA_CA_CERTS', async () => {
     const key = `pod-${process.pid}`;
     const config = JSON.stringify({ annotations: { [SB]: key } });
     const b1 = makeBundle('d1', config);
@@ -265,7 +266,7 @@ describe('launcher start: the daemon', () => {
     const sock = sockOf(want);
     await cleanupSocket(sock);
 
-    const first = runShim('start', { id: 'd1', bundle: b1, bin: alias, env: { NODE_EXTRA_CA_CERTS: '/nonexistent.pem' } });
+    const first = runShim('start', { id: 'd1', bundle: b1, bin: alias, env: { NODE_EXTRA_CA_CERTS: '/nonexistent.pem', GLIBC_TUNABLES: 'glibc.malloc.tcache_count=7' } });
     expect(first.stderr).toBe('');
     expect(first.status).toBe(0);
     expect(first.stdout.toString()).toBe(want);
@@ -276,6 +277,11 @@ describe('launcher start: the daemon', () => {
     expect(env).toContain(`TSSHIM_ARGV0=${alias}`);
     expect(env).toContain(`TSSHIM_GROUP=${key}`);
     expect(env.some((e) => e.startsWith('NODE_EXTRA_CA_CERTS='))).toBe(false);
+    // containerd's tunables first, then ours (the daemon takes ours out of process.env at
+    // boot). glibc ends each value it parsed with a NUL in the original string, which is
+    // what /proc/<pid>/environ shows: ':' may read as '\0'.
+    const raw = fs.readFileSync(`/proc/${daemon}/environ`, 'latin1');
+    expect(raw).toMatch(new RegExp(`(^|\0)GLIBC_TUNABLES=glibc\\.malloc\\.tcache_count=7[:\0]${DAEMON_GLIBC_TUNABLES.replaceAll('.', '\\.')}\0`));
     // its own session, /dev/null stdio (containerd waits for its pipes to close)
     expect(Number(procStat(daemon)?.[3])).toBe(daemon); // session id
     for (const fd of [0, 1, 2]) expect(fs.readlinkSync(`/proc/${daemon}/fd/${fd}`)).toBe('/dev/null');

@@ -239,3 +239,28 @@ describe.each(VARIANTS)('shim binary against a fake containerd: $label', ({ tag,
     expect(String(start.stdout)).toMatch(/backend must be one of/);
   });
 });
+
+describe('shim binary: the environment of what the daemon runs', () => {
+  it("runtimes get containerd's GLIBC_TUNABLES, not the daemon's malloc tunables", async () => {
+    const id = `c${process.pid}env`;
+    const bundle = makeBundle(dir, id, { args: ['true'] });
+    // a runtime that records the GLIBC_TUNABLES it got, then is runc
+    const record = path.join(dir, 'runtime-tunables');
+    const wrapper = path.join(dir, 'recording-runc');
+    fs.writeFileSync(wrapper, `#!/bin/sh\necho "\${GLIBC_TUNABLES-unset}" >> ${record}\nexec runc "$@"\n`, { mode: 0o755 });
+    const cfg = path.join(dir, 'recording.toml');
+    fs.writeFileSync(cfg, `backend = "runc"\n[runc]\nbinary = "${wrapper}"\n`);
+    const start = await fake.runShim('start', { namespace: NS, id, bundle, env: { TSSHIM_CONFIG: cfg, GLIBC_TUNABLES: 'glibc.malloc.tcache_count=7' } });
+    expect(start.exitCode).toBe(0);
+    const client = await connectShim(String(start.stdout).trim());
+    const conn = await call(client, 'Connect', pb.ConnectRequest, { id }, pb.ConnectResponse);
+    await call(client, 'Create', pb.CreateTaskRequest, { id, bundle }, pb.CreateTaskResponse);
+    await call(client, 'Delete', pb.DeleteRequest, { id }, pb.DeleteResponse);
+    await call(client, 'Shutdown', pb.ShutdownRequest, { id });
+    client.close();
+    for (let i = 0; i < 100 && alive(conn!.shimPid); i++) await new Promise((r) => setTimeout(r, 20));
+    const lines = fs.readFileSync(record, 'utf8').trim().split('\n');
+    expect(lines.length).toBeGreaterThanOrEqual(2); // create, delete
+    expect(new Set(lines)).toEqual(new Set(['glibc.malloc.tcache_count=7']));
+  });
+});

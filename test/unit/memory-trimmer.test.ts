@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { MemoryTrimmer } from '../../src/shim/memory-trimmer.js';
-import { mallocTrim } from '../../src/sys/ffi.js';
+import { MemoryTrimmer, releaseIdleMemory } from '../../src/shim/memory-trimmer.js';
+import { getHeapStatistics } from 'node:v8';
+import { mallocTrim, v8LowMemoryNotification } from '../../src/sys/ffi.js';
 
 describe('MemoryTrimmer', () => {
   beforeEach(() => {
@@ -85,5 +86,44 @@ describe('mallocTrim (glibc)', () => {
     expect(bufs.length).toBe(64);
     bufs = undefined;
     expect(typeof mallocTrim()).toBe('boolean');
+  });
+});
+
+describe('v8LowMemoryNotification (the node executable\'s export)', () => {
+  it('makes V8 collect garbage it would otherwise keep', () => {
+    let garbage: unknown[] | undefined = Array.from({ length: 200_000 }, (_, i) => ({ i, s: `item-${i}` }));
+    expect(garbage.length).toBe(200_000);
+    garbage = undefined;
+    const before = getHeapStatistics().used_heap_size;
+    v8LowMemoryNotification();
+    const after = getHeapStatistics().used_heap_size;
+    // 200k small objects and strings: well over 8 MB of old garbage
+    expect(before - after).toBeGreaterThan(8 * 1024 * 1024);
+  });
+});
+
+describe('releaseIdleMemory', () => {
+  it('asks V8 first, then malloc, and answers malloc\'s result', () => {
+    const calls: string[] = [];
+    const release = releaseIdleMemory({ v8: () => void calls.push('v8'), malloc: () => (calls.push('malloc'), true) });
+    expect(release()).toBe(true);
+    expect(calls).toEqual(['v8', 'malloc']);
+  });
+
+  it('a V8 step that throws is reported once and not tried again; malloc still runs', () => {
+    const calls: string[] = [];
+    const errors: unknown[] = [];
+    const release = releaseIdleMemory({
+      v8: () => {
+        calls.push('v8');
+        throw new Error('no such symbol');
+      },
+      malloc: () => (calls.push('malloc'), false),
+      onV8Error: (e) => errors.push(e),
+    });
+    expect(release()).toBe(false);
+    expect(release()).toBe(false);
+    expect(calls).toEqual(['v8', 'malloc', 'malloc']);
+    expect(errors).toHaveLength(1);
   });
 });
