@@ -17,7 +17,7 @@
  * Kept tiny and CommonJS: it is loaded by Node's CJS loader before anything else.
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
-import * as path from 'node:path';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Script } from 'node:vm';
 import { CODE_CACHE_CHECK_ENV, CODE_CACHE_PRODUCE_ENV } from './code-cache-env.js';
@@ -35,10 +35,10 @@ const WRAPPER_HEAD = '(function (exports, require, module, __filename, __dirname
 const WRAPPER_TAIL = '\n})';
 
 function boot(): void {
-  const bundle = path.join(__dirname, TSSHIM_BOOT_BUNDLE);
+  const bundle = join(__dirname, TSSHIM_BOOT_BUNDLE);
   let cachedData: Buffer | undefined;
   try {
-    cachedData = readFileSync(path.join(__dirname, TSSHIM_BOOT_CODE_CACHE));
+    cachedData = readFileSync(join(__dirname, TSSHIM_BOOT_CODE_CACHE));
   } catch {
     // no cache (not produced, or removed): compile from source
   }

@@ -11,8 +11,8 @@
  *  - the OOM counter is checked synchronously at init exit, before TaskExit;
  *  - a terminal's output is drained (bounded) before the exit is published.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { readFileSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import type {
   Backend,
   BackendContainer,
@@ -312,9 +312,9 @@ export class TaskCore {
   private readSpec(bundle: string): BundleSpec {
     let raw: string;
     try {
-      raw = fs.readFileSync(path.join(bundle, 'config.json'), 'utf8');
+      raw = readFileSync(join(bundle, 'config.json'), 'utf8');
     } catch (err) {
-      throw invalidArgument(`cannot read ${path.join(bundle, 'config.json')}: ${(err as Error).message}`, err);
+      throw invalidArgument(`cannot read ${join(bundle, 'config.json')}: ${(err as Error).message}`, err);
     }
     let spec: { annotations?: unknown; linux?: { namespaces?: unknown } };
     try {
@@ -337,7 +337,7 @@ export class TaskCore {
   async create(input: CreateTaskInput): Promise<{ pid: number }> {
     validateId(input.id);
     if (this.containers.has(input.id)) throw alreadyExists(`container ${input.id}: already exists`);
-    if (!path.isAbsolute(input.bundle)) throw invalidArgument(`bundle path ${input.bundle} must be absolute`);
+    if (!isAbsolute(input.bundle)) throw invalidArgument(`bundle path ${input.bundle} must be absolute`);
     const spec = this.readSpec(input.bundle);
     const backend = await this.deps.selectBackend(input, spec.annotations);
     // checked again: selecting may load a backend module, and a Create for the same id may
@@ -357,7 +357,7 @@ export class TaskCore {
       this.beginSpawn();
       try {
         if (input.rootfs.length > 0) {
-          await this.deps.rootfs.mount(input.rootfs, path.join(input.bundle, 'rootfs'));
+          await this.deps.rootfs.mount(input.rootfs, join(input.bundle, 'rootfs'));
           container.rootfsMounted = true;
         }
         if (input.checkpoint && !backend.capabilities.checkpoint) {
@@ -423,7 +423,7 @@ export class TaskCore {
     }
     await io?.release().catch(() => undefined);
     if (container.rootfsMounted) {
-      await this.deps.rootfs.unmount(path.join(container.bundle, 'rootfs')).catch((err) => {
+      await this.deps.rootfs.unmount(join(container.bundle, 'rootfs')).catch((err) => {
         this.deps.log.warn({ err, id: container.id }, 'unmount after failed create');
       });
     }
@@ -546,7 +546,7 @@ export class TaskCore {
       await Promise.all([...container.ios.values()].map((io) => io.release().catch(() => undefined)));
       container.ios.clear();
       if (container.rootfsMounted) {
-        await this.deps.rootfs.unmount(path.join(container.bundle, 'rootfs')).catch((err) => {
+        await this.deps.rootfs.unmount(join(container.bundle, 'rootfs')).catch((err) => {
           this.deps.log.warn({ err, id }, 'unmount rootfs');
         });
         container.rootfsMounted = false;

@@ -13,7 +13,7 @@
  * leaves it alone.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
+import { Socket } from 'node:net';
 import { deadlineExceeded, internal, ShimError, toShimError } from '../core/errors.js';
 import type { OwnedFds } from './owned-fds.js';
 import { createPipes, type MakeFifos } from './pipe.js';
@@ -134,9 +134,9 @@ async function settlesWithin(p: Promise<void>, ms: number): Promise<boolean> {
 
 /** Reads the readiness pipe: a byte means ready; EOF means ready for protocol 1 only. */
 function waitReady(fds: OwnedFds, fd: number, o: BinaryLoggerOptions): Promise<void> {
-  let sock: net.Socket;
+  let sock: Socket;
   try {
-    sock = new net.Socket({ fd, readable: true, writable: false });
+    sock = new Socket({ fd, readable: true, writable: false });
     fds.handOver(fd); // the socket closes it from now on
   } catch (err) {
     return Promise.reject(toShimError(err)); // fd is still in fds: the caller closes it

@@ -14,7 +14,7 @@
  * slave open, or a client that never reads, would otherwise hold it forever.
  */
 import { readSync } from 'node:fs';
-import net from 'node:net';
+import { Socket, SocketConstructorOpts } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { internal } from '../core/errors.js';
 
@@ -46,7 +46,7 @@ interface PipeWrapBinding {
  * Node exposes it through the pipe_wrap binding. Setting O_NONBLOCK is harmless here: the
  * runtime that sent us the master has exited and nobody else holds that file description.
  */
-export function openMasterStream(fd: number, onread?: MasterOnRead): net.Socket {
+export function openMasterStream(fd: number, onread?: MasterOnRead): Socket {
   let binding: PipeWrapBinding;
   try {
     binding = (process as unknown as { binding(name: string): unknown }).binding('pipe_wrap') as PipeWrapBinding;
@@ -56,14 +56,14 @@ export function openMasterStream(fd: number, onread?: MasterOnRead): net.Socket 
   const handle = new binding.Pipe(binding.constants.SOCKET);
   const rc = handle.open(fd);
   if (rc !== 0) throw internal(`uv_pipe_open on pty master fd ${fd} failed (${rc})`);
-  return new net.Socket({
+  return new Socket({
     handle,
     readable: true,
     writable: true,
     // EOF on the read side must not shut the write side down (shutdown(2) is for sockets)
     allowHalfOpen: true,
     onread,
-  } as net.SocketConstructorOpts);
+  } as SocketConstructorOpts);
 }
 
 /**
@@ -80,7 +80,7 @@ export interface MasterOnRead {
 const READ_BUFFER_SIZE = 64 * 1024;
 
 export class ConsoleCopier {
-  private readonly master: net.Socket;
+  private readonly master: Socket;
   private readonly stdin: Readable | undefined;
   private output: Writable | undefined;
   private masterDone = false;

@@ -4,15 +4,15 @@
  * under the socket dir. The hash keeps the path under the unix socket length limit.
  */
 import { createHash } from 'node:crypto';
-import * as net from 'node:net';
-import * as path from 'node:path';
+import { connect } from 'node:net';
+import { join } from 'node:path';
 
 export const DEFAULT_SOCKET_DIR = '/run/containerd/s';
 
 export function socketPath(socketDir: string, containerdAddress: string, namespace: string, groupKey: string): string {
-  const joined = path.join(stripUnix(containerdAddress), namespace, groupKey);
+  const joined = join(stripUnix(containerdAddress), namespace, groupKey);
   const hash = createHash('sha256').update(joined).digest('hex');
-  return path.join(socketDir, hash);
+  return join(socketDir, hash);
 }
 
 export function stripUnix(address: string): string {
@@ -53,7 +53,7 @@ export function groupKey(annotations: Record<string, unknown> | undefined, id: s
  */
 export function probeSocket(sock: string, timeoutMs = 1_000): Promise<'answers' | 'refused' | 'unknown'> {
   return new Promise((resolve) => {
-    const conn = net.connect(sock);
+    const conn = connect(sock);
     const done = (result: 'answers' | 'refused' | 'unknown') => {
       clearTimeout(timer);
       conn.destroy();

@@ -8,7 +8,7 @@
  * loaded on first use: a daemon running only native containers never loads execa and the
  * runc CLI wrapper (less to compile and keep on the boot path).
  */
-import * as path from 'node:path';
+import { basename, join } from 'node:path';
 import type { Backend, ExitSource } from '../core/backend.js';
 import { invalidArgument, unimplemented } from '../core/errors.js';
 import type { CreateTaskInput } from '../core/task-core.js';
@@ -55,7 +55,7 @@ export class BackendRegistry {
       name = this.alias;
     } else if (input.options.binaryName) {
       binary = input.options.binaryName;
-      name = path.basename(binary) === 'crun' ? 'crun' : 'runc';
+      name = basename(binary) === 'crun' ? 'crun' : 'runc';
     } else {
       name = config.backend;
     }
@@ -63,7 +63,7 @@ export class BackendRegistry {
       case 'runc':
       case 'crun': {
         const table = config[name];
-        const root = path.join(input.options.root || table.root, this.namespace);
+        const root = join(input.options.root || table.root, this.namespace);
         const bin = binary ?? table.binary;
         const systemd = input.options.systemdCgroup || table.systemdCgroup;
         const key = `${name}|${bin}|${root}|${systemd}`;
@@ -79,7 +79,7 @@ export class BackendRegistry {
         return b;
       }
       case 'native': {
-        const root = path.join(input.options.root || config.native.root, this.namespace);
+        const root = join(input.options.root || config.native.root, this.namespace);
         const systemd = input.options.systemdCgroup || config.native.systemdCgroup;
         const key = `native|${root}|${systemd}`;
         let b = this.instances.get(key);
@@ -99,7 +99,7 @@ export class BackendRegistry {
 
 /** `containerd-shim-tsshim-crun-v2` → "crun" */
 export function aliasFromBinary(argv1: string | undefined): BackendName | undefined {
-  const m = /^containerd-shim-tsshim-([a-z]+)-v2$/.exec(path.basename(argv1 ?? ''));
+  const m = /^containerd-shim-tsshim-([a-z]+)-v2$/.exec(basename(argv1 ?? ''));
   const name = m?.[1];
   return name && (BACKEND_NAMES as readonly string[]).includes(name) ? (name as BackendName) : undefined;
 }

@@ -3,8 +3,8 @@
  * into the bundle at Create (like the reference shim's options.json): which backend,
  * which runtime binary and root.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 export const BUNDLE_STATE_FILE = 'tsshim.json';
 
@@ -16,15 +16,15 @@ export interface BundleState {
 }
 
 export function writeBundleState(bundle: string, st: BundleState): void {
-  const file = path.join(bundle, BUNDLE_STATE_FILE);
+  const file = join(bundle, BUNDLE_STATE_FILE);
   const tmp = `${file}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(st));
-  fs.renameSync(tmp, file);
+  writeFileSync(tmp, JSON.stringify(st));
+  renameSync(tmp, file);
 }
 
 export function readBundleState(bundle: string): BundleState | undefined {
   try {
-    const st = JSON.parse(fs.readFileSync(path.join(bundle, BUNDLE_STATE_FILE), 'utf8')) as Partial<BundleState>;
+    const st = JSON.parse(readFileSync(join(bundle, BUNDLE_STATE_FILE), 'utf8')) as Partial<BundleState>;
     if (typeof st.backend !== 'string' || typeof st.binary !== 'string' || typeof st.root !== 'string') return undefined;
     return { backend: st.backend, binary: st.binary, root: st.root, systemdCgroup: !!st.systemdCgroup };
   } catch {
@@ -41,7 +41,7 @@ export const DELETED_MARKER_FILE = '.tsshim-deleted';
 
 export function markDeleted(bundle: string): void {
   try {
-    fs.writeFileSync(path.join(bundle, DELETED_MARKER_FILE), '');
+    writeFileSync(join(bundle, DELETED_MARKER_FILE), '');
   } catch {
     // without the marker `delete` takes the slow (Node) path, which is still correct
   }

@@ -10,8 +10,8 @@
  * uses it only while the file's mtime and size still match; anything else goes to Node.
  */
 import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { mkdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import { DEFAULT_SOCKET_DIR } from './address.js';
 import type { GroupScope } from './config.js';
 
@@ -24,7 +24,7 @@ export const CONFIG_CACHE_PREFIX = '.tsshim-config-';
 const RACY_MS = 1000;
 
 export function configCachePath(configPath: string, cacheDir: string = DEFAULT_SOCKET_DIR): string {
-  return path.join(cacheDir, CONFIG_CACHE_PREFIX + createHash('sha256').update(configPath).digest('hex'));
+  return join(cacheDir, CONFIG_CACHE_PREFIX + createHash('sha256').update(configPath).digest('hex'));
 }
 
 export interface FileStamp {
@@ -36,9 +36,9 @@ export interface FileStamp {
 /** the config file's identity before it is read; undefined if it cannot be cached */
 export function stampConfigFile(configPath: string): FileStamp | undefined {
   // the launcher hashes the path bytes as given: only absolute paths have one meaning
-  if (!path.isAbsolute(configPath)) return undefined;
+  if (!isAbsolute(configPath)) return undefined;
   try {
-    const st = fs.statSync(configPath);
+    const st = statSync(configPath);
     return st.isFile() ? { mtimeMs: Math.trunc(st.mtimeMs), size: st.size, ino: st.ino } : undefined;
   } catch {
     return undefined;
@@ -62,13 +62,13 @@ export function writeConfigCache(
   const file = configCachePath(configPath, cacheDir);
   const tmp = `${file}.${process.pid}.tmp`;
   try {
-    fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
-    fs.writeFileSync(tmp, `${after.mtimeMs} ${after.size} ${shim.group} ${shim.socketDir}\n`, { mode: 0o600 });
-    fs.renameSync(tmp, file);
+    mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
+    writeFileSync(tmp, `${after.mtimeMs} ${after.size} ${shim.group} ${shim.socketDir}\n`, { mode: 0o600 });
+    renameSync(tmp, file);
     return true;
   } catch {
     try {
-      fs.unlinkSync(tmp);
+      unlinkSync(tmp);
     } catch {
       /* never created */
     }

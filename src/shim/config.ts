@@ -7,7 +7,7 @@
  * A file that was named explicitly must exist. A bad file is an InvalidArgument error
  * with the parser's position, raised at `start` and at Create, never a crash.
  */
-import * as fs from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { invalidArgument } from '../core/errors.js';
 
@@ -73,7 +73,7 @@ export function loadConfig(src: ConfigSource = {}): ShimConfig {
   const file = explicit || DEFAULT_CONFIG_PATH;
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch (err) {
     if (!explicit && (err as NodeJS.ErrnoException).code === 'ENOENT') return defaultConfig();
     throw invalidArgument(`tsshim config ${file}: ${(err as Error).message}`, err);

@@ -4,8 +4,8 @@
  * subreaper of the containers, serves the Task API over ttrpc and forwards events.
  * It exits after Shutdown once no container is left (or on SIGTERM/SIGINT).
  */
-import * as fs from 'node:fs';
-import * as net from 'node:net';
+import { fstatSync, statSync, unlinkSync } from 'node:fs';
+import { createServer } from 'node:net';
 import type { ShimArgs } from './args.js';
 import { loadConfig } from './config.js';
 import { createLogger, coreLogger } from './logger.js';
@@ -102,7 +102,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
     // only remove the socket if it is still ours (a new daemon may own the path)
     if (socketPath) {
       try {
-        if (fs.statSync(socketPath).ino === socketIno) fs.unlinkSync(socketPath);
+        if (statSync(socketPath).ino === socketIno) unlinkSync(socketPath);
       } catch {
         /* already gone */
       }
@@ -130,7 +130,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
     },
   });
 
-  const netServer = net.createServer();
+  const netServer = createServer();
   ttrpc.listen(netServer);
   await new Promise<void>((resolve, reject) => {
     netServer.once('error', reject);
@@ -154,7 +154,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
 
 function isSocket(fd: number): boolean {
   try {
-    return fs.fstatSync(fd).isSocket();
+    return fstatSync(fd).isSocket();
   } catch {
     return false;
   }
@@ -162,7 +162,7 @@ function isSocket(fd: number): boolean {
 
 function fileInode(p: string): number | undefined {
   try {
-    return fs.statSync(p).ino;
+    return statSync(p).ino;
   } catch {
     return undefined;
   }

@@ -5,8 +5,8 @@
  * usually without starting any runtime binary: if the runtime holds no state for the
  * id and nothing is mounted, there is nothing to do.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import { probeSocket } from './address.js';
 import type { ShimArgs } from './args.js';
 import { readBundleState } from './bundle-state.js';
@@ -29,12 +29,12 @@ async function cleanUp(args: ShimArgs, bundle: string): Promise<Uint8Array> {
   const state = readBundleState(bundle) ?? (await defaultState(args.namespace));
   let pid = 0;
   try {
-    pid = parseInt(fs.readFileSync(path.join(bundle, 'init.pid'), 'utf8'), 10) || 0;
+    pid = parseInt(readFileSync(join(bundle, 'init.pid'), 'utf8'), 10) || 0;
   } catch {
     /* never created */
   }
   if (state && (state.backend === 'runc' || state.backend === 'crun')) {
-    if (fs.existsSync(path.join(state.root, id))) {
+    if (existsSync(join(state.root, id))) {
       const { RuncBackend } = await import('../backends/runc/backend.js');
       const backend = new RuncBackend({
         name: state.backend,
@@ -45,7 +45,7 @@ async function cleanUp(args: ShimArgs, bundle: string): Promise<Uint8Array> {
       });
       await backend.cleanupAfterCrash({ id, namespace: args.namespace, bundle, options: {} });
     }
-  } else if (state?.backend === 'native' && fs.existsSync(path.join(state.root, id))) {
+  } else if (state?.backend === 'native' && existsSync(join(state.root, id))) {
     const { NativeBackend } = await import('../backends/native/backend.js');
     if (!pid) {
       // the native executor keeps the init pid in its own state, not in <bundle>/init.pid
@@ -63,7 +63,7 @@ async function cleanUp(args: ShimArgs, bundle: string): Promise<Uint8Array> {
     });
     await backend.cleanupAfterCrash({ id, namespace: args.namespace, bundle, options: {} });
   }
-  const rootfs = path.join(bundle, 'rootfs');
+  const rootfs = join(bundle, 'rootfs');
   if (isMountPoint(rootfs)) {
     const { RootfsMounts } = await import('../sys/rootfs.js');
     await new RootfsMounts().unmount(rootfs);
@@ -80,14 +80,14 @@ async function cleanUp(args: ShimArgs, bundle: string): Promise<Uint8Array> {
 async function removeStaleSocket(bundle: string): Promise<void> {
   let sock: string;
   try {
-    sock = fs.readFileSync(path.join(bundle, 'address'), 'utf8').trim().replace(/^unix:\/\//, '');
+    sock = readFileSync(join(bundle, 'address'), 'utf8').trim().replace(/^unix:\/\//, '');
   } catch {
     return; // never started
   }
-  if (!path.isAbsolute(sock)) return;
+  if (!isAbsolute(sock)) return;
   const inode = () => {
     try {
-      return fs.statSync(sock).ino;
+      return statSync(sock).ino;
     } catch {
       return undefined;
     }
@@ -100,7 +100,7 @@ async function removeStaleSocket(bundle: string): Promise<void> {
   await new Promise((r) => setTimeout(r, 10));
   if ((await probeSocket(sock)) !== 'refused') return;
   // a start that replaced the file meanwhile made a new one: leave that alone
-  if (inode() === before) fs.rmSync(sock, { force: true });
+  if (inode() === before) rmSync(sock, { force: true });
 }
 
 /** no state file (Create failed early): look where a default-configured shim would have put it */
@@ -108,9 +108,9 @@ async function defaultState(namespace: string) {
   try {
     const { loadConfig } = await import('./config.js');
     const cfg = loadConfig();
-    if (cfg.backend === 'native') return { backend: cfg.backend, binary: '', root: path.join(cfg.native.root, namespace), systemdCgroup: cfg.native.systemdCgroup };
+    if (cfg.backend === 'native') return { backend: cfg.backend, binary: '', root: join(cfg.native.root, namespace), systemdCgroup: cfg.native.systemdCgroup };
     const table = cfg.backend === 'crun' ? cfg.crun : cfg.runc;
-    return { backend: cfg.backend, binary: table.binary, root: path.join(table.root, namespace), systemdCgroup: table.systemdCgroup };
+    return { backend: cfg.backend, binary: table.binary, root: join(table.root, namespace), systemdCgroup: table.systemdCgroup };
   } catch {
     return undefined;
   }

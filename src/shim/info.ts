@@ -3,7 +3,7 @@
  * a non-runc runtime): a containerd.types.RuntimeInfo on stdout. Features are the OCI
  * runtime features of the backend the default config selects.
  */
-import * as fs from 'node:fs';
+import { fstatSync, readFileSync } from 'node:fs';
 import type { ShimArgs } from './args.js';
 import { RuntimeInfo } from '../proto/gen/containerd/types/introspection.js';
 import { Any } from '../proto/gen/google/protobuf/any.js';
@@ -15,9 +15,9 @@ import { loadConfig } from './config.js';
 export async function runInfo(_args: ShimArgs): Promise<Uint8Array> {
   let options: Any | undefined;
   try {
-    const st = fs.fstatSync(0);
+    const st = fstatSync(0);
     if (!st.isCharacterDevice()) {
-      const raw = fs.readFileSync(0);
+      const raw = readFileSync(0);
       if (raw.length > 0) options = Any.decode(raw);
     }
   } catch {

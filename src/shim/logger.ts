@@ -4,7 +4,7 @@
  * down there is no reader and writes fail (EPIPE/EAGAIN): such lines are dropped, never
  * allowed to crash or block the shim.
  */
-import * as fs from 'node:fs';
+import { constants, openSync, writeSync } from 'node:fs';
 import pino from 'pino';
 import type { Logger } from '../core/task-core.js';
 
@@ -13,7 +13,7 @@ export type ShimLogger = pino.Logger;
 export function createLogger(opts: { bundle: string; level: string; namespace: string; id: string }): ShimLogger {
   let fd: number | undefined;
   try {
-    fd = fs.openSync(`${opts.bundle}/log`, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK | fs.constants.O_APPEND);
+    fd = openSync(`${opts.bundle}/log`, constants.O_WRONLY | constants.O_NONBLOCK | constants.O_APPEND);
   } catch {
     // no containerd reading (manual run, or the FIFO is gone): log nowhere
   }
@@ -36,7 +36,7 @@ export class LogFifoDestination {
     try {
       const buf = Buffer.from(line);
       // a pipe write of at most PIPE_BUF bytes is atomic: all of it or EAGAIN
-      const n = fs.writeSync(this.fd, buf);
+      const n = writeSync(this.fd, buf);
       if (n < buf.length) this.dropped++;
     } catch {
       this.dropped++;

@@ -4,7 +4,7 @@
  * BootstrapParams only if it decodes AND names our -id and -namespace, because a legacy
  * Any can decode as BootstrapParams by accident.
  */
-import * as fs from 'node:fs';
+import { fstatSync, readFileSync } from 'node:fs';
 import type { ShimArgs } from './args.js';
 import { Any } from '../proto/gen/google/protobuf/any.js';
 import { BootstrapParams, BootstrapResult, LogLevel } from '../proto/gen/containerd/runtime/bootstrap/v1/bootstrap.js';
@@ -24,10 +24,10 @@ export interface StartInput {
 
 function readStdin(): Uint8Array {
   try {
-    const st = fs.fstatSync(0);
+    const st = fstatSync(0);
     // a terminal (manual run) has nothing for us; never block on it
     if (st.isCharacterDevice()) return new Uint8Array(0);
-    const buf = fs.readFileSync(0);
+    const buf = readFileSync(0);
     return buf.length > MAX_STDIN ? buf.subarray(0, MAX_STDIN) : buf;
   } catch {
     return new Uint8Array(0);

@@ -6,9 +6,9 @@
  * connect (and queue its first request) before the daemon has finished booting.
  */
 import { spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as path from 'node:path';
+import { chmodSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { Server, createServer } from 'node:net';
+import { join } from 'node:path';
 import type { ShimArgs } from './args.js';
 import { groupKey, probeSocket, socketPath, unixAddress } from './address.js';
 import { readStartInput, type StartInput } from './start-input.js';
@@ -29,23 +29,23 @@ export async function runStart(args: ShimArgs): Promise<string | Uint8Array> {
   const sock = socketPath(socketDir, args.address, args.namespace, key);
   const address = unixAddress(sock);
 
-  fs.mkdirSync(socketDir, { recursive: true, mode: 0o700 });
+  mkdirSync(socketDir, { recursive: true, mode: 0o700 });
   const server = await listenOrReuse(sock);
   if (server) {
     try {
-      fs.chmodSync(sock, 0o600);
+      chmodSync(sock, 0o600);
       spawnDaemon(args, sock, server, key, input);
     } catch (err) {
       // leave nothing behind: the socket we bound is useless without a daemon
       try {
-        fs.unlinkSync(sock);
+        unlinkSync(sock);
       } catch {
         /* already gone */
       }
       throw err;
     }
   }
-  writeAtomic(path.join(bundle, 'address'), address);
+  writeAtomic(join(bundle, 'address'), address);
   if (cachedFile && stamp) writeConfigCache(cachedFile, stamp, config.shim);
   return input.bootstrap ? input.bootstrap.encodeResult(address) : address;
 }
@@ -53,7 +53,7 @@ export async function runStart(args: ShimArgs): Promise<string | Uint8Array> {
 /** the spec's annotations as grouping sees them (the C launcher must agree: test/component/launcher.test.ts) */
 export function readAnnotations(bundle: string): Record<string, unknown> | undefined {
   try {
-    const spec = JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8'));
+    const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
     return spec && typeof spec.annotations === 'object' ? spec.annotations : undefined;
   } catch {
     // a broken config.json is reported by Create, with the field; grouping falls back to the id
@@ -67,7 +67,7 @@ export function readAnnotations(bundle: string): Record<string, unknown> | undef
  * concurrent start of the same group may be between bind and listen, so a refused
  * connect is retried briefly before the file is judged stale.
  */
-async function listenOrReuse(sock: string): Promise<net.Server | undefined> {
+async function listenOrReuse(sock: string): Promise<Server | undefined> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const err = await tryListen(sock);
     if (!err) return lastServer;
@@ -76,7 +76,7 @@ async function listenOrReuse(sock: string): Promise<net.Server | undefined> {
     await new Promise((r) => setTimeout(r, 10 * (attempt + 1)));
     if (await answers(sock)) return undefined;
     try {
-      fs.unlinkSync(sock);
+      unlinkSync(sock);
     } catch {
       /* someone else removed it */
     }
@@ -84,10 +84,10 @@ async function listenOrReuse(sock: string): Promise<net.Server | undefined> {
   throw new Error(`cannot bind shim socket ${sock}`);
 }
 
-let lastServer: net.Server | undefined;
+let lastServer: Server | undefined;
 function tryListen(sock: string): Promise<NodeJS.ErrnoException | undefined> {
   return new Promise((resolve) => {
-    const server = net.createServer();
+    const server = createServer();
     server.once('error', (err) => resolve(err as NodeJS.ErrnoException));
     server.listen({ path: sock, backlog: 512 }, () => {
       lastServer = server;
@@ -100,7 +100,7 @@ async function answers(sock: string): Promise<boolean> {
   return (await probeSocket(sock)) === 'answers';
 }
 
-function spawnDaemon(args: ShimArgs, sock: string, server: net.Server, key: string, input: StartInput): void {
+function spawnDaemon(args: ShimArgs, sock: string, server: Server, key: string, input: StartInput): void {
   const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
   const argv = [
     ...daemonNodeFlags(),
@@ -131,8 +131,8 @@ function spawnDaemon(args: ShimArgs, sock: string, server: net.Server, key: stri
 /** the daemon gets containerd's oom_score_adj + 1, like the reference shim */
 function adjustOomScore(pid: number): void {
   try {
-    const parent = parseInt(fs.readFileSync(`/proc/${process.ppid}/oom_score_adj`, 'utf8'), 10);
-    if (Number.isFinite(parent)) fs.writeFileSync(`/proc/${pid}/oom_score_adj`, String(Math.min(parent + 1, 1000)));
+    const parent = parseInt(readFileSync(`/proc/${process.ppid}/oom_score_adj`, 'utf8'), 10);
+    if (Number.isFinite(parent)) writeFileSync(`/proc/${pid}/oom_score_adj`, String(Math.min(parent + 1, 1000)));
   } catch {
     // a negative score needs CAP_SYS_RESOURCE; keeping the default is harmless
   }
@@ -140,6 +140,6 @@ function adjustOomScore(pid: number): void {
 
 export function writeAtomic(file: string, content: string): void {
   const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, content, { mode: 0o644 });
-  fs.renameSync(tmp, file);
+  writeFileSync(tmp, content, { mode: 0o644 });
+  renameSync(tmp, file);
 }

@@ -2,8 +2,8 @@
  * Reads /proc/self/mountinfo: is something mounted at a path? Cheap enough for the
  * `delete` action to decide whether it needs to load FFI at all.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 
 /** decode the octal escapes (\040 for space, …) the kernel uses in mountinfo */
 function unescape(s: string): string {
@@ -13,7 +13,7 @@ function unescape(s: string): string {
 export function mountPoints(): string[] {
   let text: string;
   try {
-    text = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+    text = readFileSync('/proc/self/mountinfo', 'utf8');
   } catch {
     return [];
   }
@@ -26,13 +26,13 @@ export function mountPoints(): string[] {
 }
 
 export function isMountPoint(p: string): boolean {
-  const target = path.resolve(p);
+  const target = resolve(p);
   return mountPoints().includes(target);
 }
 
 /** every mount point at or below `p`, deepest first (the order to unmount them in) */
 export function mountsUnder(p: string): string[] {
-  const target = path.resolve(p);
+  const target = resolve(p);
   return mountPoints()
     .filter((m) => m === target || m.startsWith(target + '/'))
     .sort((a, b) => b.length - a.length);

@@ -7,7 +7,7 @@
  * the reaper to look for them. A terminal's pty master arrives on a ConsoleSocket, the
  * same protocol as runc's --console-socket, so the shim side is identical.
  */
-import * as path from 'node:path';
+import { join, resolve } from 'node:path';
 import type {
   Backend,
   BackendCapabilities,
@@ -148,7 +148,7 @@ export class NativeBackend implements Backend {
   }
 
   private runtimeFor(options: RuncLikeOptions, namespace: string): NativeRuntime {
-    const root = options.root ? path.join(options.root, namespace) : this.o.root;
+    const root = options.root ? join(options.root, namespace) : this.o.root;
     let rt = this.runtimes.get(root);
     if (!rt) {
       rt = new NativeRuntime({
@@ -170,7 +170,7 @@ export class NativeBackend implements Backend {
   async create(input: CreateInput): Promise<{ container: BackendContainer } & CreateResult> {
     if (input.checkpoint) throw unimplemented('native backend: restoring a checkpoint is not supported');
     const rt = this.runtimeFor(input.options, input.namespace);
-    const spec = rt.loadSpec(path.resolve(input.bundle));
+    const spec = rt.loadSpec(resolve(input.bundle));
     let made: NativeHandle | undefined;
     try {
       const { value: h, consoleFd } = await this.withConsole(spec.process.terminal, async (consoleSocket) => {

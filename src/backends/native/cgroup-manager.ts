@@ -11,8 +11,8 @@
  * Reading (stats, pids, OOM) reuses src/sys/cgroups.ts. Device rules on cgroup2 are an
  * eBPF program (device-filter.ts), compiled into the plan and attached by the helper.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, posix, relative } from 'node:path';
 import { ShimError, failedPrecondition, invalidArgument, unimplemented } from '../../core/errors.js';
 import { type CgroupLayout, type ProcessCgroups, cgroupLayout, cgroupsAt, listPids } from '../../sys/cgroups.js';
 import type { OciDeviceRule, OciResources } from './spec.js';
@@ -67,20 +67,20 @@ export function resolveCgroupPath(cgroupsPath: string | undefined, id: string, s
   const systemdSyntax = cgroupsPath !== undefined && /^[^/:]*:[^:]*:[^:]*$/.test(cgroupsPath);
   if (systemd || systemdSyntax) {
     const why = systemd ? 'the systemd cgroup driver is configured' : `linux.cgroupsPath "${cgroupsPath}" is in systemd's slice:prefix:name form`;
-    if (!fs.existsSync('/run/systemd/system')) {
+    if (!existsSync('/run/systemd/system')) {
       throw failedPrecondition(`${why}, but systemd is not running on this host (no /run/systemd/system): use the cgroupfs driver and a path cgroupsPath`);
     }
     throw unimplemented(`${why}: the native backend supports only the cgroupfs driver yet`);
   }
-  const p = path.posix.normalize(path.posix.join('/', cgroupsPath ?? id)).replace(/(.)\/+$/, '$1');
+  const p = posix.normalize(posix.join('/', cgroupsPath ?? id)).replace(/(.)\/+$/, '$1');
   if (p === '/') throw invalidArgument('linux.cgroupsPath: must not be the root cgroup');
   return p;
 }
 
 function dirsFor(cgPath: string, layout: CgroupLayout): Omit<CgroupSet, 'created'> {
   const v1: Record<string, string> = {};
-  for (const m of layout.v1) v1[m.controllers.join(',')] = path.join(m.mountPoint, cgPath);
-  const unified = layout.unified ? path.join(layout.unified.mountPoint, cgPath) : undefined;
+  for (const m of layout.v1) v1[m.controllers.join(',')] = join(m.mountPoint, cgPath);
+  const unified = layout.unified ? join(layout.unified.mountPoint, cgPath) : undefined;
   return { path: cgPath, v1, unified };
 }
 
@@ -91,21 +91,21 @@ function sysErrno(err: unknown): string | undefined {
 /** writes one cgroup file; failures name the spec field and the file */
 function writeCg(dir: string, file: string, value: string, field: string): void {
   try {
-    fs.writeFileSync(path.join(dir, file), value);
+    writeFileSync(join(dir, file), value);
   } catch (err) {
     const code = sysErrno(err);
-    const msg = `${field}: cannot write ${JSON.stringify(value)} to ${path.join(dir, file)}: ${code ?? (err as Error).message}`;
+    const msg = `${field}: cannot write ${JSON.stringify(value)} to ${join(dir, file)}: ${code ?? (err as Error).message}`;
     throw code === 'EINVAL' || code === 'ERANGE' || code === 'EBUSY' ? invalidArgument(msg, err) : new ShimError('Internal', msg, { cause: err });
   }
 }
 
 function exists(p: string): boolean {
-  return fs.existsSync(p);
+  return existsSync(p);
 }
 
 function readTrim(p: string): string {
   try {
-    return fs.readFileSync(p, 'utf8').trim();
+    return readFileSync(p, 'utf8').trim();
   } catch {
     return '';
   }
@@ -114,20 +114,20 @@ function readTrim(p: string): string {
 /** v1 cpuset cgroups start empty: each new level copies cpus and mems from its parent */
 function mkdirCpuset(dir: string, root: string, created: string[]): void {
   if (exists(dir)) return;
-  const parent = path.dirname(dir);
+  const parent = dirname(dir);
   if (parent !== root && parent.startsWith(root)) mkdirCpuset(parent, root, created);
-  fs.mkdirSync(dir);
+  mkdirSync(dir);
   created.push(dir);
   for (const f of ['cpuset.cpus', 'cpuset.mems']) {
-    if (!readTrim(path.join(dir, f))) fs.writeFileSync(path.join(dir, f), readTrim(path.join(parent, f)));
+    if (!readTrim(join(dir, f))) writeFileSync(join(dir, f), readTrim(join(parent, f)));
   }
 }
 
 function mkdirAll(dir: string, created: string[]): void {
   if (exists(dir)) return;
-  mkdirAll(path.dirname(dir), created);
+  mkdirAll(dirname(dir), created);
   try {
-    fs.mkdirSync(dir);
+    mkdirSync(dir);
     created.push(dir);
   } catch (err) {
     if (sysErrno(err) !== 'EEXIST') throw err;
@@ -136,21 +136,21 @@ function mkdirAll(dir: string, created: string[]): void {
 
 /** v2: controllers must be enabled in every ancestor's subtree_control to reach the leaf */
 function enableControllers(unifiedRoot: string, leaf: string): void {
-  const available = readTrim(path.join(unifiedRoot, 'cgroup.controllers')).split(/\s+/).filter(Boolean);
+  const available = readTrim(join(unifiedRoot, 'cgroup.controllers')).split(/\s+/).filter(Boolean);
   if (available.length === 0) return;
   let dir = unifiedRoot;
-  for (const part of path.relative(unifiedRoot, leaf).split('/').slice(0, -1)) {
-    const want = readTrim(path.join(dir, 'cgroup.controllers')).split(/\s+/).filter(Boolean);
-    const have = new Set(readTrim(path.join(dir, 'cgroup.subtree_control')).split(/\s+/).filter(Boolean));
+  for (const part of relative(unifiedRoot, leaf).split('/').slice(0, -1)) {
+    const want = readTrim(join(dir, 'cgroup.controllers')).split(/\s+/).filter(Boolean);
+    const have = new Set(readTrim(join(dir, 'cgroup.subtree_control')).split(/\s+/).filter(Boolean));
     const missing = want.filter((c) => !have.has(c));
     if (missing.length) {
       try {
-        fs.writeFileSync(path.join(dir, 'cgroup.subtree_control'), missing.map((c) => `+${c}`).join(' '));
+        writeFileSync(join(dir, 'cgroup.subtree_control'), missing.map((c) => `+${c}`).join(' '));
       } catch {
         // a controller that cannot be delegated here (e.g. a threaded subtree): its files are absent below
       }
     }
-    dir = path.join(dir, part);
+    dir = join(dir, part);
   }
 }
 
@@ -194,8 +194,8 @@ export class CgroupManager {
 
   /** the files the helper writes the container's pid into */
   procsFiles(set: CgroupSet): string[] {
-    const files = Object.values(set.v1).map((d) => path.join(d, 'cgroup.procs'));
-    if (set.unified) files.push(path.join(set.unified, 'cgroup.procs'));
+    const files = Object.values(set.v1).map((d) => join(d, 'cgroup.procs'));
+    if (set.unified) files.push(join(set.unified, 'cgroup.procs'));
     return files;
   }
 
@@ -206,7 +206,7 @@ export class CgroupManager {
    */
   placement(set: CgroupSet, canMoveItself: boolean): CgroupPlacement {
     if (!canMoveItself) return { procs: this.procsFiles(set), self: [] };
-    return { procs: [], self: Object.values(set.v1).map((d) => path.join(d, 'tasks')), cloneInto: set.unified };
+    return { procs: [], self: Object.values(set.v1).map((d) => join(d, 'tasks')), cloneInto: set.unified };
   }
 
   /** makes the directories; AlreadyExists if the leaf exists and holds processes */
@@ -264,11 +264,11 @@ export class CgroupManager {
     if (r.memory && mem) {
       const m = r.memory;
       // with swap, limit and memsw.limit must move in the order that keeps limit ≤ memsw
-      const current = BigInt(readTrim(path.join(mem, 'memory.limit_in_bytes')) || '0');
+      const current = BigInt(readTrim(join(mem, 'memory.limit_in_bytes')) || '0');
       const writeLimit = () => m.limit !== undefined && writeCg(mem, 'memory.limit_in_bytes', limitV1(m.limit), `${field}.memory.limit`);
       const writeSwap = () => {
         if (m.swap === undefined) return;
-        if (!exists(path.join(mem, 'memory.memsw.limit_in_bytes'))) {
+        if (!exists(join(mem, 'memory.memsw.limit_in_bytes'))) {
           if (m.swap > 0n) throw invalidArgument(`${field}.memory.swap: swap accounting is not enabled on this host`);
           return;
         }
@@ -294,7 +294,7 @@ export class CgroupManager {
       if (c.quota !== undefined && c.quota !== 0n) writeCg(cpu, 'cpu.cfs_quota_us', c.quota < 0n ? '-1' : String(c.quota), `${field}.cpu.quota`);
       if (c.realtimePeriod) writeCg(cpu, 'cpu.rt_period_us', String(c.realtimePeriod), `${field}.cpu.realtimePeriod`);
       if (c.realtimeRuntime !== undefined && c.realtimeRuntime !== 0n) writeCg(cpu, 'cpu.rt_runtime_us', String(c.realtimeRuntime), `${field}.cpu.realtimeRuntime`);
-      if (c.idle !== undefined && exists(path.join(cpu, 'cpu.idle'))) writeCg(cpu, 'cpu.idle', String(c.idle), `${field}.cpu.idle`);
+      if (c.idle !== undefined && exists(join(cpu, 'cpu.idle'))) writeCg(cpu, 'cpu.idle', String(c.idle), `${field}.cpu.idle`);
     }
     const cpuset = d('cpuset');
     if (r.cpu && cpuset) {
@@ -307,8 +307,8 @@ export class CgroupManager {
     if (r.blockIO && blkio) {
       const b = r.blockIO;
       const f = `${field}.blockIO`;
-      if (b.weight) writeCg(blkio, exists(path.join(blkio, 'blkio.weight')) ? 'blkio.weight' : 'blkio.bfq.weight', String(b.weight), `${f}.weight`);
-      if (b.leafWeight && exists(path.join(blkio, 'blkio.leaf_weight'))) writeCg(blkio, 'blkio.leaf_weight', String(b.leafWeight), `${f}.leafWeight`);
+      if (b.weight) writeCg(blkio, exists(join(blkio, 'blkio.weight')) ? 'blkio.weight' : 'blkio.bfq.weight', String(b.weight), `${f}.weight`);
+      if (b.leafWeight && exists(join(blkio, 'blkio.leaf_weight'))) writeCg(blkio, 'blkio.leaf_weight', String(b.leafWeight), `${f}.leafWeight`);
       for (const w of b.weightDevice) {
         if (w.weight) writeCg(blkio, 'blkio.weight_device', `${w.major}:${w.minor} ${w.weight}`, `${f}.weightDevice`);
       }
@@ -350,7 +350,7 @@ export class CgroupManager {
       const m = r.memory;
       if (m.limit !== undefined) writeCg(dir, 'memory.max', limitV2(m.limit), `${field}.memory.limit`);
       if (m.reservation !== undefined) writeCg(dir, 'memory.low', limitV2(m.reservation), `${field}.memory.reservation`);
-      if (m.swap !== undefined && exists(path.join(dir, 'memory.swap.max'))) {
+      if (m.swap !== undefined && exists(join(dir, 'memory.swap.max'))) {
         // OCI swap is memory+swap; cgroup2 counts swap alone
         const swapOnly = m.swap < 0n ? -1n : m.limit !== undefined && m.limit > 0n ? m.swap - m.limit : m.swap;
         if (swapOnly < -1n) throw invalidArgument(`${field}.memory.swap: must be at least memory.limit (memory+swap)`);
@@ -362,10 +362,10 @@ export class CgroupManager {
       const c = r.cpu;
       if (c.shares) writeCg(dir, 'cpu.weight', String(sharesToWeight(c.shares)), `${field}.cpu.shares`);
       if ((c.quota !== undefined && c.quota !== 0n) || c.period) {
-        const quota = c.quota === undefined || c.quota === 0n ? readTrim(path.join(dir, 'cpu.max')).split(' ')[0] ?? 'max' : c.quota < 0n ? 'max' : String(c.quota);
+        const quota = c.quota === undefined || c.quota === 0n ? readTrim(join(dir, 'cpu.max')).split(' ')[0] ?? 'max' : c.quota < 0n ? 'max' : String(c.quota);
         writeCg(dir, 'cpu.max', `${quota} ${c.period || 100000n}`, `${field}.cpu.quota`);
       }
-      if (c.idle !== undefined && exists(path.join(dir, 'cpu.idle'))) writeCg(dir, 'cpu.idle', String(c.idle), `${field}.cpu.idle`);
+      if (c.idle !== undefined && exists(join(dir, 'cpu.idle'))) writeCg(dir, 'cpu.idle', String(c.idle), `${field}.cpu.idle`);
       if (c.cpus) writeCg(dir, 'cpuset.cpus', c.cpus, `${field}.cpu.cpus`);
       if (c.mems) writeCg(dir, 'cpuset.mems', c.mems, `${field}.cpu.mems`);
     }
@@ -416,8 +416,8 @@ export class CgroupManager {
 
   isFrozen(set: CgroupSet): boolean {
     const { dir, v2 } = this.freezerDir(set);
-    if (v2) return /^frozen 1$/m.test(readTrim(path.join(dir, 'cgroup.events')));
-    return readTrim(path.join(dir, 'freezer.state')) === 'FROZEN';
+    if (v2) return /^frozen 1$/m.test(readTrim(join(dir, 'cgroup.events')));
+    return readTrim(join(dir, 'freezer.state')) === 'FROZEN';
   }
 
   /** writes the state and waits until the kernel reports it (v1 passes FREEZING) */
@@ -445,7 +445,7 @@ export class CgroupManager {
     const dir = this.v1Dir(set, 'pids') ?? this.v1Dir(set, 'memory') ?? set.unified ?? Object.values(set.v1)[0];
     if (!dir) return true;
     try {
-      return fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').trim() === '';
+      return readFileSync(join(dir, 'cgroup.procs'), 'utf8').trim() === '';
     } catch {
       return true; // no such cgroup
     }
@@ -498,7 +498,7 @@ export class CgroupManager {
 
 function rmdirQuiet(dir: string): void {
   try {
-    fs.rmdirSync(dir);
+    rmdirSync(dir);
   } catch {
     // not ours to force
   }
@@ -512,7 +512,7 @@ function rmdirQuiet(dir: string): void {
 async function rmdirRetry(dir: string): Promise<void> {
   for (let i = 0; ; i++) {
     try {
-      fs.rmdirSync(dir);
+      rmdirSync(dir);
       return;
     } catch (err) {
       const code = sysErrno(err);
@@ -521,10 +521,10 @@ async function rmdirRetry(dir: string): Promise<void> {
         throw new ShimError('Internal', `remove cgroup ${dir}: ${code ?? (err as Error).message}`, { cause: err });
       }
       let children = 0;
-      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
         if (!e.isDirectory()) continue;
         children++;
-        await rmdirRetry(path.join(dir, e.name));
+        await rmdirRetry(join(dir, e.name));
       }
       if (children === 0) await new Promise((r) => setTimeout(r, 5));
     }

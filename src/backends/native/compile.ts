@@ -9,8 +9,8 @@
  * Pure except for stat()s of bind sources and the rootfs (which decide file vs directory
  * targets and let a missing source fail here, naming the field, rather than in the helper).
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { Stats, existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, posix, resolve } from 'node:path';
 import { effectiveDeviceRules } from './cgroup-manager.js';
 import { compileDeviceFilter } from './device-filter.js';
 import { planHooks } from './hooks.js';
@@ -156,13 +156,13 @@ export function parseMountOptions(options: string[], field: string): ParsedMount
 
 /** normalizes a container path: absolute, no "..", no doubled or trailing slashes */
 function containerPath(p: string): string {
-  const n = path.posix.normalize(path.posix.join('/', p));
+  const n = posix.normalize(posix.join('/', p));
   return n.length > 1 && n.endsWith('/') ? n.slice(0, -1) : n;
 }
 
-function statOrNull(p: string): fs.Stats | null {
+function statOrNull(p: string): Stats | null {
   try {
-    return fs.statSync(p);
+    return statSync(p);
   } catch {
     return null;
   }
@@ -277,7 +277,7 @@ function cgroupMountOps(m: OciMount, field: string, ctx: CreateContext, cgroupNs
   ];
   for (const mount of ctx.cgroupLayout.v1) {
     const key = mount.controllers.join(',');
-    const name = path.basename(mount.mountPoint);
+    const name = basename(mount.mountPoint);
     const dir = ctx.cgroup.v1[key];
     if (!dir) continue;
     ops.push({ op: 'mount', source: dir, target: `${target}/${name}`, fstype: '', flags: MS.BIND | MS.REC | perMount, propagation: 0, data: '', kind: MountKind.BindDir });
@@ -301,7 +301,7 @@ function resolveRootPropagation(v: string | undefined): number {
 
 function readFlag(file: string, yes: RegExp): boolean {
   try {
-    return yes.test(fs.readFileSync(file, 'utf8'));
+    return yes.test(readFileSync(file, 'utf8'));
   } catch {
     return false;
   }
@@ -312,7 +312,7 @@ export function apparmorEnabled(): boolean {
 }
 
 export function selinuxEnabled(): boolean {
-  return fs.existsSync('/sys/fs/selinux/enforce');
+  return existsSync('/sys/fs/selinux/enforce');
 }
 
 /** config.json → the plan of `create` */
@@ -338,7 +338,7 @@ export function compileCreate(spec: OciSpec, ctx: CreateContext): Compiled {
   if (offsets.length > 0 && (!timeNs || timeNs.path)) throw invalidArgument('linux.timeOffsets: offsets need a new time namespace in linux.namespaces');
 
   // ---- rootfs
-  const rootfs = path.resolve(ctx.bundle, spec.root.path);
+  const rootfs = resolve(ctx.bundle, spec.root.path);
   const rootStat = statOrNull(rootfs);
   if (!rootStat?.isDirectory()) throw invalidArgument(`root.path: ${rootfs} is not a directory`);
 
@@ -358,7 +358,7 @@ export function compileCreate(spec: OciSpec, ctx: CreateContext): Compiled {
     const isBind = m.type === 'bind' || (o.flags & MS.BIND) !== 0;
     if (isBind) {
       if (!m.source) throw invalidArgument(`${field}.source: a bind mount needs a source`);
-      const source = path.resolve(ctx.bundle, m.source);
+      const source = resolve(ctx.bundle, m.source);
       const st = statOrNull(source);
       if (!st) throw invalidArgument(`${field}.source: ${source} does not exist`);
       ops.push({

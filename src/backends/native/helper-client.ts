@@ -6,8 +6,8 @@
  * started; on our deadline we kill both the helper and the pid it reported.
  */
 import { spawn, type StdioOptions } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Socket } from 'node:net';
 import { ShimError, deadlineExceeded, failedPrecondition } from '../../core/errors.js';
@@ -43,11 +43,11 @@ export class HelperError extends ShimError {
 export function defaultHelperPath(): string {
   const fromEnv = process.env[HELPER_ENV];
   if (fromEnv) return fromEnv;
-  let dir = path.dirname(fileURLToPath(import.meta.url));
+  let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
-    const candidate = path.join(dir, 'dist', 'native', HELPER_NAME);
-    if (fs.existsSync(candidate)) return candidate;
-    const parent = path.dirname(dir);
+    const candidate = join(dir, 'dist', 'native', HELPER_NAME);
+    if (existsSync(candidate)) return candidate;
+    const parent = dirname(dir);
     if (parent === dir) break;
     dir = parent;
   }

@@ -8,8 +8,8 @@
  * namespace work (start, kill, pause/resume, update, ps, delete) are done here directly:
  * a FIFO write, a signal, cgroup files.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { closeSync, constants, existsSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { ShimError, failedPrecondition, notFound, unimplemented } from '../../core/errors.js';
 import { readCgroupMetrics, type CgroupMetricsData } from '../../sys/cgroups.js';
 import { mountsUnder } from '../../sys/mountinfo.js';
@@ -127,10 +127,10 @@ export class NativeRuntime {
    * thread-pool round trip costs more than the read on this latency path.
    */
   loadSpec(bundle: string): OciSpec {
-    const file = path.join(bundle, 'config.json');
+    const file = join(bundle, 'config.json');
     let text: string;
     try {
-      text = fs.readFileSync(file, 'utf8');
+      text = readFileSync(file, 'utf8');
     } catch (err) {
       throw notFound(`bundle ${bundle}: cannot read config.json: ${(err as Error).message}`, err);
     }
@@ -139,7 +139,7 @@ export class NativeRuntime {
 
   /** create: the init exists, set up, blocked until start. Nothing stays behind a failure. */
   async create(o: CreateOptions, spec?: OciSpec): Promise<NativeHandle> {
-    const bundle = path.resolve(o.bundle);
+    const bundle = resolve(o.bundle);
     spec ??= this.loadSpec(bundle);
     const cgPath = resolveCgroupPath(spec.linux.cgroupsPath, o.id, this.systemdCgroup || !!o.systemdCgroup);
     const dir = claimContainerDir(this.root, o.id);
@@ -158,7 +158,7 @@ export class NativeRuntime {
         cgroupLayout: this.cgroups.layout,
         // a new user namespace's root cannot write the host's cgroup files
         placement: this.cgroups.placement(cgroup, !spec.linux.namespaces.some((n) => n.type === 'user')),
-        execFifo: path.join(dir, EXEC_FIFO),
+        execFifo: join(dir, EXEC_FIFO),
         consoleSocket: o.consoleSocket,
         apparmorEnabled: this.lsm.apparmor,
         selinuxEnabled: this.lsm.selinux,
@@ -238,17 +238,17 @@ export class NativeRuntime {
 
   status(h: NativeHandle): ContainerStatus {
     if (!initAlive(h.state)) return 'stopped';
-    if (!h.state.started && fs.existsSync(path.join(containerDir(h.root, h.state.id), EXEC_FIFO))) return 'created';
+    if (!h.state.started && existsSync(join(containerDir(h.root, h.state.id), EXEC_FIFO))) return 'created';
     return this.cgroups.isFrozenQuiet(h.cgroup) ? 'paused' : 'running';
   }
 
   /** releases the init blocked on the exec fifo, then runs the poststart hooks */
   async start(h: NativeHandle): Promise<void> {
-    const fifo = path.join(containerDir(h.root, h.state.id), EXEC_FIFO);
+    const fifo = join(containerDir(h.root, h.state.id), EXEC_FIFO);
     let fd: number;
     try {
       // O_NONBLOCK: ENXIO at once when no init waits on the other end
-      fd = fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+      fd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENXIO') {
@@ -258,13 +258,13 @@ export class NativeRuntime {
       throw new ShimError('Internal', `start ${h.state.id}: open ${fifo}: ${(err as Error).message}`, { cause: err });
     }
     try {
-      fs.writeSync(fd, '0');
+      writeSync(fd, '0');
     } finally {
-      fs.closeSync(fd);
+      closeSync(fd);
     }
     // not fs.rmSync: its first call loads Node's rimraf, on the Start path
     try {
-      fs.unlinkSync(fifo);
+      unlinkSync(fifo);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
@@ -363,7 +363,7 @@ export class NativeRuntime {
 
   stats(h: NativeHandle): CgroupMetricsData {
     const anyDir = Object.values(h.cgroup.v1)[0] ?? h.cgroup.unified;
-    if (!anyDir || !fs.existsSync(anyDir)) throw notFound(`container ${h.state.id}: cgroup not found`);
+    if (!anyDir || !existsSync(anyDir)) throw notFound(`container ${h.state.id}: cgroup not found`);
     return readCgroupMetrics(this.cgroups.processCgroups(h.cgroup), this.cgroups.layout);
   }
 
@@ -372,7 +372,7 @@ export class NativeRuntime {
    * paused one only with force (its processes are killed). Gone already is success.
    */
   async delete(h: NativeHandle, force: boolean): Promise<void> {
-    if (!fs.existsSync(containerDir(h.root, h.state.id))) return;
+    if (!existsSync(containerDir(h.root, h.state.id))) return;
     const status = this.status(h);
     if ((status === 'running' || status === 'paused') && !force) {
       throw failedPrecondition(`cannot delete container ${h.state.id} that is not stopped: ${status}`);
@@ -399,7 +399,7 @@ export class NativeRuntime {
     }
     // with shared rootfs propagation, the container's mounts also appear under the
     // bundle's rootfs on the host; the rootfs itself (mounted by the shim) stays
-    const leaked = mountsUnder(state.rootfs).filter((m) => m !== path.resolve(state.rootfs));
+    const leaked = mountsUnder(state.rootfs).filter((m) => m !== resolve(state.rootfs));
     if (leaked.length > 0) {
       const { umount2, MNT_DETACH } = await import('../../sys/ffi.js');
       for (const m of leaked) {

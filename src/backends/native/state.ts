@@ -5,8 +5,8 @@
  * action, a second tsrun invocation): init pid and its start time (a recycled pid is
  * not our init), cgroup path, namespaces, the compiled seccomp program for execs.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { alreadyExists, internal, invalidArgument, notFound } from '../../core/errors.js';
 import type { NamespaceType } from './plan.js';
 import type { OciDeviceRule, OciHook } from './spec.js';
@@ -45,16 +45,16 @@ export function validateId(id: string): void {
 }
 
 export function containerDir(root: string, id: string): string {
-  return path.join(root, id);
+  return join(root, id);
 }
 
 /** claims the id: creates <root>/<id> (0700), AlreadyExists if it is taken */
 export function claimContainerDir(root: string, id: string): string {
   validateId(id);
-  fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+  mkdirSync(root, { recursive: true, mode: 0o700 });
   const dir = containerDir(root, id);
   try {
-    fs.mkdirSync(dir, { mode: 0o700 });
+    mkdirSync(dir, { mode: 0o700 });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw alreadyExists(`container with id ${id} already exists`);
     throw internal(`create state directory ${dir}: ${(err as Error).message}`, err);
@@ -65,17 +65,17 @@ export function claimContainerDir(root: string, id: string): string {
 /** written to a temp file and renamed: a reader never sees half a state */
 export function writeState(root: string, s: NativeState): void {
   const dir = containerDir(root, s.id);
-  const tmp = path.join(dir, `.${STATE_FILE}.${process.pid}`);
-  fs.writeFileSync(tmp, JSON.stringify(s), { mode: 0o600 });
-  fs.renameSync(tmp, path.join(dir, STATE_FILE));
+  const tmp = join(dir, `.${STATE_FILE}.${process.pid}`);
+  writeFileSync(tmp, JSON.stringify(s), { mode: 0o600 });
+  renameSync(tmp, join(dir, STATE_FILE));
 }
 
 export function readState(root: string, id: string): NativeState {
   validateId(id);
-  const file = path.join(containerDir(root, id), STATE_FILE);
+  const file = join(containerDir(root, id), STATE_FILE);
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(`container ${id} does not exist`);
     throw internal(`read ${file}: ${(err as Error).message}`, err);
@@ -91,9 +91,8 @@ export function readState(root: string, id: string): NativeState {
 
 export function listIds(root: string): string[] {
   try {
-    return fs
-      .readdirSync(root, { withFileTypes: true })
-      .filter((e) => e.isDirectory() && fs.existsSync(path.join(root, e.name, STATE_FILE)))
+    return readdirSync(root, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && existsSync(join(root, e.name, STATE_FILE)))
       .map((e) => e.name);
   } catch {
     return [];
@@ -109,16 +108,16 @@ export function removeContainerDir(root: string, id: string): void {
   const dir = containerDir(root, id);
   let names: string[];
   try {
-    names = fs.readdirSync(dir);
+    names = readdirSync(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
   }
   try {
-    for (const name of names) fs.unlinkSync(path.join(dir, name));
-    fs.rmdirSync(dir);
+    for (const name of names) unlinkSync(join(dir, name));
+    rmdirSync(dir);
   } catch {
-    fs.rmSync(dir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -126,7 +125,7 @@ export function removeContainerDir(root: string, id: string): void {
 export function processStartTime(pid: number): string | undefined {
   let text: string;
   try {
-    text = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    text = readFileSync(`/proc/${pid}/stat`, 'latin1');
   } catch {
     return undefined;
   }
@@ -138,7 +137,7 @@ export function processStartTime(pid: number): string | undefined {
 /** process state letter (field 3): 'Z' zombie, 'X' dead, ... */
 function processStateLetter(pid: number): string | undefined {
   try {
-    const text = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const text = readFileSync(`/proc/${pid}/stat`, 'latin1');
     return text.slice(text.lastIndexOf(')') + 2).split(' ')[0];
   } catch {
     return undefined;

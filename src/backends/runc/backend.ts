@@ -8,7 +8,7 @@
  */
 import { access, constants, copyFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { accessSync, existsSync } from 'node:fs';
-import * as path from 'node:path';
+import { basename, join } from 'node:path';
 import type {
   Backend,
   BackendCapabilities,
@@ -88,8 +88,8 @@ export class RuncContainer implements BackendContainer {
 
 /** `<root>/<namespace>` as the reference shim computes it */
 export function runtimeRoot(options: Pick<RuncLikeOptions, 'root'>, namespace: string, fallback?: string): string {
-  if (options.root) return path.join(options.root, namespace);
-  return fallback ?? path.join(DEFAULT_RUNTIME_ROOT, namespace);
+  if (options.root) return join(options.root, namespace);
+  return fallback ?? join(DEFAULT_RUNTIME_ROOT, namespace);
 }
 
 /** whether an executable named `name` is on PATH (sync: evaluated once at construction) */
@@ -98,7 +98,7 @@ export function onPath(name: string, envPath = process.env.PATH ?? ''): boolean 
   return envPath
     .split(':')
     .filter(Boolean)
-    .some((dir) => isExecutable(path.join(dir, name)));
+    .some((dir) => isExecutable(join(dir, name)));
 }
 
 function isExecutable(file: string): boolean {
@@ -144,7 +144,7 @@ export class RuncBackend implements Backend {
 
   constructor(o: RuncBackendOptions) {
     this.binary = o.binary ?? 'runc';
-    this.name = o.name ?? path.basename(this.binary);
+    this.name = o.name ?? basename(this.binary);
     this.root = o.root;
     this.systemdCgroup = o.systemdCgroup ?? false;
     this.exits = o.exits;
@@ -172,7 +172,7 @@ export class RuncBackend implements Backend {
   async create(input: CreateInput): Promise<{ container: BackendContainer } & CreateResult> {
     const cli = this.cliFor(input.options, input.namespace);
     const c = new RuncContainer(input.id, input.bundle, input.namespace, cli, input.options);
-    const pidFile = path.join(input.bundle, INIT_PID_FILE);
+    const pidFile = join(input.bundle, INIT_PID_FILE);
     if (input.checkpoint) await this.requireCriu(cli, 'restore');
 
     let created = false;
@@ -232,9 +232,9 @@ export class RuncBackend implements Backend {
     const c = asRunc(bc);
     // the process spec goes to the runtime as a file, like go-runc's temp file; kept in the
     // bundle so a crash leaves it where `delete` cleans up
-    const processFile = path.join(c.bundle, `.exec-${input.execId}.json`);
+    const processFile = join(c.bundle, `.exec-${input.execId}.json`);
     // not `<exec>.pid` as in the reference shim: an exec named "init" would clobber init.pid
-    const pidFile = path.join(c.bundle, `.exec-${input.execId}.pid`);
+    const pidFile = join(c.bundle, `.exec-${input.execId}.pid`);
     await writeFile(processFile, JSON.stringify(input.spec), { mode: 0o600 });
     let started = false;
     try {
@@ -316,7 +316,7 @@ export class RuncBackend implements Backend {
     await this.requireCriu(c.cli, 'checkpoint');
     // a work dir we chose is ours to remove; one the client named is kept (reference shim)
     const ownWork = !input.workPath;
-    const workPath = input.workPath || path.join(c.bundle, 'criu-work');
+    const workPath = input.workPath || join(c.bundle, 'criu-work');
     try {
       await c.cli.checkpoint(c.id, c.bundle, {
         imagePath: input.path,
@@ -444,9 +444,9 @@ function learnCgroups(c: RuncContainer): ProcessCgroups | undefined {
  */
 async function withDumpLog(err: unknown, workPath: string, bundle: string): Promise<unknown> {
   if (!(err instanceof ShimError)) return err;
-  const dumpLog = path.join(bundle, 'criu-dump.log');
+  const dumpLog = join(bundle, 'criu-dump.log');
   try {
-    await copyFile(path.join(workPath, 'dump.log'), dumpLog);
+    await copyFile(join(workPath, 'dump.log'), dumpLog);
   } catch {
     return err; // no criu log: the runtime failed before criu ran
   }

@@ -6,12 +6,23 @@
  */
 import { randomUUID } from 'node:crypto';
 import { open, rm, stat, writeFile } from 'node:fs/promises';
-import * as path from 'node:path';
-import { execa, type Options, type StdinOption, type StdoutStderrOption } from 'execa';
+import { join } from 'node:path';
+import type { Options, StdinOption, StdoutStderrOption } from 'execa';
 import { internal } from '../../core/errors.js';
 import { classifyRuntimeError, lastLogError, type RuntimeVerb } from './runtime-error.js';
 
 export type { RuntimeVerb } from './runtime-error.js';
+
+let execaModule: Promise<typeof import('execa')> | undefined;
+
+/**
+ * execa, imported on the first runtime call. A shim on the native backend never makes
+ * one, and the daemon's bundle keeps execa in a chunk of its own that only this import
+ * loads (scripts/build-cached-bundle.mjs says what that saves).
+ */
+function loadExeca(): Promise<typeof import('execa')> {
+  return (execaModule ??= import('execa'));
+}
 
 /** Where runc keeps container state under containerd, as the reference shim (plus `/<namespace>`). */
 export const DEFAULT_RUNTIME_ROOT = '/run/containerd/runc';
@@ -91,7 +102,7 @@ export interface RuntimeState {
 
 /** `<bundle>/log.json`: the runtime's JSON log, as the reference shim names it */
 export function runtimeLogPath(bundle: string): string {
-  return path.join(bundle, 'log.json');
+  return join(bundle, 'log.json');
 }
 
 export function globalArgs(config: Pick<RuncCliConfig, 'root' | 'systemdCgroup'>, bundle?: string): string[] {
@@ -269,7 +280,7 @@ export class RuncCli {
    * pipes are. A file in the bundle works for both runtimes.
    */
   async update(id: string, bundle: string, resources: Record<string, unknown>): Promise<void> {
-    const file = path.join(bundle, `.update-${randomUUID()}.json`);
+    const file = join(bundle, `.update-${randomUUID()}.json`);
     await writeFile(file, JSON.stringify(resources), { mode: 0o600 });
     try {
       await this.run('update', ['update', '--resources', file, id], { bundle });
@@ -298,6 +309,7 @@ export class RuncCli {
    * container's stdio (restore) the failure would otherwise be wordless.
    */
   async supports(verb: RuntimeVerb): Promise<boolean> {
+    const { execa } = await loadExeca();
     const result = await execa(this.binary, [verb, '--help'], {
       reject: false,
       timeout: this.timeouts.features,
@@ -341,6 +353,7 @@ export class RuncCli {
       stderr: passStdio ? passFd<StdoutStderrOption>(o.stdio![2]) : 'pipe',
       stripFinalNewline: false,
     };
+    const { execa } = await loadExeca();
     const result = await execa(this.binary, [...globalArgs(this, o.bundle), ...verbArgs], options);
     if (!result.failed) return typeof result.stdout === 'string' ? result.stdout : '';
 

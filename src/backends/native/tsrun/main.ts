@@ -6,9 +6,9 @@
  * for the error message) as runc 1.1.
  */
 import { execFileSync } from 'node:child_process';
-import * as fs from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import * as path from 'node:path';
+import { basename, dirname, join, resolve as pathResolve } from 'node:path';
 import { ShimError, failedPrecondition, invalidArgument, notFound, unimplemented } from '../../../core/errors.js';
 import { NativeRuntime, type NativeHandle, type Stdio3 } from '../runtime.js';
 import { parseProcess, type OciProcess } from '../spec.js';
@@ -38,7 +38,7 @@ class RuntimeLog {
     const line = this.json ? `${JSON.stringify({ level, msg, time })}\n` : `time="${time}" level=${level} msg=${JSON.stringify(msg)}\n`;
     if (this.file) {
       try {
-        fs.appendFileSync(this.file, line);
+        appendFileSync(this.file, line);
         return true;
       } catch {
         // fall through to stderr
@@ -51,10 +51,10 @@ class RuntimeLog {
 
 /** pid files are replaced atomically: a reader never sees a partial pid */
 function writePidFile(file: string, pid: number): void {
-  const abs = path.resolve(file);
-  const tmp = path.join(path.dirname(abs), `.${path.basename(abs)}.${process.pid}`);
-  fs.writeFileSync(tmp, String(pid));
-  fs.renameSync(tmp, abs);
+  const abs = pathResolve(file);
+  const tmp = join(dirname(abs), `.${basename(abs)}.${process.pid}`);
+  writeFileSync(tmp, String(pid));
+  renameSync(tmp, abs);
 }
 
 function requireId(c: Command): string {
@@ -132,13 +132,13 @@ function forwardSignals(pid: number): () => void {
 function execProcess(c: Command, h: NativeHandle, args: string[]): OciProcess {
   const processFile = flag(c.cmd, 'process');
   if (processFile) {
-    const text = processFile === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(processFile, 'utf8');
+    const text = processFile === '-' ? readFileSync(0, 'utf8') : readFileSync(processFile, 'utf8');
     return parseProcess(JSON.parse(text), 'process');
   }
   if (args.length === 0) throw invalidArgument('tsrun exec: requires a command (or --process)');
   let base: Record<string, unknown> = {};
   try {
-    base = (JSON.parse(fs.readFileSync(path.join(h.state.bundle, 'config.json'), 'utf8')) as { process?: Record<string, unknown> }).process ?? {};
+    base = (JSON.parse(readFileSync(join(h.state.bundle, 'config.json'), 'utf8')) as { process?: Record<string, unknown> }).process ?? {};
   } catch {
     // bundle gone: flags alone
   }
@@ -166,7 +166,7 @@ function execProcess(c: Command, h: NativeHandle, args: string[]): OciProcess {
 
 function resourcesFromFlags(c: Command): Record<string, unknown> {
   const file = flag(c.cmd, 'resources');
-  if (file) return JSON.parse(file === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+  if (file) return JSON.parse(file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8')) as Record<string, unknown>;
   const num = (k: string) => {
     const v = flag(c.cmd, k);
     if (v === undefined) return undefined;
@@ -223,7 +223,7 @@ type Waiter = Awaited<ReturnType<typeof reaperForWaiting>>;
 async function runCommand(c: Command, log: RuntimeLog, waiter: Waiter | undefined): Promise<number> {
   const g = c.global;
   const rt = new NativeRuntime({
-    root: path.resolve(flag(g, 'root') ?? DEFAULT_TSRUN_ROOT),
+    root: pathResolve(flag(g, 'root') ?? DEFAULT_TSRUN_ROOT),
     systemdCgroup: g.bools.has('systemd-cgroup'),
     onWarning: (w) => log.write('warning', `${w.field}: ${w.message}`, true),
     ...(waiter ? { spawner: 'posix_spawn' as const } : {}),
@@ -234,7 +234,7 @@ async function runCommand(c: Command, log: RuntimeLog, waiter: Waiter | undefine
     case 'create': {
       const h = await rt.create({
         id: requireId(c),
-        bundle: path.resolve(flag(c.cmd, 'bundle') ?? process.cwd()),
+        bundle: pathResolve(flag(c.cmd, 'bundle') ?? process.cwd()),
         stdio: STDIO,
         consoleSocket: flag(c.cmd, 'console-socket'),
         noPivot: c.cmd.bools.has('no-pivot'),
@@ -248,7 +248,7 @@ async function runCommand(c: Command, log: RuntimeLog, waiter: Waiter | undefine
       const id = requireId(c);
       const h = await rt.create({
         id,
-        bundle: path.resolve(flag(c.cmd, 'bundle') ?? process.cwd()),
+        bundle: pathResolve(flag(c.cmd, 'bundle') ?? process.cwd()),
         stdio: STDIO,
         consoleSocket: flag(c.cmd, 'console-socket'),
         noPivot: c.cmd.bools.has('no-pivot'),
@@ -371,10 +371,10 @@ async function runCommand(c: Command, log: RuntimeLog, waiter: Waiter | undefine
       out(`${JSON.stringify(nativeFeatures(), null, 2)}\n`);
       return 0;
     case 'spec': {
-      const bundle = path.resolve(flag(c.cmd, 'bundle') ?? process.cwd());
-      const file = path.join(bundle, 'config.json');
-      if (fs.existsSync(file)) throw failedPrecondition(`File ${file} exists. Remove it first`);
-      fs.writeFileSync(file, `${JSON.stringify(defaultSpec(c.cmd.bools.has('rootless')), null, '\t')}\n`);
+      const bundle = pathResolve(flag(c.cmd, 'bundle') ?? process.cwd());
+      const file = join(bundle, 'config.json');
+      if (existsSync(file)) throw failedPrecondition(`File ${file} exists. Remove it first`);
+      writeFileSync(file, `${JSON.stringify(defaultSpec(c.cmd.bools.has('rootless')), null, '\t')}\n`);
       return 0;
     }
     case 'checkpoint':

@@ -4,7 +4,7 @@
  * cgroup metrics the shim reports to containerd, plus the few cgroup files runc shows that
  * those metrics do not carry (memory.stat as `raw`, cpuset, per-CPU kernel/user time).
  */
-import * as path from 'node:path';
+import { join } from 'node:path';
 import { readKV, readText, type CgroupMetricsData, type V1BlkIOEntry, type V1MemoryEntry } from '../../../sys/cgroups.js';
 
 /** cgroup directories of the container that runc reads directly */
@@ -17,7 +17,7 @@ export interface RuncStatsDirs {
 type Json = Record<string, unknown>;
 
 function read(dir: string | undefined, file: string): string | undefined {
-  return dir ? readText(path.join(dir, file))?.trim() : undefined;
+  return dir ? readText(join(dir, file))?.trim() : undefined;
 }
 
 function numbers(text: string | undefined): bigint[] | undefined {
@@ -37,7 +37,7 @@ function cpuList(text: string | undefined): number[] | undefined {
 
 /** memory.stat as runc's `raw` map */
 function memoryStat(dir: string | undefined): Record<string, bigint> | undefined {
-  const kv = dir ? readKV(path.join(dir, 'memory.stat')) : undefined;
+  const kv = dir ? readKV(join(dir, 'memory.stat')) : undefined;
   return kv && Object.fromEntries(kv);
 }
 
