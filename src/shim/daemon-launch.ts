@@ -29,6 +29,14 @@ export function daemonNodeFlags(): string[] {
     // daemon-<hash>.cache crashes Node (V8 CHECK) instead of being rejected. Costs nothing
     // measurable here.
     '--verify-snapshot-checksum',
+    // No optimising (TurboFan) and no baseline (Sparkplug) compiler: a shim runs each path
+    // a few times per container, never hot enough to gain from compiled code, and both
+    // keep code and compiler memory resident. Measured here, one shim with one container:
+    // 7.5 → 7.2 MiB anonymous, RSS −4.7 MiB (compiler code pages of the node binary left
+    // untouched); `ctr run` latency and 20 MB of container output through the shim took
+    // the same time.
+    '--no-opt',
+    '--no-sparkplug',
   ];
 }
 

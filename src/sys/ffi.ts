@@ -535,7 +535,9 @@ function spawnMemory(): NativeArena {
   const l = load();
   const addr = l.malloc([SPAWN_ARENA_LEN]);
   if (!addr) throw new SysError('malloc', osConstants.errno.ENOMEM);
-  const ext = l.memsetExternal([addr, 0, SPAWN_ARENA_LEN]);
+  // a zero-length memset only hands the address back as an External: every byte a spawn
+  // reads is written first, and untouched pages stay out of the shim's resident memory
+  const ext = l.memsetExternal([addr, 0, 0]);
   spawnArena = { addr, view: l.ffi.createExternalBuffer(ext, SPAWN_ARENA_LEN) };
   return spawnArena;
 }
