@@ -723,11 +723,14 @@ export function defineBackendChoiceSuite(line: ContainerdLine): void {
       },
     ];
 
+    // Each CRI call has a deadline well inside the test's own timeout, so that a call that
+    // hangs fails the test with its name (one run on 1.6 once timed out here unexplained).
+    const CALL_MS = 25_000;
     for (const c of cases) {
-      it(c.title, async () => {
+      it(c.title, { timeout: 240_000 }, async () => {
         const name = `bc${++backendCaseCounter}`;
         const pod = podConfig(env, name, c.annotations ?? {});
-        const sandboxId = await env.cri.runPodSandbox(pod, c.handler);
+        const sandboxId = await env.cri.runPodSandbox(pod, c.handler, CALL_MS);
         let facts: PodFacts | undefined;
         try {
           const app = await startContainer(env, sandboxId, pod, containerConfig('app', ['sleep', '3600']));
@@ -745,8 +748,8 @@ export function defineBackendChoiceSuite(line: ContainerdLine): void {
           const result = await env.cri.execSync(app, ['echo', 'ok']);
           expect(result.stdout.toString()).toBe('ok\n');
         } finally {
-          await env.cri.stopPodSandbox(sandboxId);
-          await env.cri.removePodSandbox(sandboxId);
+          await env.cri.stopPodSandbox(sandboxId, CALL_MS);
+          await env.cri.removePodSandbox(sandboxId, CALL_MS);
         }
         await expectNothingLeft(env, facts);
       });
