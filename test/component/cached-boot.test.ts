@@ -84,3 +84,54 @@ describe('boot loaders with a code cache', () => {
     }
   });
 });
+
+describe("the daemon's boot", () => {
+  // execa and the metrics types live in lazy chunks (scripts/build-cached-bundle.mjs): a
+  // booted, idle daemon has not loaded them.
+  it('loads no lazy chunk before it needs one', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-boot-'));
+    const socket = path.join(dir, 's.sock');
+    const report = path.join(dir, 'loaded.json');
+    const preload = path.join(dir, 'report-loaded.cjs');
+    fs.writeFileSync(
+      preload,
+      `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(report)}, JSON.stringify({ builtins: process.moduleLoadList, files: Object.keys(require.cache) })));\n`,
+    );
+    // -r is a Node option, not a V8 flag: the code cache is still used
+    const child = execa(process.execPath, [...daemonNodeFlags(), '-r', preload, daemonEntry(), '-namespace', 'boot-test', '-address', path.join(dir, 'none.sock'), '-publish-binary', '', '-id', 'boot', '-socket', socket, 'serve'], {
+      cwd: dir,
+      reject: false,
+      stdio: 'ignore',
+    });
+    try {
+      let client: TtrpcClient | undefined;
+      for (let i = 0; i < 200 && !client; i++) {
+        client = await TtrpcClient.connect(socket).catch(async () => {
+          await new Promise((r) => setTimeout(r, 25));
+          return undefined;
+        });
+      }
+      expect(client).toBeDefined();
+      await client!.call('containerd.task.v2.Task', 'Connect', ConnectRequest.encode({ id: 'boot' }).finish(), { timeoutMs: 5_000 });
+      await client!.close();
+      child.kill('SIGTERM');
+      await child;
+      const loaded = JSON.parse(fs.readFileSync(report, 'utf8')) as { builtins: string[]; files: string[] };
+      expect(loaded.builtins).toContain('NativeModule net');
+      expect(loaded.files.some((f) => /daemon-[0-9a-f]{16}\.cjs$/.test(f) || f.endsWith('daemon-boot.cjs'))).toBe(true);
+      expect(loaded.files.filter((f) => f.includes('-lazy-'))).toEqual([]);
+      // … and the chunks are there, named in the bundle, which has no execa of its own
+      const shimDir = path.dirname(daemonEntry());
+      const bundle = fs.readFileSync(path.join(shimDir, fs.readdirSync(shimDir).find((f) => /^daemon-[0-9a-f]{16}\.cjs$/.test(f))!), 'latin1');
+      for (const chunk of ['execa', 'metrics-v1', 'metrics-v2']) {
+        const file = fs.readdirSync(shimDir).find((f) => new RegExp(`^daemon-lazy-${chunk}-[0-9a-f]{16}\\.cjs$`).test(f) && bundle.includes(f));
+        expect(file, `lazy chunk ${chunk}`).toBeDefined();
+      }
+      expect(bundle).not.toContain('Command failed with exit code');
+    } finally {
+      child.kill('SIGKILL');
+      await child;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
