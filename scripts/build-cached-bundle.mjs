@@ -87,8 +87,9 @@ const esbuildCommon = {
   minify: true,
   // V8 keeps ASCII source as one-byte strings; the loader reads it as latin1
   charset: 'ascii',
-  // native addon: resolved from node_modules at run time
-  external: ['ffi-rs'],
+  // ffi-rs's JS loader is bundled (src/sys/ffi.ts says why); the native addon it picks
+  // per platform is resolved from node_modules at run time
+  external: ['@yuuang/*', '*.node'],
   plugins: [deferBuiltinsForPino],
   logLevel: 'warning',
 };

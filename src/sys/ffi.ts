@@ -167,21 +167,29 @@ let libc: Libc | undefined;
  * loader's name says so) we answer that question for it, during the require only.
  */
 function requireFfiRs(): Ffi {
-  // Our CommonJS bundles (the daemon, tsrun) have a `require` already; importing
-  // node:module for createRequire would load the ES module loader behind it (~1 ms of
-  // every boot) only to make another one.
-  const req = typeof require === 'function' ? require : process.getBuiltinModule('node:module').createRequire(import.meta.url);
   const report = process.report as unknown as { getReport: () => unknown } | undefined;
   if (!report || !existsSync('/lib64/ld-linux-x86-64.so.2') && !existsSync('/lib/ld-linux-aarch64.so.1')) {
-    return req('ffi-rs') as Ffi;
+    return loadFfiRsModule();
   }
   const original = report.getReport;
   report.getReport = () => ({ header: { glibcVersionRuntime: 'glibc' } });
   try {
-    return req('ffi-rs') as Ffi;
+    return loadFfiRsModule();
   } finally {
     report.getReport = original;
   }
+}
+
+/**
+ * Our CommonJS bundles (the daemon, tsrun) have a `require`, and this literal
+ * require('ffi-rs') puts ffi-rs's JS loader into them, under their code cache; only its
+ * native part is resolved from node_modules at run time (scripts/build-cached-bundle.mjs).
+ * Unbundled (tests, dist/src) there is no `require`; createRequire is only looked up then,
+ * since importing node:module loads the ES module loader behind it (~1 ms of a boot).
+ */
+function loadFfiRsModule(): Ffi {
+  if (typeof require === 'function') return require('ffi-rs') as Ffi;
+  return process.getBuiltinModule('node:module').createRequire(import.meta.url)('ffi-rs') as Ffi;
 }
 
 function load(): Libc {
