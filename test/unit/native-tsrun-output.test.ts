@@ -10,12 +10,12 @@ describe('tsrun list table', () => {
   it('pads every column but the last to its longest cell plus 3, at least 12, as runc does', () => {
     const out = alignColumns([
       ['ID', 'PID', 'STATUS', 'BUNDLE', 'CREATED', 'OWNER'],
-      ['c1', '8363', 'created', '/tmp/exp/tb', '2026-11-22T22:40:24.008310151Z', 'root'],
+      ['c1', '8363', 'created', '/srv/ctr/c1', '2026-11-22T22:40:24.008310151Z', 'root'],
     ]);
     // what runc 1.1 printed for the same container
     expect(out).toBe(
       'ID          PID         STATUS      BUNDLE        CREATED                          OWNER\n' +
-        'c1          8363        created     /tmp/exp/tb   2026-11-22T22:40:24.008310151Z   root\n',
+        'c1          8363        created     /srv/ctr/c1   2026-11-22T22:40:24.008310151Z   root\n',
     );
   });
 });
