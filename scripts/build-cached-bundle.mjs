@@ -95,7 +95,7 @@ const esbuildCommon = {
 };
 
 /** builds each lazy chunk of program `name`; returns the plugin that points its dynamic imports there */
-async function lazyChunkPlugin(root, dir, name) {
+function lazyChunkPlugin(root, dir, name) {
   const chunks = LAZY_CHUNKS[name] ?? [];
   const files = new Map();
   const plugin = {
@@ -139,7 +139,7 @@ async function bundle(root, entry, dir, name) {
     ...esbuildCommon,
     sourcemap: 'external',
     define: { 'import.meta.url': '__tsshimModuleUrl' },
-    plugins: [...esbuildCommon.plugins, await lazyChunkPlugin(root, dir, name)],
+    plugins: [...esbuildCommon.plugins, lazyChunkPlugin(root, dir, name)],
   });
   const code = result.outputFiles.find((f) => f.path.endsWith('.cjs'));
   const map = result.outputFiles.find((f) => f.path.endsWith('.map'));

@@ -196,8 +196,10 @@ static char **node_env(const char *group)
 	if (group) {
 		if (!(env[k++] = concat("TSSHIM_GROUP=", group)))
 			return NULL;
-		char *value = tunables && *tunables ? concat(tunables, ":" TSSHIM_DAEMON_GLIBC_TUNABLES) : strdup(TSSHIM_DAEMON_GLIBC_TUNABLES);
-		if (!value || !(env[k++] = concat("GLIBC_TUNABLES=", value)))
+		const char *value = TSSHIM_DAEMON_GLIBC_TUNABLES;
+		if (tunables && *tunables && !(value = concat(tunables, ":" TSSHIM_DAEMON_GLIBC_TUNABLES)))
+			return NULL;
+		if (!(env[k++] = concat("GLIBC_TUNABLES=", value)))
 			return NULL;
 	}
 	env[k] = NULL;

@@ -79,7 +79,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
       malloc: mallocTrim,
       onV8Error: (err) => logger.warn({ err: (err as Error)?.message }, 'V8 low-memory notification unavailable; trimming malloc only'),
     }),
-    onError: (err) => logger.warn({ err: (err as Error)?.message }, 'malloc_trim'),
+    onError: (err) => logger.warn({ err: (err as Error)?.message }, 'idle memory release'),
   });
   const ttrpc = new TtrpcServer({
     errorToStatus,

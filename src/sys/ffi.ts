@@ -510,7 +510,9 @@ let selfOpen = false;
  * binary does not export the symbol (a build without its C++ API).
  */
 export function v8LowMemoryNotification(): void {
-  const ffi = requireFfiRs();
+  // load(): ffi-rs as the libc functions already have it (requiring it again would redo
+  // its glibc check on every idle trim)
+  const { ffi } = load();
   if (!selfOpen) {
     // ffi-rs hands an empty path to dlopen as is: glibc then returns the main program
     ffi.open({ library: SELF, path: '' });
