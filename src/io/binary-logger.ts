@@ -12,11 +12,12 @@
  * The logger is spawned through child_process, so libuv reaps it and the shim's reaper
  * leaves it alone.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { Socket } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { deadlineExceeded, internal, ShimError, toShimError } from '../core/errors.js';
 import type { OwnedFds } from './owned-fds.js';
 import { createPipes, type MakeFifos } from './pipe.js';
+import { builtin, childProcess } from '../sys/lazy-builtins.js';
 
 export const LOGGER_STOP_TIMEOUT_MS = 12_000;
 /** after SIGKILL: the kernel needs no grace, but the exit notification may lag */
@@ -70,7 +71,7 @@ export class BinaryLogger {
     );
     let child: ChildProcess;
     try {
-      child = spawn(o.path, o.args, {
+      child = childProcess().spawn(o.path, o.args, {
         env: { CONTAINER_ID: o.id, CONTAINER_NAMESPACE: o.namespace },
         stdio: ['ignore', 'ignore', 'ignore', out!.read, err!.read, ready!.write],
       });
@@ -136,7 +137,7 @@ async function settlesWithin(p: Promise<void>, ms: number): Promise<boolean> {
 function waitReady(fds: OwnedFds, fd: number, o: BinaryLoggerOptions): Promise<void> {
   let sock: Socket;
   try {
-    sock = new Socket({ fd, readable: true, writable: false });
+    sock = new (builtin('node:net').Socket)({ fd, readable: true, writable: false });
     fds.handOver(fd); // the socket closes it from now on
   } catch (err) {
     return Promise.reject(toShimError(err)); // fd is still in fds: the caller closes it

@@ -14,9 +14,10 @@
  * slave open, or a client that never reads, would otherwise hold it forever.
  */
 import { readSync } from 'node:fs';
-import { Socket, SocketConstructorOpts } from 'node:net';
+import type { Socket, SocketConstructorOpts } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { internal } from '../core/errors.js';
+import { builtin } from '../sys/lazy-builtins.js';
 
 /** ioctl(TIOCSWINSZ), owned by src/sys */
 export type SetWinsize = (fd: number, rows: number, cols: number) => void;
@@ -56,7 +57,7 @@ export function openMasterStream(fd: number, onread?: MasterOnRead): Socket {
   const handle = new binding.Pipe(binding.constants.SOCKET);
   const rc = handle.open(fd);
   if (rc !== 0) throw internal(`uv_pipe_open on pty master fd ${fd} failed (${rc})`);
-  return new Socket({
+  return new (builtin('node:net').Socket)({
     handle,
     readable: true,
     writable: true,

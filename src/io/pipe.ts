@@ -9,7 +9,6 @@
  * return at once; then it is closed. O_NONBLOCK can be asked for per end: each end is its
  * own open file description.
  */
-import { execFile } from 'node:child_process';
 import { constants, fchownSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +16,7 @@ import { promisify } from 'node:util';
 import { toShimError } from '../core/errors.js';
 import { openPath } from './fifo.js';
 import { closeQuietly, type OwnedFds } from './owned-fds.js';
+import { childProcess } from '../sys/lazy-builtins.js';
 
 const { O_RDONLY, O_WRONLY, O_RDWR, O_NONBLOCK } = constants;
 
@@ -28,7 +28,7 @@ const MKFIFO_TIMEOUT_MS = 5000;
 /** Default MakeFifos: coreutils mkfifo, one process for all paths. */
 export const mkfifoCommand: MakeFifos = async (paths, mode) => {
   try {
-    await promisify(execFile)('mkfifo', ['-m', mode.toString(8), '--', ...paths], {
+    await promisify(childProcess().execFile)('mkfifo', ['-m', mode.toString(8), '--', ...paths], {
       timeout: MKFIFO_TIMEOUT_MS,
       killSignal: 'SIGKILL',
     });

@@ -17,7 +17,6 @@
  *   release()        process exited: bounded wait for terminal output, then free all
  */
 import { constants, createReadStream, createWriteStream, mkdirSync } from 'node:fs';
-import { Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { ProcessStdio } from '../core/backend.js';
@@ -35,6 +34,7 @@ import {
 import { closeQuietly, OwnedFds } from './owned-fds.js';
 import { mkfifoCommand, type MakeFifos } from './pipe.js';
 import { planStdio, type StdioPlan, type StdioUris } from './stdio-uri.js';
+import { builtin } from '../sys/lazy-builtins.js';
 
 export type { StdioUris } from './stdio-uri.js';
 export type { SetWinsize } from './console-copier.js';
@@ -284,7 +284,7 @@ class OpenedProcessIo implements ProcessIo {
     // a FIFO is pollable: libuv reads it without a thread; a regular file is read by the pool
     return wrapFd(this.fds.handOver(ends.fd), (fd) =>
       ends.fifo
-        ? new Socket({ fd, readable: true, writable: false })
+        ? new (builtin('node:net').Socket)({ fd, readable: true, writable: false })
         : createReadStream('', { fd, autoClose: true }),
     );
   }
@@ -292,7 +292,7 @@ class OpenedProcessIo implements ProcessIo {
   private outputStream(target: OutputTarget): Writable {
     return wrapFd(this.fds.handOver(target.fd), (fd) =>
       target.kind === 'stream'
-        ? new Socket({ fd, readable: false, writable: true })
+        ? new (builtin('node:net').Socket)({ fd, readable: false, writable: true })
         : createWriteStream('', { fd, autoClose: true }),
     );
   }

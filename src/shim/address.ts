@@ -4,8 +4,8 @@
  * under the socket dir. The hash keeps the path under the unix socket length limit.
  */
 import { createHash } from 'node:crypto';
-import { connect } from 'node:net';
 import { join } from 'node:path';
+import { builtin } from '../sys/lazy-builtins.js';
 
 export const DEFAULT_SOCKET_DIR = '/run/containerd/s';
 
@@ -53,7 +53,7 @@ export function groupKey(annotations: Record<string, unknown> | undefined, id: s
  */
 export function probeSocket(sock: string, timeoutMs = 1_000): Promise<'answers' | 'refused' | 'unknown'> {
   return new Promise((resolve) => {
-    const conn = connect(sock);
+    const conn = builtin('node:net').connect(sock);
     const done = (result: 'answers' | 'refused' | 'unknown') => {
       clearTimeout(timer);
       conn.destroy();

@@ -5,7 +5,6 @@
  * It exits after Shutdown once no container is left (or on SIGTERM/SIGINT).
  */
 import { fstatSync, statSync, unlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
 import type { ShimArgs } from './args.js';
 import { loadConfig } from './config.js';
 import { createLogger, coreLogger } from './logger.js';
@@ -26,6 +25,7 @@ import { MemoryTrimmer, releaseIdleMemory } from './memory-trimmer.js';
 import { openProcessIo } from '../io/process-io.js';
 import { shimArgv0 } from './daemon-launch.js';
 import { markDeleted } from './bundle-state.js';
+import { listenPipe, type ByteStreamListener } from '../sys/uv-pipe.js';
 
 const INHERITED_LISTENER_FD = 3;
 
@@ -93,12 +93,13 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
   // the socket file's inode now, while the path is certainly ours
   const socketIno = socketPath ? fileInode(socketPath) : undefined;
 
+  let listener: ByteStreamListener | undefined;
   const exit = async (reason: string) => {
     if (shuttingDown) return;
     shuttingDown = true;
     trimmer.close();
     logger.info({ reason }, 'shim exiting');
-    netServer.close();
+    listener?.close();
     // only remove the socket if it is still ours (a new daemon may own the path)
     if (socketPath) {
       try {
@@ -130,14 +131,9 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
     },
   });
 
-  const netServer = createServer();
-  ttrpc.listen(netServer);
-  await new Promise<void>((resolve, reject) => {
-    netServer.once('error', reject);
-    if (inherited) netServer.listen({ fd: INHERITED_LISTENER_FD }, resolve);
-    else if (socketPath) netServer.listen({ path: socketPath }, resolve);
-    else reject(new Error('serve: no inherited listener (fd 3) and no -socket'));
-  });
+  if (!inherited && !socketPath) throw new Error('serve: no inherited listener (fd 3) and no -socket');
+  listener = await listenPipe(inherited ? { fd: INHERITED_LISTENER_FD } : { path: socketPath! });
+  ttrpc.listen(listener);
 
   process.on('SIGTERM', () => void exit('SIGTERM'));
   process.on('SIGINT', () => void exit('SIGINT'));

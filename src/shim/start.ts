@@ -5,15 +5,15 @@
  * ttrpc, no backend. The daemon inherits the listening socket as fd 3, so containerd can
  * connect (and queue its first request) before the daemon has finished booting.
  */
-import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { Server, createServer } from 'node:net';
+import type { Server } from 'node:net';
 import { join } from 'node:path';
 import type { ShimArgs } from './args.js';
 import { groupKey, probeSocket, socketPath, unixAddress } from './address.js';
 import { readStartInput, type StartInput } from './start-input.js';
 import { stampConfigFile, writeConfigCache } from './config-cache.js';
 import { daemonNodeFlags, daemonEntry, daemonEnv } from './daemon-launch.js';
+import { builtin, childProcess } from '../sys/lazy-builtins.js';
 
 export async function runStart(args: ShimArgs): Promise<string | Uint8Array> {
   const input: StartInput = readStartInput(args);
@@ -87,7 +87,7 @@ async function listenOrReuse(sock: string): Promise<Server | undefined> {
 let lastServer: Server | undefined;
 function tryListen(sock: string): Promise<NodeJS.ErrnoException | undefined> {
   return new Promise((resolve) => {
-    const server = createServer();
+    const server = builtin('node:net').createServer();
     server.once('error', (err) => resolve(err as NodeJS.ErrnoException));
     server.listen({ path: sock, backlog: 512 }, () => {
       lastServer = server;
@@ -118,7 +118,7 @@ function spawnDaemon(args: ShimArgs, sock: string, server: Server, key: string, 
     ...(args.debug || input.debug ? ['-debug'] : []),
     'serve',
   ];
-  const child = spawn(process.execPath, argv, {
+  const child = childProcess().spawn(process.execPath, argv, {
     detached: true,
     // Nothing may inherit containerd's pipes: containerd waits for them to close.
     stdio: ['ignore', 'ignore', 'ignore', fd],

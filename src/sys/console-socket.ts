@@ -17,11 +17,12 @@
  * fail with EIO: treat EIO on the master as end of output.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ShimError, deadlineExceeded } from '../core/errors.js';
 import { recvFd } from './ffi.js';
+import { builtin } from './lazy-builtins.js';
 
 /** sun_path is 108 bytes including the NUL; stay clearly below */
 const MAX_SOCKET_PATH = 100;
@@ -62,7 +63,7 @@ export class ConsoleSocket {
       rmSync(dir, { recursive: true, force: true });
       throw new ShimError('InvalidArgument', `console socket path too long (${Buffer.byteLength(path)} bytes): ${path}`);
     }
-    const server = createServer({ pauseOnConnect: true });
+    const server = builtin('node:net').createServer({ pauseOnConnect: true });
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);

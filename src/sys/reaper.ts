@@ -8,7 +8,9 @@
  * spawned (child_process, execa) itself with waitpid(pid); if we reaped one of those, its
  * 'exit' would never fire and the caller's promise would hang. So:
  *
- * - pids spawned through child_process are recorded by wrapping ChildProcess#spawn once;
+ * - pids spawned through child_process are recorded by wrapping ChildProcess#spawn once,
+ *   when the module is loaded (src/sys/lazy-builtins.ts: a shim that never spawns through
+ *   it does not pay for loading it);
  * - on SIGCHLD we peek at the first zombie with waitid(P_ALL, WNOWAIT). A zombie that
  *   libuv owns blocks that peek until libuv reaps it, so we then look at every child of
  *   ours (/proc/self/task/<tid>/children) and reap the others one by one with P_PID;
@@ -16,10 +18,11 @@
  *
  * Subscribers see every exit reaped after they subscribed (subscribe before spawn).
  */
-import { ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { ExitEvent, ExitSource, ExitSubscription } from '../core/backend.js';
 import { SysError, setChildSubreaper, waitidPeekAny, waitidReap } from './ffi.js';
+import { whenChildProcessLoaded } from './lazy-builtins.js';
 
 /** Exits a subscription keeps for take(); older ones are dropped first. */
 const SUBSCRIPTION_BUFFER = 1024;
@@ -117,7 +120,7 @@ export class Reaper implements ExitSource {
     const r = new Reaper(opts);
     setChildSubreaper(true);
     for (const pid of listOwnChildren()) r.preexisting.add(pid);
-    r.trackChildProcessSpawns();
+    whenChildProcessLoaded((cp) => r.trackChildProcessSpawns(cp.ChildProcess));
     process.on('SIGCHLD', () => r.sweep());
     Reaper.instance = r;
     r.sweep();
@@ -248,8 +251,8 @@ export class Reaper implements ExitSource {
     this.retryTimer.unref();
   }
 
-  private trackChildProcessSpawns(): void {
-    const proto = ChildProcess.prototype as unknown as { spawn: (...args: unknown[]) => unknown };
+  private trackChildProcessSpawns(ChildProcessClass: typeof ChildProcess): void {
+    const proto = ChildProcessClass.prototype as unknown as { spawn: (...args: unknown[]) => unknown };
     const original = proto.spawn;
     const children = this.libuvChildren;
     proto.spawn = function spawnTracked(this: ChildProcess, ...args: unknown[]): unknown {

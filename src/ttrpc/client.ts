@@ -3,7 +3,7 @@
  * Stream ids count 1,3,5,... as Go clients do; calls run concurrently on one connection and
  * answers are matched by stream id.
  */
-import { createConnection, type Socket } from 'node:net';
+import { connectPipe, type ByteStream as Socket } from '../sys/uv-pipe.js';
 import { FRAME_HEADER_LENGTH, FrameDecoder, MAX_MESSAGE, MessageType, writeFrameHeader, type DecodedFrame } from './frame.js';
 import { decodeResponse, encodeRequest, type KeyValue } from './envelope.js';
 import { Code, TtrpcError, oversizedMessage } from './status.js';
@@ -59,7 +59,7 @@ export class TtrpcClient {
   static connect(path: string, opts: ConnectOptions = {}): Promise<TtrpcClient> {
     const timeoutMs = opts.timeoutMs ?? 5000;
     return new Promise((resolve, reject) => {
-      const socket = createConnection({ path });
+      const socket = connectPipe(path);
       const onError = (err: Error): void => {
         clearTimeout(timer);
         socket.destroy();

@@ -16,7 +16,7 @@
  * - A handler result over 4 MiB is answered with ResourceExhausted on its stream (Go would
  *   fail the send and drop the whole connection).
  */
-import type { Server as NetServer, Socket } from 'node:net';
+import type { ByteStream as Socket, ByteStreamListener as NetServer } from '../sys/uv-pipe.js';
 import {
   FRAME_HEADER_LENGTH,
   FrameDecoder,
@@ -104,7 +104,7 @@ export class TtrpcServer {
     return this.connections.size;
   }
 
-  /** Accepts connections from an existing net.Server (e.g. one listening on an inherited fd). */
+  /** Accepts connections from a listening socket (src/sys/uv-pipe.ts, or a net.Server). */
   listen(server: NetServer): void {
     if (this.closing) throw new Error('ttrpc: server closed');
     if (this.listeners.has(server)) return;

@@ -77,7 +77,13 @@ describe.each(VARIANTS)('shim binary against a fake containerd: $label', ({ tag,
   beforeAll(() => {
     fake.events.length = 0;
     if (config === undefined) {
-      fake.env = {};
+      // the daemon reports the built-ins it loaded when it exits (see the first test)
+      const preload = path.join(dir, 'report-builtins.cjs');
+      fs.writeFileSync(
+        preload,
+        `if (process.argv.includes('serve')) process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(dir)} + '/builtins-' + process.pid + '.json', JSON.stringify(process.moduleLoadList)));\n`,
+      );
+      fake.env = { NODE_OPTIONS: `--require ${preload}` };
       return;
     }
     const file = path.join(dir, `backend-${process.pid}.toml`);
@@ -162,6 +168,13 @@ describe.each(VARIANTS)('shim binary against a fake containerd: $label', ({ tag,
     for (let i = 0; i < 100 && alive(shimPid); i++) await new Promise((r) => setTimeout(r, 50));
     expect(alive(shimPid)).toBe(false);
     expect(fs.existsSync(sock)).toBe(false);
+    if (config === undefined) {
+      // a native container's whole life, exec included, never needed net, streams or
+      // child_process (each costs milliseconds of a new shim's boot; src/sys/lazy-builtins.ts)
+      const builtins = JSON.parse(fs.readFileSync(path.join(dir, `builtins-${shimPid}.json`), 'utf8')) as string[];
+      expect(builtins).toContain('NativeModule vm');
+      for (const m of ['net', 'stream', 'child_process', 'cluster']) expect(builtins).not.toContain(`NativeModule ${m}`);
+    }
 
     // containerd runs `delete` after every task deletion: idempotent, DeleteResponse on stdout
     const d = await fake.runShim('delete', { namespace: NS, id, bundle });

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createConnection, createServer, type Server as NetServer, type Socket } from 'node:net';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import {
   type TtrpcServerOptions,
   type UnaryHandler,
 } from '../../src/ttrpc/index.js';
+import { listenPipe, usingRawPipes, type ByteStream, type ByteStreamListener } from '../../src/sys/uv-pipe.js';
 
 const SERVICE = 'test.v1.Echo';
 const enc = (s: string) => Buffer.from(s);
@@ -41,10 +42,11 @@ afterEach(async () => {
 
 interface Harness {
   server: TtrpcServer;
-  netServer: NetServer;
+  /** the listening socket (src/sys/uv-pipe.ts: raw handles, or net under TSSHIM_NODE_PIPES=net) */
+  netServer: ByteStreamListener & { listening: boolean };
   path: string;
   /** Server-side sockets, in accept order. */
-  accepted: Socket[];
+  accepted: Array<ByteStream & { writableLength: number }>;
 }
 
 let serverSeq = 0;
@@ -52,14 +54,10 @@ async function startServer(methods: Record<string, UnaryHandler>, opts: TtrpcSer
   const server = new TtrpcServer(opts);
   server.register(SERVICE, methods);
   const path = join(dir, `s${serverSeq++}.sock`);
-  const netServer = createServer();
-  const accepted: Socket[] = [];
-  netServer.on('connection', (s) => accepted.push(s));
+  const netServer = (await listenPipe({ path })) as Harness['netServer'];
+  const accepted: Harness['accepted'] = [];
+  netServer.on('connection', (s) => accepted.push(s as Harness['accepted'][number]));
   server.listen(netServer);
-  await new Promise<void>((resolve, reject) => {
-    netServer.once('error', reject);
-    netServer.listen(path, () => resolve());
-  });
   cleanups.push(() => server.close());
   return { server, netServer, path, accepted };
 }
@@ -615,6 +613,10 @@ describe('TtrpcServer + TtrpcClient', () => {
     }
     expect(ids.sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => 2 * i + 1));
     expect(invoked).toBe(n);
+  });
+
+  it('runs on the raw libuv handles unless TSSHIM_NODE_PIPES=net (ttrpc-server-net.test.ts)', () => {
+    expect(usingRawPipes()).toBe(process.env.TSSHIM_NODE_PIPES !== 'net');
   });
 
   it('refuses a duplicate service registration', () => {

@@ -5,12 +5,13 @@
  * once the helper says OK. On failure the helper has already killed and reaped what it
  * started; on our deadline we kill both the helper and the pid it reported.
  */
-import { spawn, type StdioOptions } from 'node:child_process';
+import type { StdioOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Socket } from 'node:net';
 import { ShimError, deadlineExceeded, failedPrecondition } from '../../core/errors.js';
+import { childProcess } from '../../sys/lazy-builtins.js';
+import { openPipeFd, type ByteStream } from '../../sys/uv-pipe.js';
 
 export const HELPER_NAME = 'tsshim-exec';
 /** env override for where the helper binary is */
@@ -83,7 +84,7 @@ export interface HelperRun {
 
 /** A started helper: its control socket, and how to stop it. */
 interface StartedHelper {
-  control: Socket;
+  control: ByteStream;
   kill(): void;
   /** called once when the helper is known to be gone without an answer */
   onGone(cb: (why: string) => void): void;
@@ -91,8 +92,8 @@ interface StartedHelper {
 
 function startWithChildProcess(o: HelperRun, args: string[], controlFd: number): StartedHelper {
   const stdio: StdioOptions = [...o.stdio, ...(o.extraFds ?? []), 'pipe'];
-  const child = spawn(o.helperPath, args, { stdio, env: {}, windowsHide: true });
-  const control = child.stdio[controlFd] as Socket | null;
+  const child = childProcess().spawn(o.helperPath, args, { stdio, env: {}, windowsHide: true });
+  const control = child.stdio[controlFd] as ByteStream | null;
   let gone: ((why: string) => void) | undefined;
   child.on('error', (err) => {
     const code = (err as NodeJS.ErrnoException).code;
@@ -126,7 +127,7 @@ async function startWithPosixSpawn(o: HelperRun, args: string[], controlFd: numb
     ffi.closeFd(theirs);
   }
   o.spawned?.(pid);
-  const control = new Socket({ fd: ours, readable: true, writable: true });
+  const control = openPipeFd(ours);
   let gone: ((why: string) => void) | undefined;
   // the helper holds the only other end: EOF means it exited (the reaper has its status)
   control.on('close', () => gone?.(`${HELPER_NAME} ${o.mode} (pid ${pid}) ended without an answer`));

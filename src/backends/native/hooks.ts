@@ -9,10 +9,10 @@
  * is killed at its timeout. The runtime spec says what a failure means: prestart,
  * createRuntime (and createContainer) fail the create; poststart and poststop only warn.
  */
-import { spawn } from 'node:child_process';
 import { ShimError } from '../../core/errors.js';
 import { HOOK_PID_WIDTH, HookKindCode, type PlanHooks } from './plan.js';
 import type { HookKind, OciHook, OciHooks } from './spec.js';
+import { childProcess } from '../../sys/lazy-builtins.js';
 
 export interface HookState {
   ociVersion: string;
@@ -65,7 +65,7 @@ function runOne(kind: HookKind, hook: OciHook, input: string): Promise<void> {
       if (eq > 0) env[e.slice(0, eq)] = e.slice(eq + 1);
     }
     const [argv0, ...rest] = hook.args.length > 0 ? hook.args : [hook.path];
-    const child = spawn(hook.path, rest, { argv0, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = childProcess().spawn(hook.path, rest, { argv0, env, stdio: ['pipe', 'pipe', 'pipe'] });
     let output = '';
     const collect = (d: Buffer) => {
       if (output.length < OUTPUT_MAX) output += d.toString('utf8').slice(0, OUTPUT_MAX - output.length);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { Options, StdinOption, StdoutStderrOption } from 'execa';
 import { internal } from '../../core/errors.js';
 import { classifyRuntimeError, lastLogError, type RuntimeVerb } from './runtime-error.js';
+import { childProcess } from '../../sys/lazy-builtins.js';
 
 export type { RuntimeVerb } from './runtime-error.js';
 
@@ -21,6 +22,8 @@ let execaModule: Promise<typeof import('execa')> | undefined;
  * loads (scripts/build-cached-bundle.mjs says what that saves).
  */
 function loadExeca(): Promise<typeof import('execa')> {
+  // child_process through its accessor first, so the Reaper tracks execa's spawns
+  childProcess();
   return (execaModule ??= import('execa'));
 }
 

@@ -5,7 +5,6 @@
  * codes and JSON log lines (`--log <file> --log-format json`, which go-runc reads back
  * for the error message) as runc 1.1.
  */
-import { execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { basename, dirname, join, resolve as pathResolve } from 'node:path';
@@ -17,6 +16,7 @@ import { type Command, GLOBAL_FLAGS, flag, flagList, parseCommandLine, parseSign
 import { defaultSpec } from './default-spec.js';
 import { goJson, runcStats } from './runc-stats.js';
 import { memoryDir, v1Dir } from '../../../sys/cgroups.js';
+import { childProcess } from '../../../sys/lazy-builtins.js';
 
 export const DEFAULT_TSRUN_ROOT = '/run/tsrun';
 const VERSION = '0.1.0';
@@ -317,7 +317,7 @@ async function runCommand(c: Command, log: RuntimeLog, waiter: Waiter | undefine
       }
       if (format !== 'table') throw invalidArgument(`--format: must be table or json (got ${format})`);
       // like runc: ps(1)'s table, with only this container's processes
-      const lines = execFileSync('ps', ['-ef', ...c.cmd.positional.slice(1)], { encoding: 'utf8', timeout: 10_000 }).split('\n');
+      const lines = childProcess().execFileSync('ps', ['-ef', ...c.cmd.positional.slice(1)], { encoding: 'utf8', timeout: 10_000 }).split('\n');
       const pidCol = lines[0]!.trim().split(/\s+/).indexOf('PID');
       out(`${lines[0]}\n`);
       for (const l of lines.slice(1)) if (l && pids.includes(Number(l.trim().split(/\s+/)[pidCol]))) out(`${l}\n`);
