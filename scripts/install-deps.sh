@@ -63,8 +63,8 @@ done
 # --- node + npm ----------------------------------------------------------------------------
 command -v node >/dev/null || die "node not found (Node 20 is expected on the machine)"
 command -v npm >/dev/null || die "npm not found (comes with Node 20)"
-node_major="$(node -p 'process.versions.node.split(".")[0]')"
-[ "$node_major" -ge 20 ] || die "Node >= 20 required, found $(node --version)"
+# 20.16: process.getBuiltinModule (src/sys/lazy-builtins.ts)
+node -e 'process.exit(typeof process.getBuiltinModule === "function" ? 0 : 1)' || die "Node >= 20.16 required, found $(node --version)"
 
 # node_modules is stale unless every locked package is installed at its locked version
 # (optional packages may be absent: they are platform-specific).

@@ -12,8 +12,6 @@
  * spawn through it (the Reaper, which must never reap libuv's children) is told the
  * moment the module is first loaded, before anything can spawn with it.
  */
-import { createRequire } from 'node:module';
-
 type Builtins = {
   'node:net': typeof import('node:net');
   'node:child_process': typeof import('node:child_process');
@@ -22,8 +20,6 @@ type Builtins = {
 
 type GetBuiltin = (id: string) => unknown;
 
-let getBuiltin: GetBuiltin | undefined;
-
 /** The module, loaded now if nobody has loaded it yet. */
 export function builtin<K extends keyof Builtins>(id: K): Builtins[K] {
   if (id === 'node:child_process') return childProcess() as Builtins[K];
@@ -31,15 +27,11 @@ export function builtin<K extends keyof Builtins>(id: K): Builtins[K] {
 }
 
 function load(id: string): unknown {
-  // process.getBuiltinModule: Node >= 20.16; a require bound to this file before that
-  getBuiltin ??=
-    (process as unknown as { getBuiltinModule?: GetBuiltin }).getBuiltinModule?.bind(process) ?? createRequire(__filenameOrUrl());
-  return getBuiltin(id);
-}
-
-function __filenameOrUrl(): string {
-  // in the CJS bundle __filename exists; under vitest and tsc output this is an ES module
-  return typeof __filename === 'string' ? __filename : import.meta.url;
+  // Node >= 20.16 (package.json engines). Not createRequire: importing node:module would
+  // load Node's ES module loader at boot, the kind of cost this module exists to avoid.
+  const get = (process as unknown as { getBuiltinModule?: GetBuiltin }).getBuiltinModule;
+  if (typeof get !== 'function') throw new Error(`tsshim needs Node >= 20.16 (process.getBuiltinModule); this is ${process.version}`);
+  return get.call(process, id);
 }
 
 const onChildProcessLoad: Array<(cp: typeof import('node:child_process')) => void> = [];
