@@ -334,8 +334,10 @@ class UvPipeStream extends EventEmitter implements ByteStream {
 
   private fail(err: Error): void {
     if (this.closed) return;
-    this.emit('error', err);
+    // closed first: even an 'error' nobody listens to (it throws) leaves no handle behind;
+    // 'close' still comes after 'error', from the handle's close callback
     this.destroy();
+    this.emit('error', err);
   }
 }
 
