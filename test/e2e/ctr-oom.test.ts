@@ -13,6 +13,13 @@ interface Variant {
   label: string;
   runtime: string;
   flags(cd: PrivateContainerd): string[];
+  /**
+   * The runc shim starts watching a container's OOM events only after its Start returns
+   * (containerd 1.6 runtime/v2/runc/v2 service.go: ep.Add after container.Start). A
+   * container that is OOM-killed at once can exit before the watch exists, and then no
+   * /tasks/oom is published: seen once in CI. tsshim checks again at the init's exit.
+   */
+  oomEventMayBeMissed?: boolean;
 }
 
 function tsshim(backend: 'runc' | 'crun' | 'native'): Variant {
@@ -28,7 +35,7 @@ function tsshim(backend: 'runc' | 'crun' | 'native'): Variant {
 }
 
 const VARIANTS: Variant[] = [
-  { label: 'reference runc shim', runtime: 'io.containerd.runc.v2', flags: (cd) => ['--runc-root', cd.runtimeRoot] },
+  { label: 'reference runc shim', runtime: 'io.containerd.runc.v2', flags: (cd) => ['--runc-root', cd.runtimeRoot], oomEventMayBeMissed: true },
   tsshim('runc'),
   tsshim('crun'),
   tsshim('native'),
@@ -57,6 +64,8 @@ describe('OOM kill under containerd 1.6', () => {
         expect(result.exitCode, result.stderr).toBe(137);
         await events.next((e) => e.topic === '/tasks/delete' && e.payload.containerId === id, 20_000);
         const mine = events.received.filter((e) => e.payload.containerId === id).map((e) => e.topic);
+        expect(mine).toContain('/tasks/exit');
+        if (v.oomEventMayBeMissed && !mine.includes('/tasks/oom')) return;
         expect(mine).toContain('/tasks/oom');
         expect(mine.indexOf('/tasks/oom')).toBeLessThan(mine.indexOf('/tasks/exit'));
       } finally {
