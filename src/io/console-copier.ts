@@ -18,6 +18,7 @@ import type { Socket, SocketConstructorOpts } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { internal } from '../core/errors.js';
 import { builtin } from '../sys/lazy-builtins.js';
+import { openPipeHandle } from '../sys/uv-pipe.js';
 
 /** ioctl(TIOCSWINSZ), owned by src/sys */
 export type SetWinsize = (fd: number, rows: number, cols: number) => void;
@@ -29,14 +30,6 @@ export interface ConsoleStreams {
   output?: Writable;
 }
 
-interface PipeHandle {
-  open(fd: number): number;
-}
-interface PipeWrapBinding {
-  Pipe: new (type: number) => PipeHandle;
-  constants: { SOCKET: number };
-}
-
 /**
  * Wraps a pty master fd as a non-blocking net.Socket, taking ownership of the fd.
  *
@@ -44,19 +37,16 @@ interface PipeWrapBinding {
  * tty.WriteStream leave a master in blocking mode and write synchronously, so a container
  * that does not read its terminal would freeze the whole shim (measured). libuv's
  * uv_pipe_open accepts any pollable fd and sets O_NONBLOCK on it, which is what we want;
- * Node exposes it through the pipe_wrap binding. Setting O_NONBLOCK is harmless here: the
+ * Node exposes it through the pipe_wrap binding (src/sys/uv-pipe.ts). Setting O_NONBLOCK is harmless here: the
  * runtime that sent us the master has exited and nobody else holds that file description.
  */
 export function openMasterStream(fd: number, onread?: MasterOnRead): Socket {
-  let binding: PipeWrapBinding;
+  let handle: object;
   try {
-    binding = (process as unknown as { binding(name: string): unknown }).binding('pipe_wrap') as PipeWrapBinding;
+    handle = openPipeHandle(fd);
   } catch (err) {
-    throw internal('this Node.js does not expose pipe_wrap: cannot drive a pty master without blocking', err);
+    throw internal(`cannot drive pty master fd ${fd} without blocking: ${(err as Error).message}`, err);
   }
-  const handle = new binding.Pipe(binding.constants.SOCKET);
-  const rc = handle.open(fd);
-  if (rc !== 0) throw internal(`uv_pipe_open on pty master fd ${fd} failed (${rc})`);
   return new (builtin('node:net').Socket)({
     handle,
     readable: true,

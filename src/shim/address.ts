@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { builtin } from '../sys/lazy-builtins.js';
+import { connectPipe } from '../sys/uv-pipe.js';
 
 export const DEFAULT_SOCKET_DIR = '/run/containerd/s';
 
@@ -53,7 +53,7 @@ export function groupKey(annotations: Record<string, unknown> | undefined, id: s
  */
 export function probeSocket(sock: string, timeoutMs = 1_000): Promise<'answers' | 'refused' | 'unknown'> {
   return new Promise((resolve) => {
-    const conn = builtin('node:net').connect(sock);
+    const conn = connectPipe(sock);
     const done = (result: 'answers' | 'refused' | 'unknown') => {
       clearTimeout(timer);
       conn.destroy();

@@ -12,7 +12,8 @@
  * `net` itself is built on (both on the list process.binding still serves, without a
  * runtime deprecation). Their shape is checked once; if a Node release changes it, or
  * TSSHIM_NODE_PIPES=net is set, every function here returns `net` objects instead, which
- * satisfy the same interfaces. This module is the only place that touches those bindings.
+ * satisfy the same interfaces. This module is the only place that touches those bindings
+ * (openPipeHandle serves the terminal's pty master, which net cannot open itself).
  *
  * Semantics kept from net.Socket, as far as our callers use them: 'data' chunks while
  * flowing (reading starts when the first 'data' listener is added), pause()/resume(),
@@ -101,15 +102,20 @@ export const PIPES_ENV = 'TSSHIM_NODE_PIPES';
 
 let bindings: Bindings | null | undefined;
 
+/** process.binding(name), or undefined where Node no longer serves it */
+function legacyBinding(name: string): Record<string, unknown> | undefined {
+  const legacy = (process as unknown as { binding?: (name: string) => Record<string, unknown> }).binding;
+  return typeof legacy === 'function' ? legacy(name) : undefined;
+}
+
 function loadBindings(): Bindings | null {
   if (bindings !== undefined) return bindings;
   bindings = null;
   if (process.env[PIPES_ENV] === 'net') return null;
   try {
-    const legacy = (process as unknown as { binding?: (name: string) => Record<string, unknown> }).binding;
-    if (typeof legacy !== 'function') return null;
-    const pipe = legacy('pipe_wrap');
-    const stream = legacy('stream_wrap');
+    const pipe = legacyBinding('pipe_wrap');
+    const stream = legacyBinding('stream_wrap');
+    if (!pipe || !stream) return null;
     const constants = pipe.constants as Record<string, unknown> | undefined;
     const state = stream.streamBaseState;
     const fns = [pipe.Pipe, pipe.PipeConnectWrap, stream.WriteWrap, stream.ShutdownWrap];
@@ -421,6 +427,23 @@ export function connectPipe(path: string): ByteStream {
   const stream = new UvPipeStream(b, new b.Pipe(b.SOCKET));
   stream.beginConnect(path);
   return stream;
+}
+
+/**
+ * A bare libuv pipe handle opened on fd, for `new net.Socket({ handle })` where net's own
+ * fd wrapping does not fit (it refuses a pty master; uv_pipe_open takes any pollable fd
+ * and makes it non-blocking). Independent of TSSHIM_NODE_PIPES: net has no other way.
+ * On failure the fd is left to the caller.
+ */
+export function openPipeHandle(fd: number): object {
+  const pipe = legacyBinding('pipe_wrap') as { Pipe?: new (type: number) => PipeHandle; constants?: { SOCKET?: number } } | undefined;
+  if (typeof pipe?.Pipe !== 'function' || typeof pipe.constants?.SOCKET !== 'number') {
+    throw new Error(`this Node.js (${process.version}) does not expose pipe_wrap`);
+  }
+  const handle = new pipe.Pipe(pipe.constants.SOCKET);
+  const err = handle.open(fd);
+  if (err < 0) throw uvError(err, 'uv_pipe_open');
+  return handle;
 }
 
 /**

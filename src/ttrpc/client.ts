@@ -3,7 +3,7 @@
  * Stream ids count 1,3,5,... as Go clients do; calls run concurrently on one connection and
  * answers are matched by stream id.
  */
-import { connectPipe, type ByteStream as Socket } from '../sys/uv-pipe.js';
+import { connectPipe, type ByteStream } from '../sys/uv-pipe.js';
 import { FRAME_HEADER_LENGTH, FrameDecoder, MAX_MESSAGE, MessageType, writeFrameHeader, type DecodedFrame } from './frame.js';
 import { decodeResponse, encodeRequest, type KeyValue } from './envelope.js';
 import { Code, TtrpcError, oversizedMessage } from './status.js';
@@ -38,7 +38,7 @@ export class TtrpcClient {
   private socketError: Error | undefined;
   private readonly socketClosed: Promise<void>;
 
-  private constructor(private readonly socket: Socket) {
+  private constructor(private readonly socket: ByteStream) {
     this.socketClosed = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('data', (chunk: Buffer) => {
       try {
@@ -80,7 +80,7 @@ export class TtrpcClient {
   }
 
   /** Wraps an already connected socket. */
-  static fromSocket(socket: Socket): TtrpcClient {
+  static fromSocket(socket: ByteStream): TtrpcClient {
     return new TtrpcClient(socket);
   }
 

@@ -16,7 +16,7 @@
  * - A handler result over 4 MiB is answered with ResourceExhausted on its stream (Go would
  *   fail the send and drop the whole connection).
  */
-import type { ByteStream as Socket, ByteStreamListener as NetServer } from '../sys/uv-pipe.js';
+import type { ByteStream, ByteStreamListener } from '../sys/uv-pipe.js';
 import {
   FRAME_HEADER_LENGTH,
   FrameDecoder,
@@ -76,7 +76,7 @@ export function defaultErrorToStatus(err: unknown): StatusLike {
 export class TtrpcServer {
   private readonly services = new Map<string, Map<string, UnaryHandler>>();
   private readonly connections = new Set<ServerConnection>();
-  private readonly listeners = new Map<NetServer, { onConnection: (s: Socket) => void; onError: (e: Error) => void }>();
+  private readonly listeners = new Map<ByteStreamListener, { onConnection: (s: ByteStream) => void; onError: (e: Error) => void }>();
   private nextConnectionId = 1;
   private closing: Promise<void> | null = null;
   private onAllGone: (() => void) | null = null;
@@ -105,10 +105,10 @@ export class TtrpcServer {
   }
 
   /** Accepts connections from a listening socket (src/sys/uv-pipe.ts, or a net.Server). */
-  listen(server: NetServer): void {
+  listen(server: ByteStreamListener): void {
     if (this.closing) throw new Error('ttrpc: server closed');
     if (this.listeners.has(server)) return;
-    const onConnection = (socket: Socket): void => this.handleConnection(socket);
+    const onConnection = (socket: ByteStream): void => this.handleConnection(socket);
     // Without an 'error' listener an accept failure (EMFILE) would be thrown out of the event loop.
     const onError = (err: Error): void => this.reportError(err);
     server.on('connection', onConnection);
@@ -117,7 +117,7 @@ export class TtrpcServer {
   }
 
   /** Serves one already-connected socket. */
-  handleConnection(socket: Socket): void {
+  handleConnection(socket: ByteStream): void {
     if (this.closing) {
       socket.destroy();
       return;
@@ -233,7 +233,7 @@ class ServerConnection {
 
   constructor(
     private readonly server: TtrpcServer,
-    private readonly socket: Socket,
+    private readonly socket: ByteStream,
     readonly id: number,
   ) {
     // Every listener is guarded: nothing may throw out of a socket event.
