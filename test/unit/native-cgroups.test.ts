@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CgroupManager, resolveCgroupPath, sharesToWeight } from '../../src/backends/native/cgroup-manager.js';
+import { CgroupManager, sharesToWeight } from '../../src/backends/native/cgroup-manager.js';
 import { parseResources } from '../../src/backends/native/spec.js';
 import { parseCgroupLayout } from '../../src/sys/cgroups.js';
 
@@ -34,22 +34,6 @@ function v2Manager(): CgroupManager {
   fs.writeFileSync(path.join(base, 'cgroup.subtree_control'), '');
   return new CgroupManager(parseCgroupLayout(`30 20 0:30 / ${base} rw - cgroup2 cgroup2 rw`));
 }
-
-describe('resolveCgroupPath', () => {
-  it('normalizes cgroupfs paths and defaults to the id', () => {
-    expect(resolveCgroupPath('/default/c1', 'c1', false)).toBe('/default/c1');
-    expect(resolveCgroupPath('default//c1/', 'c1', false)).toBe('/default/c1');
-    expect(resolveCgroupPath(undefined, 'c1', false)).toBe('/c1');
-    expect(() => resolveCgroupPath('/', 'c1', false)).toThrow('linux.cgroupsPath: must not be the root cgroup');
-  });
-  it('says clearly that the systemd driver needs systemd', () => {
-    if (fs.existsSync('/run/systemd/system')) return; // a systemd host: Unimplemented instead
-    expect(() => resolveCgroupPath('system.slice:tsshim:c1', 'c1', false)).toThrow(
-      expect.objectContaining({ code: 'FailedPrecondition', message: expect.stringContaining('systemd is not running on this host') }),
-    );
-    expect(() => resolveCgroupPath('/x', 'c1', true)).toThrow(expect.objectContaining({ code: 'FailedPrecondition' }));
-  });
-});
 
 describe('CgroupManager on v1', () => {
   it('creates the path in every hierarchy, copying cpuset cpus and mems down', () => {

@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { uniformCgroupPaths } from '../../src/backends/native/cgroup-path.js';
 import { compileCreate, compileExec, parseMountOptions, type CreateContext } from '../../src/backends/native/compile.js';
 import { MS, MountKind, PLAN_MAGIC, PlanFlag, PlanTag, encodePlan, type Plan, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER } from '../../src/backends/native/plan.js';
 import { parseProcess, parseSpec } from '../../src/backends/native/spec.js';
@@ -152,6 +153,7 @@ describe('compileCreate', () => {
     bundle,
     cgroup: {
       path: '/c1',
+      paths: uniformCgroupPaths('/c1', hybridLayout),
       v1: { 'cpu,cpuacct': '/sys/fs/cgroup/cpu,cpuacct/c1', memory: '/sys/fs/cgroup/memory/c1', 'name=systemd': '/sys/fs/cgroup/systemd/c1' },
       unified: '/sys/fs/cgroup/unified/c1',
       created: [],

@@ -237,7 +237,7 @@ export class NativeBackend implements Backend {
 
   async update(bc: BackendContainer, resources: Record<string, unknown>): Promise<void> {
     const c = asNative(bc);
-    c.runtime.update(c.handle, resources);
+    await c.runtime.update(c.handle, resources);
   }
 
   async pids(bc: BackendContainer): Promise<number[]> {

@@ -13,14 +13,17 @@
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, posix, relative } from 'node:path';
-import { ShimError, failedPrecondition, invalidArgument, unimplemented } from '../../core/errors.js';
-import { type CgroupLayout, type ProcessCgroups, cgroupLayout, cgroupsAt, listPids } from '../../sys/cgroups.js';
+import { ShimError, invalidArgument, unimplemented } from '../../core/errors.js';
+import { type CgroupLayout, type ProcessCgroups, cgroupLayout, listPids } from '../../sys/cgroups.js';
+import { type CgroupPaths, uniformCgroupPaths } from './cgroup-path.js';
 import type { OciDeviceRule, OciResources } from './spec.js';
 
 /** One container's cgroup: its path and the directory in each hierarchy. */
 export interface CgroupSet {
-  /** as /proc/<pid>/cgroup shows it, e.g. /default/redis */
+  /** as /proc/<pid>/cgroup shows it, e.g. /default/redis (the cgroup2 one when they differ) */
   path: string;
+  /** the path in each hierarchy (they differ for a relative cgroupsPath) */
+  paths: CgroupPaths;
   /** v1 hierarchy directories, keyed by the hierarchy's controllers joined with ',' */
   v1: Record<string, string>;
   /** the cgroup2 directory (v2 hosts; the unified tree on hybrid hosts) */
@@ -62,26 +65,11 @@ export function effectiveDeviceRules(rules: OciDeviceRule[]): OciDeviceRule[] {
 const FREEZE_TIMEOUT_MS = 5_000;
 const EMPTY_TIMEOUT_MS = 5_000;
 
-/** OCI cgroupsPath → the cgroupfs path; systemd's "slice:prefix:name" needs systemd */
-export function resolveCgroupPath(cgroupsPath: string | undefined, id: string, systemd: boolean): string {
-  const systemdSyntax = cgroupsPath !== undefined && /^[^/:]*:[^:]*:[^:]*$/.test(cgroupsPath);
-  if (systemd || systemdSyntax) {
-    const why = systemd ? 'the systemd cgroup driver is configured' : `linux.cgroupsPath "${cgroupsPath}" is in systemd's slice:prefix:name form`;
-    if (!existsSync('/run/systemd/system')) {
-      throw failedPrecondition(`${why}, but systemd is not running on this host (no /run/systemd/system): use the cgroupfs driver and a path cgroupsPath`);
-    }
-    throw unimplemented(`${why}: the native backend supports only the cgroupfs driver yet`);
-  }
-  const p = posix.normalize(posix.join('/', cgroupsPath ?? id)).replace(/(.)\/+$/, '$1');
-  if (p === '/') throw invalidArgument('linux.cgroupsPath: must not be the root cgroup');
-  return p;
-}
-
-function dirsFor(cgPath: string, layout: CgroupLayout): Omit<CgroupSet, 'created'> {
+function dirsFor(paths: CgroupPaths, layout: CgroupLayout): Omit<CgroupSet, 'created'> {
   const v1: Record<string, string> = {};
-  for (const m of layout.v1) v1[m.controllers.join(',')] = join(m.mountPoint, cgPath);
-  const unified = layout.unified ? join(layout.unified.mountPoint, cgPath) : undefined;
-  return { path: cgPath, v1, unified };
+  for (const m of layout.v1) v1[m.controllers.join(',')] = join(m.mountPoint, paths.v1[m.controllers[0]!] ?? paths.path);
+  const unified = layout.unified ? join(layout.unified.mountPoint, paths.unified ?? paths.path) : undefined;
+  return { path: paths.path, paths, v1, unified };
 }
 
 function sysErrno(err: unknown): string | undefined {
@@ -182,14 +170,15 @@ export class CgroupManager {
     return this.layout.mode;
   }
 
-  /** the set for a path, without touching the filesystem (delete, cleanup after crash) */
-  setFor(cgPath: string): CgroupSet {
-    return { ...dirsFor(cgPath, this.layout), created: [] };
+  /** the set for a place, without touching the filesystem (delete, cleanup after crash) */
+  setFor(place: CgroupPaths | string): CgroupSet {
+    const paths = typeof place === 'string' ? uniformCgroupPaths(place, this.layout) : place;
+    return { ...dirsFor(paths, this.layout), created: [] };
   }
 
   /** as src/sys/cgroups.ts wants it for metrics and pid lists */
   processCgroups(set: CgroupSet): ProcessCgroups {
-    return cgroupsAt(set.path, this.layout);
+    return { v1: { ...set.paths.v1 }, unified: set.paths.unified };
   }
 
   /** the files the helper writes the container's pid into */
@@ -209,9 +198,14 @@ export class CgroupManager {
     return { procs: [], self: Object.values(set.v1).map((d) => join(d, 'tasks')), cloneInto: set.unified };
   }
 
-  /** makes the directories; AlreadyExists if the leaf exists and holds processes */
-  create(cgPath: string): CgroupSet {
-    const set = this.setFor(cgPath);
+  /**
+   * Makes the directories; InvalidArgument if the leaf exists and holds processes. With
+   * `adopt`, the leaf was just made by systemd for this container (its scope holds the
+   * runtime's helper): the hierarchies systemd does not manage are made, nothing is checked.
+   */
+  create(place: CgroupPaths | string, o: { adopt?: boolean } = {}): CgroupSet {
+    const set = this.setFor(place);
+    const cgPath = set.path;
     try {
       for (const [key, dir] of Object.entries(set.v1)) {
         const mount = this.layout.v1.find((m) => m.controllers.join(',') === key)!;
@@ -228,7 +222,7 @@ export class CgroupManager {
     }
     // a cgroup we just made is empty; one that was there may belong to another container
     const leafMade = set.created.length > 0 && Object.values(set.v1).concat(set.unified ?? []).every((d) => set.created.includes(d));
-    if (!leafMade && listPids(this.processCgroups(set), this.layout).length > 0) {
+    if (!o.adopt && !leafMade && listPids(this.processCgroups(set), this.layout).length > 0) {
       this.removeCreated(set);
       throw invalidArgument(`linux.cgroupsPath: cgroup ${cgPath} already has processes (another container uses it)`);
     }

@@ -80,10 +80,17 @@ export interface HelperRun {
    * the control socket closes, and the helper kills and reaps the container process.
    */
   onHooks?: (pid: number) => Promise<void>;
+  /**
+   * Called with the helper's pid before it is sent the plan (it waits for it): for work
+   * that needs a process to exist first, e.g. a systemd scope, which systemd refuses to
+   * start empty. A rejection fails the run; the helper is killed.
+   */
+  beforePlan?: (helperPid: number) => Promise<void>;
 }
 
 /** A started helper: its control socket, and how to stop it. */
 interface StartedHelper {
+  pid: number;
   control: ByteStream;
   kill(): void;
   /** called once when the helper is known to be gone without an answer */
@@ -104,6 +111,7 @@ function startWithChildProcess(o: HelperRun, args: string[], controlFd: number):
   child.on('close', (code, signal) => gone?.(`${HELPER_NAME} ${o.mode} ended without an answer (${signal ? `signal ${signal}` : `exit status ${code}`})`));
   if (!control) throw new ShimError('Internal', `${HELPER_NAME}: no control socket`);
   return {
+    pid: child.pid ?? 0,
     control,
     kill: () => child.kill('SIGKILL'),
     onGone: (cb) => (gone = cb),
@@ -132,6 +140,7 @@ async function startWithPosixSpawn(o: HelperRun, args: string[], controlFd: numb
   // the helper holds the only other end: EOF means it exited (the reaper has its status)
   control.on('close', () => gone?.(`${HELPER_NAME} ${o.mode} (pid ${pid}) ended without an answer`));
   return {
+    pid,
     control,
     kill: () => {
       try {
@@ -222,6 +231,19 @@ export async function runHelper(o: HelperRun): Promise<{ pid: number }> {
         }
       }
     });
-    control.write(o.plan);
+    if (!o.beforePlan) {
+      control.write(o.plan);
+      return;
+    }
+    const before = helper.pid > 0 ? o.beforePlan(helper.pid) : Promise.reject(new ShimError('Internal', `${HELPER_NAME}: spawned without a pid`));
+    before.then(
+      () => {
+        if (!settled) control.write(o.plan);
+      },
+      (err: Error) => {
+        helper.kill();
+        finish(err);
+      },
+    );
   });
 }

@@ -11,9 +11,11 @@
 import { closeSync, constants, existsSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ShimError, failedPrecondition, notFound, unimplemented } from '../../core/errors.js';
-import { readCgroupMetrics, type CgroupMetricsData } from '../../sys/cgroups.js';
+import { readCgroupMetrics, readProcessCgroups, type CgroupMetricsData } from '../../sys/cgroups.js';
 import { mountsUnder } from '../../sys/mountinfo.js';
-import { CgroupManager, resolveCgroupPath, type CgroupSet } from './cgroup-manager.js';
+import { CgroupManager, type CgroupSet } from './cgroup-manager.js';
+import { resolveCgroupfsPaths, resolveSystemdUnit, uniformCgroupPaths, type CgroupPaths, type SystemdUnitPlace } from './cgroup-path.js';
+import { SystemdCgroupDriver } from './systemd-cgroup.js';
 import { compileCreate, compileExec, type CompileWarning } from './compile.js';
 import { defaultHelperPath, runHelper } from './helper-client.js';
 import { runHooks, runHooksReportingFailures, type HookState } from './hooks.js';
@@ -51,8 +53,10 @@ export interface NativeRuntimeOptions {
   root: string;
   /** default: dist/native/tsshim-exec of this package (or $TSSHIM_NATIVE_HELPER) */
   helperPath?: string;
-  /** the systemd cgroup driver (refused with a clear error: cgroupfs only for now) */
+  /** the systemd cgroup driver for every container (else per create, CreateOptions) */
   systemdCgroup?: boolean;
+  /** how systemd is reached (tests); default: SystemdCgroupDriver's */
+  systemd?: SystemdCgroupDriver;
   timeouts?: Partial<NativeTimeouts>;
   cgroups?: CgroupManager;
   onWarning?: (w: CompileWarning & { id: string }) => void;
@@ -105,8 +109,11 @@ export class NativeRuntime {
   private readonly spawner: NativeRuntimeOptions['spawner'];
   private readonly onHelperSpawned: NativeRuntimeOptions['onHelperSpawned'];
   private readonly lsm: Partial<HostLsm>;
+  private readonly systemdOption: SystemdCgroupDriver | undefined;
+  private systemdDriver: SystemdCgroupDriver | undefined;
 
   constructor(o: NativeRuntimeOptions) {
+    this.systemdOption = o.systemd;
     this.root = o.root;
     this.helperPathOption = o.helperPath;
     this.systemdCgroup = o.systemdCgroup ?? false;
@@ -116,6 +123,26 @@ export class NativeRuntime {
     this.spawner = o.spawner;
     this.onHelperSpawned = o.onHelperSpawned;
     this.lsm = o.lsm ?? {};
+  }
+
+  private get systemd(): SystemdCgroupDriver {
+    this.systemdDriver ??= this.systemdOption ?? new SystemdCgroupDriver({ timeoutMs: this.timeouts.create });
+    return this.systemdDriver;
+  }
+
+  /**
+   * Where the container's cgroup goes (cgroup-path.ts says how runc reads cgroupsPath).
+   * The systemd driver needs systemd as the init of this host, as runc checks.
+   */
+  private placeCgroup(cgroupsPath: string | undefined, id: string, systemd: boolean): { paths: CgroupPaths; unit?: SystemdUnitPlace } {
+    const layout = this.cgroups.layout;
+    if (!systemd) return { paths: resolveCgroupfsPaths(cgroupsPath, id, layout, () => readProcessCgroups('self')) };
+    // runc's test; not systemd-manager's systemdRunning(): that module loads the D-Bus client
+    if (!existsSync('/run/systemd/system')) {
+      throw failedPrecondition('the systemd cgroup driver is configured (SystemdCgroup), but systemd is not running on this host (no /run/systemd/system): use the cgroupfs driver');
+    }
+    const unit = resolveSystemdUnit(cgroupsPath, id);
+    return { paths: uniformCgroupPaths(unit.path, layout), unit };
   }
 
   get helperPath(): string {
@@ -141,16 +168,23 @@ export class NativeRuntime {
   async create(o: CreateOptions, spec?: OciSpec): Promise<NativeHandle> {
     const bundle = resolve(o.bundle);
     spec ??= this.loadSpec(bundle);
-    const cgPath = resolveCgroupPath(spec.linux.cgroupsPath, o.id, this.systemdCgroup || !!o.systemdCgroup);
+    const { paths: cgPaths, unit } = this.placeCgroup(spec.linux.cgroupsPath, o.id, this.systemdCgroup || !!o.systemdCgroup);
     const dir = claimContainerDir(this.root, o.id);
     let cgroup: CgroupSet | undefined;
+    let scopeStarted = false;
     let pid = 0;
     // the container process's pid as the hooks point reports it, before the run resolves
     let pausedPid = 0;
     const hookState = (status: HookState['status'], p: number): HookState => ({ ociVersion: spec!.ociVersion, id: o.id, status, pid: p, bundle, annotations: spec!.annotations });
     try {
-      cgroup = this.cgroups.create(cgPath);
-      if (spec.linux.resources) this.cgroups.apply(cgroup, spec.linux.resources);
+      if (unit) {
+        // made once the helper exists (beforePlan): the scope starts with its pid
+        cgroup = this.cgroups.setFor(cgPaths);
+      } else {
+        cgroup = this.cgroups.create(cgPaths);
+        if (spec.linux.resources) this.cgroups.apply(cgroup, spec.linux.resources);
+      }
+      const set = cgroup;
       const { plan, warnings } = compileCreate(spec, {
         id: o.id,
         bundle,
@@ -178,6 +212,22 @@ export class NativeRuntime {
         timeoutMs: this.timeouts.create,
         spawner: this.spawner,
         spawned: this.onHelperSpawned,
+        beforePlan: unit
+          ? async (helperPid) => {
+              await this.systemd.start({
+                id: o.id,
+                place: unit,
+                pid: helperPid,
+                resources: spec!.linux.resources,
+                mode: this.cgroups.mode,
+                onWarning: (message) => this.onWarning?.({ field: 'linux.resources', message, id: o.id }),
+              });
+              scopeStarted = true;
+              // the hierarchies systemd does not manage (cpuset, hugetlb, ... on v1)
+              set.created = this.cgroups.create(cgPaths, { adopt: true }).created;
+              if (spec!.linux.resources) this.cgroups.apply(set, spec!.linux.resources);
+            }
+          : undefined,
         // mounts done, before pivot_root, in the runtime's namespaces (runtime spec order)
         onHooks: async (p) => {
           pausedPid = p;
@@ -195,7 +245,9 @@ export class NativeRuntime {
         initStartTime: processStartTime(pid) ?? '',
         created: rfc3339Nano(),
         started: false,
-        cgroupPath: cgPath,
+        cgroupPath: cgPaths.path,
+        cgroupPaths: cgPaths,
+        systemdUnit: unit?.unit,
         namespaces: spec.linux.namespaces.map((n) => ({ type: n.type, path: n.path })),
         userNamespace: spec.linux.namespaces.some((n) => n.type === 'user'),
         seccomp: plan.process.seccomp && { program: plan.process.seccomp.program.toString('base64'), flags: plan.process.seccomp.flags },
@@ -213,6 +265,7 @@ export class NativeRuntime {
         if (victim > 0) await this.cgroups.waitEmpty(cgroup, 2_000).catch(() => undefined);
         await this.cgroups.destroyCreated(cgroup);
       }
+      if (unit && scopeStarted) await this.systemd.stop(unit.unit).catch(() => undefined);
       removeContainerDir(this.root, o.id);
       throw err;
     }
@@ -221,7 +274,7 @@ export class NativeRuntime {
   /** the container of an id, from its state file; NotFound when there is none */
   load(id: string): NativeHandle {
     const state = readState(this.root, id);
-    return { root: this.root, state, cgroup: this.cgroups.setFor(state.cgroupPath) };
+    return { root: this.root, state, cgroup: this.cgroups.setFor(state.cgroupPaths ?? state.cgroupPath) };
   }
 
   list(): NativeHandle[] {
@@ -341,7 +394,7 @@ export class NativeRuntime {
     await this.cgroups.thaw(h.cgroup);
   }
 
-  update(h: NativeHandle, resources: unknown): void {
+  async update(h: NativeHandle, resources: unknown): Promise<void> {
     if (!initAlive(h.state)) throw failedPrecondition(`cannot update container ${h.state.id}: container not running`);
     let r = parseResources(resources, 'resources');
     if (r.devices.length > 0) {
@@ -354,6 +407,8 @@ export class NativeRuntime {
       }
       r = { ...r, devices: [] };
     }
+    // systemd first: it writes the files again from its properties, ours then win
+    if (h.state.systemdUnit) await this.systemd.update(h.state.systemdUnit, r, this.cgroups.mode);
     this.cgroups.apply(h.cgroup, r, 'resources');
   }
 
@@ -390,6 +445,8 @@ export class NativeRuntime {
     };
     // the common case, a container whose processes are all gone, costs one file read here
     if (!this.cgroups.isEmpty(cgroup)) await killAll();
+    // as runc: the unit is stopped, then what systemd does not remove is
+    if (state.systemdUnit) await this.systemd.stop(state.systemdUnit);
     try {
       await this.cgroups.destroy(cgroup);
     } catch {

@@ -5,6 +5,7 @@
  * action, a second tsrun invocation): init pid and its start time (a recycled pid is
  * not our init), cgroup path, namespaces, the compiled seccomp program for execs.
  */
+import type { CgroupPaths } from './cgroup-path.js';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { alreadyExists, internal, invalidArgument, notFound } from '../../core/errors.js';
@@ -25,6 +26,10 @@ export interface NativeState {
   created: string;
   started: boolean;
   cgroupPath: string;
+  /** the cgroup in each hierarchy (a relative cgroupsPath differs per hierarchy); absent in older states */
+  cgroupPaths?: CgroupPaths;
+  /** the systemd cgroup driver's unit for this container (stopped on delete) */
+  systemdUnit?: string;
   namespaces: Array<{ type: NamespaceType; path?: string }>;
   userNamespace: boolean;
   /** base64 BPF program and filter flags, applied to execs as to the init */

@@ -347,7 +347,7 @@ async function runCommand(c: Command, log: RuntimeLog, waiter: Waiter | undefine
       await rt.resume(rt.load(requireId(c)));
       return 0;
     case 'update':
-      rt.update(rt.load(requireId(c)), resourcesFromFlags(c));
+      await rt.update(rt.load(requireId(c)), resourcesFromFlags(c));
       return 0;
     case 'events': {
       const h = rt.load(requireId(c));
