@@ -6,9 +6,10 @@
  * cgroupfs driver (runc without `--systemd-cgroup`):
  * - an absolute path is the same path in every hierarchy;
  * - a relative path (no leading `/`) is relative to the runtime's own cgroup, hierarchy by
- *   hierarchy on v1 and hybrid hosts (runc's fs manager), and to the parent of its own cgroup
- *   on a pure cgroup2 host (runc's fs2 manager: its own cgroup usually has processes, which
- *   a cgroup2 parent of a leaf must not have);
+ *   hierarchy on v1 and hybrid hosts (runc's fs manager; the cgroup2 tree of a hybrid host is
+ *   the exception: there runc starts at the root), and to the parent of its own cgroup on a
+ *   pure cgroup2 host (runc's fs2 manager: its own cgroup usually has processes, which a
+ *   cgroup2 parent of a leaf must not have);
  * - no path at all is the container id, relative as above;
  * - `..` cannot climb above the starting point (runc cleans the path as if it were rooted).
  *   Note that systemd's `slice:prefix:name` form is *not* special here: containerd's CRI
@@ -73,10 +74,10 @@ export function resolveCgroupfsPaths(cgroupsPath: string | undefined, id: string
   const mine = own();
   return paths(layout, (h) => {
     if (h === 'unified') {
-      const base = mine.unified ?? '/';
-      // fs2 (pure v2) starts from the parent of the runtime's cgroup; on hybrid hosts the v1
-      // manager treats the cgroup2 tree like any hierarchy
-      return posix.join(layout.mode === 'v2' ? posix.dirname(base) : base, path);
+      // fs2 (pure v2) starts from the parent of the runtime's cgroup; runc's v1 manager on a
+      // hybrid host puts the cgroup2 side at the root (seen with runc 1.1 here: memory under
+      // the runtime's cgroup, 0::/<path>)
+      return layout.mode === 'v2' ? posix.join(posix.dirname(mine.unified ?? '/'), path) : `/${path}`;
     }
     return posix.join(mine.v1[h.controllers[0]!] ?? '/', path);
   });

@@ -21,7 +21,7 @@ export function nativeFeatures(): Record<string, unknown> {
     linux: {
       namespaces: Object.keys(NAMESPACES),
       capabilities: Object.keys(CAPABILITIES),
-      cgroup: { v1: true, v2: true, systemd: false, systemdUser: false },
+      cgroup: { v1: true, v2: true, systemd: true, systemdUser: false },
       seccomp: {
         enabled: true,
         actions: ['SCMP_ACT_ALLOW', 'SCMP_ACT_ERRNO', 'SCMP_ACT_KILL', 'SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_KILL_THREAD', 'SCMP_ACT_LOG', 'SCMP_ACT_TRACE', 'SCMP_ACT_TRAP'],

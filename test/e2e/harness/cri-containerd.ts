@@ -66,6 +66,8 @@ export interface CriContainerd {
 export interface CriContainerdOptions {
   line: ContainerdLine;
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  /** containerd in a cgroup of its own under the instance's cgroup root (PrivateContainerdOptions.daemonCgroup) */
+  daemonCgroup?: boolean;
 }
 
 /** Files libcni cached for a sandbox (any network): gone once CNI DEL ran for it. */
@@ -150,6 +152,7 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
     version: options.line,
     namespace: 'k8s.io',
     cgroupRoot: `tsecri-${randomBytes(3).toString('hex')}`,
+    daemonCgroup: options.daemonCgroup,
     logLevel: options.logLevel ?? 'debug',
     pathPrefix: [shimBinDir, ensureAliasLinks()],
     cri: { runtimes, defaultRuntime: 'runc' },

@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { stringify } from 'smol-toml';
 import { ContainerdApi } from './containerd-api.js';
 import { configVersionOf, containerdBinaries, type ContainerdBinaries, type ContainerdLine } from './containerd-versions.js';
@@ -64,6 +64,13 @@ export interface PrivateContainerdOptions {
    * kills what is left there and removes it. Default: the namespace.
    */
   cgroupRoot?: string;
+  /**
+   * Run containerd (and so its shims and the runtimes they start) in <cgroupRoot>/containerd
+   * in every hierarchy, instead of the test process's cgroup: a relative linux.cgroupsPath
+   * (the runtime's own cgroup is its base) then lands under cgroupRoot too, and destroy()
+   * removes it with the rest.
+   */
+  daemonCgroup?: boolean;
   /** Enable the CRI plugin with this configuration; by default CRI is disabled (faster start). */
   cri?: CriOptions;
   /**
@@ -401,9 +408,14 @@ export class PrivateContainerd {
     const logFd = openSync(this.logPath, 'a');
     let child: ChildProcess;
     try {
-      child = spawn(this.options.containerdBinary ?? binaries.containerd, ['--config', this.configPath], {
+      const containerd = this.options.containerdBinary ?? binaries.containerd;
+      const [file, args] = this.options.daemonCgroup
+        ? // the shell moves itself into every hierarchy's cgroup, then becomes containerd
+          ['/bin/sh', ['-c', 'for f in $TSSHIM_E2E_PROCS; do echo $$ > "$f" || exit 1; done; exec "$0" "$@"', containerd, '--config', this.configPath]]
+        : [containerd, ['--config', this.configPath]];
+      child = spawn(file, args, {
         stdio: ['ignore', logFd, logFd],
-        env: { ...process.env, ...this.daemonEnv() },
+        env: { ...process.env, ...this.daemonEnv(), ...(this.options.daemonCgroup ? { TSSHIM_E2E_PROCS: this.makeDaemonCgroup().join(' ') } : {}) },
         // Own process group: a terminal's Ctrl-C must not take it down mid-test.
         detached: true,
       });
@@ -640,6 +652,25 @@ export class PrivateContainerd {
       const argv = readCmdline(p.pid);
       const idIndex = argv.indexOf('-id');
       return idIndex >= 0 && argv[idIndex + 1] === id;
+    });
+  }
+
+  /** <cgroupRoot>/containerd in every hierarchy; returns their cgroup.procs files */
+  private makeDaemonCgroup(): string[] {
+    const unified = existsSync('/sys/fs/cgroup/cgroup.controllers');
+    const bases = unified ? ['/sys/fs/cgroup'] : readdirSync('/sys/fs/cgroup').map((h) => join('/sys/fs/cgroup', h)).filter((d) => existsSync(join(d, 'cgroup.procs')));
+    return bases.map((base) => {
+      const dir = join(base, this.cgroupRoot, 'containerd');
+      mkdirSync(dir, { recursive: true });
+      if (existsSync(join(dir, 'cpuset.cpus'))) {
+        // v1 cpuset cgroups start empty: every new level copies its parent's
+        for (const d of [join(base, this.cgroupRoot), dir]) {
+          for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+            if (readFileSync(join(d, f), 'utf8').trim() === '') writeFileSync(join(d, f), readFileSync(join(dirname(d), f), 'utf8').trim());
+          }
+        }
+      }
+      return join(dir, 'cgroup.procs');
     });
   }
 
