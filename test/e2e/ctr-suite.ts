@@ -20,7 +20,7 @@ export interface CtrSuiteOptions {
   /** Title of the describe block; defaults to the runtime name. */
   label?: string;
   /** Extra `ctr run` flags for this runtime, e.g. ['--runc-binary', 'crun'] or ['--runtime-config-path', p]. */
-  runFlags?: (cd: PrivateContainerd) => string[];
+  runFlags?: (cd: PrivateContainerd, id: string) => string[];
   containerd?: PrivateContainerdOptions;
   /** When set, the suite is registered but skipped, with this reason in its title. */
   skipReason?: string;
@@ -88,7 +88,7 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
       'run',
       '--runtime',
       runtime,
-      ...(options.runFlags?.(cd) ?? []),
+      ...(options.runFlags?.(cd, id) ?? []),
       ...flags,
       BUSYBOX_IMAGE,
       id,

@@ -68,6 +68,10 @@ export interface CriContainerdOptions {
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   /** containerd in a cgroup of its own under the instance's cgroup root (PrivateContainerdOptions.daemonCgroup) */
   daemonCgroup?: boolean;
+  /** every handler with the systemd cgroup driver: runc's SystemdCgroup option, tsshim's systemd_cgroup */
+  systemdCgroup?: boolean;
+  /** the instance's cgroup root (default: a random tsecri-<hex>) */
+  cgroupRoot?: string;
 }
 
 /** Files libcni cached for a sandbox (any network): gone once CNI DEL ran for it. */
@@ -101,7 +105,8 @@ export function ensureAliasLinks(): string {
 
 type BackendRoots = { runc: string; crun: string; native: string };
 
-function tsshimToml(backend: keyof BackendRoots, roots: BackendRoots, crunBinary: string, group?: 'namespace'): string {
+function tsshimToml(backend: keyof BackendRoots, roots: BackendRoots, crunBinary: string, group?: 'namespace', systemdCgroup = false): string {
+  const sd = systemdCgroup ? ['systemd_cgroup = true'] : [];
   return [
     `backend = "${backend}"`,
     '[shim]',
@@ -109,11 +114,14 @@ function tsshimToml(backend: keyof BackendRoots, roots: BackendRoots, crunBinary
     ...(group ? [`group = "${group}"`] : []),
     '[runc]',
     `root = "${roots.runc}"`,
+    ...sd,
     '[crun]',
     `root = "${roots.crun}"`,
     `binary = "${crunBinary}"`,
+    ...sd,
     '[native]',
     `root = "${roots.native}"`,
+    ...sd,
     '',
   ].join('\n');
 }
@@ -137,7 +145,7 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
       ...(podAnnotations ? { podAnnotations: ['io.tsshim.*'] } : {}),
     });
     return {
-      runc: { runtimeType: 'io.containerd.runc.v2', options: { Root: cd.runtimeRoot } },
+      runc: { runtimeType: 'io.containerd.runc.v2', options: { Root: cd.runtimeRoot, ...(options.systemdCgroup ? { SystemdCgroup: true } : {}) } },
       tsshim: tsshim(configs.runc, true),
       'tsshim-crun': tsshim(configs.crun, true),
       'tsshim-native': tsshim(configs.native, true),
@@ -151,7 +159,7 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
   const cd = PrivateContainerd.create({
     version: options.line,
     namespace: 'k8s.io',
-    cgroupRoot: `tsecri-${randomBytes(3).toString('hex')}`,
+    cgroupRoot: options.cgroupRoot ?? `tsecri-${randomBytes(3).toString('hex')}`,
     daemonCgroup: options.daemonCgroup,
     logLevel: options.logLevel ?? 'debug',
     pathPrefix: [shimBinDir, ensureAliasLinks()],
@@ -161,10 +169,10 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
   mkdirSync(roots.crun, { recursive: true });
   mkdirSync(roots.native, { recursive: true });
   const crunBinary = realCrun ? 'crun' : 'runc';
-  writeFileSync(configs.runc, tsshimToml('runc', roots, crunBinary));
-  writeFileSync(configs.crun, tsshimToml('crun', roots, crunBinary));
-  writeFileSync(configs.native, tsshimToml('native', roots, crunBinary));
-  writeFileSync(configs.shared, tsshimToml('native', roots, crunBinary, 'namespace'));
+  writeFileSync(configs.runc, tsshimToml('runc', roots, crunBinary, undefined, options.systemdCgroup));
+  writeFileSync(configs.crun, tsshimToml('crun', roots, crunBinary, undefined, options.systemdCgroup));
+  writeFileSync(configs.native, tsshimToml('native', roots, crunBinary, undefined, options.systemdCgroup));
+  writeFileSync(configs.shared, tsshimToml('native', roots, crunBinary, 'namespace', options.systemdCgroup));
   // the fingerprints tsshim's start leaves in the socket dir go with these config files
   cd.addCleanup('afterStop', async () => {
     for (const file of Object.values(configs)) rmSync(configCachePath(file), { force: true });
