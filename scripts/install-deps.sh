@@ -4,7 +4,8 @@
 # running it before every test run costs a second or two.
 #
 #   apt:  containerd, runc, crun, busybox-static, criu, CNI plugins, iproute2, gcc + libc6-dev
-#         (C launcher, static pause binary), util-linux/bsdutils tools
+#         (C launcher, static pause binary), util-linux/bsdutils tools, systemd + dbus (booted
+#         only inside a private namespace by the systemd-driver tests)
 #   npm:  `npm ci` when node_modules is missing or does not match package-lock.json
 #   build: `npm run build`
 #   host: scripts/setup-host.sh (cgroup fix for crun), test images (cached in .cache/)
@@ -38,6 +39,7 @@ packages=(
   util-linux # unshare, nsenter
   tar coreutils
   podman     # the native executor's CLI (bin/tsrun) is tested as podman's --runtime
+  systemd dbus   # a real systemd (+ D-Bus system bus) as PID 1 of a private namespace: the systemd cgroup driver's tests
 )
 missing=()
 for pkg in "${packages[@]}"; do

@@ -1,0 +1,215 @@
+/**
+ * The private systemd harness (harness/private-systemd.ts): a real systemd boots as PID 1 of
+ * private namespaces, manages only its own cgroup subtree, answers on the system bus, creates
+ * scopes with limits there, leaves the host's /tmp and /var/tmp alone, and stop() leaves no
+ * process, cgroup or mount behind.
+ */
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PrivateSystemd } from './harness/private-systemd.js';
+import { isLive } from './harness/proc-fs.js';
+import { waitUntil } from './harness/wait-until.js';
+
+const isRoot = process.getuid?.() === 0;
+const systemdInstalled = existsSync('/lib/systemd/systemd') && existsSync('/usr/bin/dbus-daemon');
+
+/** Names systemd gives the cgroups of what it boots here; none may appear outside the subtree. */
+const SYSTEMD_CGROUP_NAMES = new Set([
+  'init.scope',
+  'system.slice',
+  'user.slice',
+  'systemd-journald.service',
+  'dbus.service',
+  'systemd-logind.service',
+  'tsshim-probe.scope',
+]);
+
+/** Every cgroup directory with one of those names in the host's hierarchies, except under `skip`. */
+function systemdLikeCgroups(skip: readonly string[] = []): string[] {
+  const found: string[] = [];
+  const walk = (path: string) => {
+    if (skip.includes(path)) return;
+    let entries;
+    try {
+      entries = readdirSync(path, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      if (!entry.isDirectory()) continue;
+      const child = join(path, entry.name);
+      if (SYSTEMD_CGROUP_NAMES.has(entry.name)) found.push(child);
+      walk(child);
+    }
+  };
+  walk('/sys/fs/cgroup');
+  return found.sort();
+}
+
+function hostMountPoints(): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => line.split(' ')[4]!);
+}
+
+/** Cgroup path of a host process per hierarchy line of /proc/<pid>/cgroup. */
+function cgroupLines(pid: number | 'self', text?: string): { controllers: string; path: string }[] {
+  return (text ?? readFileSync(`/proc/${pid}/cgroup`, 'utf8'))
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [, controllers, ...path] = line.split(':');
+      return { controllers: controllers!, path: path.join(':') };
+    });
+}
+
+describe.skipIf(!isRoot || !systemdInstalled)('private systemd (hybrid cgroups, as the host)', () => {
+  let dir: string;
+  let sd: PrivateSystemd;
+  const canaries = [join('/tmp', `tsshim-sd-canary-${process.pid}`), join('/var/tmp', `tsshim-sd-canary-${process.pid}`)];
+  let systemdCgroupsBefore: string[];
+
+  beforeAll(async () => {
+    for (const canary of canaries) writeFileSync(canary, 'must survive\n');
+    systemdCgroupsBefore = systemdLikeCgroups();
+    // Under the host's /tmp on purpose: the namespace covers /tmp with a tmpfs and must still see it.
+    dir = mkdtempSync(join(tmpdir(), 'tsshim-sd-'));
+    sd = await PrivateSystemd.boot({ dir });
+  });
+
+  afterAll(async () => {
+    await sd?.stop();
+    for (const canary of canaries) rmSync(canary, { force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('boots: running, journald/dbus/logind active, both bus sockets there, systemd answers on the system bus', async () => {
+    const state = await sd.run('systemctl', ['is-system-running']);
+    const failed = await sd.run('systemctl', ['list-units', '--failed', '--no-legend', '--plain']);
+    expect(String(state.stdout).trim(), `failed units: ${String(failed.stdout)}`).toBe('running');
+    const active = await sd.run('systemctl', ['is-active', 'systemd-journald.service', 'dbus.service', 'systemd-logind.service']);
+    expect(String(active.stdout).trim().split('\n')).toEqual(['active', 'active', 'active']);
+    expect((await sd.run('test', ['-S', '/run/dbus/system_bus_socket'])).exitCode).toBe(0);
+    expect((await sd.run('test', ['-S', '/run/systemd/private'])).exitCode).toBe(0);
+    const call = await sd.runOk('busctl', ['--system', 'call', 'org.freedesktop.systemd1', '/org/freedesktop/systemd1', 'org.freedesktop.systemd1.Manager', 'GetUnit', 's', 'init.scope']);
+    expect(String(call.stdout).trim()).toBe('o "/org/freedesktop/systemd1/unit/init_2escope"');
+    // The bus is also reachable from the host through the namespace's root.
+    expect(existsSync(sd.hostBusSocket)).toBe(true);
+    expect(sd.busAddress).toBe('unix:path=/run/dbus/system_bus_socket');
+  });
+
+  it("puts its units in the test's subtree of every hierarchy, and nowhere else", async () => {
+    for (const hierarchy of ['systemd', 'unified']) {
+      expect(existsSync(sd.hostCgroupDir(hierarchy, '/init.scope'))).toBe(true);
+      expect(existsSync(sd.hostCgroupDir(hierarchy, '/system.slice/dbus.service'))).toBe(true);
+    }
+    // systemd's own view: it is in /init.scope of the namespace (no "/.." escaping the root).
+    const inside = cgroupLines('self', String((await sd.runOk('cat', ['/proc/1/cgroup'])).stdout));
+    for (const line of inside.filter((l) => l.controllers === 'name=systemd' || l.controllers === '')) expect(line.path).toBe('/init.scope');
+    for (const line of inside) expect(line.path.startsWith('/..')).toBe(false);
+    // Host view of PID 1: inside the subtree in every hierarchy.
+    const roots = sd.hierarchies.map((h) => h.hostRoot);
+    const subtree = roots[0]!.split('/').pop()!;
+    const hostView = cgroupLines(sd.pid);
+    expect(hostView.length).toBe(cgroupLines('self').length);
+    for (const line of hostView) expect(line.path.split('/'), line.path).toContain(subtree);
+    expect(systemdLikeCgroups(roots)).toEqual(systemdCgroupsBefore);
+  });
+
+  it('run() and spawn() put processes in the namespace and in its cgroups, not the host', async () => {
+    const self = cgroupLines('self', String((await sd.runOk('cat', ['/proc/self/cgroup'])).stdout));
+    expect(self.length).toBe(cgroupLines('self').length);
+    for (const line of self) expect(line.path, JSON.stringify(self)).toBe('/');
+    expect(String((await sd.runOk('sh', ['-c', 'echo $$'])).stdout).trim()).not.toBe(String(process.pid));
+    expect(String((await sd.runOk('pwd', [], { cwd: '/run' })).stdout).trim()).toBe('/run');
+
+    const sleeper = await sd.spawn('sleep', ['60']);
+    expect(sleeper.nsPid).toBeGreaterThan(1);
+    const subtreeNames = new Map(sd.hierarchies.map((h) => [h.hostRoot.split('/').pop()!, h]));
+    for (const line of cgroupLines(sleeper.pid)) expect(subtreeNames.has(line.path.split('/').pop()!), line.path).toBe(true);
+    expect(sd.processes()).toContain(sleeper.pid);
+    process.kill(sleeper.pid, 'SIGTERM');
+    const result = await sleeper.subprocess;
+    expect(result.exitCode).not.toBe(0);
+  });
+
+  it('systemd-run --scope -p MemoryLimit=64M makes a scope whose cgroup is in the subtree with the limit; systemctl stop removes it', async () => {
+    const scope = sd.hostCgroupDir('memory', '/system.slice/tsshim-probe.scope');
+    const probe = await sd.spawn('systemd-run', ['--scope', '--unit=tsshim-probe', '-p', 'MemoryLimit=64M', 'sleep', '60']);
+    const limit = await waitUntil(
+      () => {
+        try {
+          return readFileSync(join(scope, 'memory.limit_in_bytes'), 'utf8').trim();
+        } catch {
+          return undefined;
+        }
+      },
+      { timeoutMs: 10_000, what: `${scope}/memory.limit_in_bytes` },
+    );
+    expect(limit).toBe(String(64 * 1024 * 1024));
+    await waitUntil(() => readFileSync(join(scope, 'cgroup.procs'), 'utf8').split('\n').includes(String(probe.pid)), { what: 'the probe in its scope' });
+    expect(existsSync(sd.hostCgroupDir('systemd', '/system.slice/tsshim-probe.scope'))).toBe(true);
+    await sd.runOk('systemctl', ['stop', 'tsshim-probe.scope']);
+    await probe.subprocess;
+    await waitUntil(() => !existsSync(scope), { what: 'the scope cgroup to go' });
+    expect(existsSync(sd.hostCgroupDir('systemd', '/system.slice/tsshim-probe.scope'))).toBe(false);
+  });
+
+  it("keeps the host's files: private /tmp and /var/tmp, read-only root, only the test dir writable", async () => {
+    for (const canary of canaries) {
+      expect(readFileSync(canary, 'utf8')).toBe('must survive\n');
+      // Not visible inside: /tmp and /var/tmp are the namespace's own tmpfs.
+      expect((await sd.run('test', ['-e', canary])).exitCode).toBe(1);
+    }
+    const denied = await sd.run('touch', ['/var/lib/tsshim-sd-probe']);
+    expect(String(denied.stderr)).toMatch(/Read-only file system/);
+    await sd.runOk('sh', ['-c', `echo inside > ${dir}/written-inside`]);
+    expect(readFileSync(join(dir, 'written-inside'), 'utf8')).toBe('inside\n');
+    expect(existsSync('/var/lib/tsshim-sd-probe')).toBe(false);
+  });
+
+  it('stop() ends every process, removes the subtree in every hierarchy and leaves no mount; the canaries survive', async () => {
+    const pid = sd.pid;
+    const journald = Number(String((await sd.runOk('systemctl', ['show', '-p', 'MainPID', '--value', 'systemd-journald.service'])).stdout).trim());
+    expect(journald).toBeGreaterThan(1);
+    const mountsBefore = hostMountPoints();
+    await sd.stop();
+    expect(isLive(pid)).toBe(false);
+    expect(sd.processes()).toEqual([]);
+    for (const h of sd.hierarchies) expect(existsSync(h.hostRoot), h.hostRoot).toBe(false);
+    expect(hostMountPoints().filter((m) => m.startsWith(dir) || !mountsBefore.includes(m)).filter((m) => m.startsWith(dir) || m.startsWith('/sys/fs/cgroup'))).toEqual([]);
+    for (const canary of canaries) expect(readFileSync(canary, 'utf8')).toBe('must survive\n');
+    expect(systemdLikeCgroups()).toEqual(systemdCgroupsBefore);
+  });
+});
+
+describe.skipIf(!isRoot || !systemdInstalled)('private systemd (cgroup v2 only inside)', () => {
+  let dir: string;
+  let sd: PrivateSystemd;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tsshim-sd-v2-'));
+    sd = await PrivateSystemd.boot({ dir, cgroupLayout: 'unified' });
+  });
+
+  afterAll(async () => {
+    await sd?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('boots in unified mode on the subtree of the host cgroup2 hierarchy (no controllers there on a hybrid host)', async () => {
+    expect(String((await sd.runOk('stat', ['-fc', '%T', '/sys/fs/cgroup'])).stdout).trim()).toBe('cgroup2fs');
+    expect(String((await sd.run('systemctl', ['is-system-running'])).stdout).trim()).toBe('running');
+    expect(existsSync(sd.hostCgroupDir('unified', '/init.scope'))).toBe(true);
+    expect(existsSync(sd.hostCgroupDir('unified', '/system.slice/systemd-logind.service'))).toBe(true);
+    // v1 hierarchies hold the subtree too (containment), but systemd made nothing there.
+    expect(readdirSync(sd.hostCgroupDir('memory')).filter((name) => name.endsWith('.slice') || name.endsWith('.scope'))).toEqual([]);
+    const controllers = String((await sd.runOk('cat', ['/sys/fs/cgroup/cgroup.controllers'])).stdout).trim();
+    expect(controllers).toBe(readFileSync(join(sd.hostCgroupDir('unified'), 'cgroup.controllers'), 'utf8').trim());
+    await sd.stop();
+    for (const h of sd.hierarchies) expect(existsSync(h.hostRoot), h.hostRoot).toBe(false);
+  });
+});
