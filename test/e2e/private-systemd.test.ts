@@ -26,11 +26,14 @@ const SYSTEMD_CGROUP_NAMES = new Set([
   'tsshim-probe.scope',
 ]);
 
-/** Every cgroup directory with one of those names in the host's hierarchies, except under `skip`. */
-function systemdLikeCgroups(skip: readonly string[] = []): string[] {
+/**
+ * Every cgroup directory with one of those names in the host's hierarchies, outside the
+ * subtrees of private systemd instances (this one's and those of other test runs meanwhile).
+ */
+function systemdLikeCgroups(): string[] {
   const found: string[] = [];
   const walk = (path: string) => {
-    if (skip.includes(path)) return;
+    if (path.split('/').pop()!.startsWith('tsshim-sd-')) return;
     let entries;
     try {
       entries = readdirSync(path, { withFileTypes: true });
@@ -48,11 +51,24 @@ function systemdLikeCgroups(skip: readonly string[] = []): string[] {
   return found.sort();
 }
 
-function hostMountPoints(): string[] {
+/** The host's mounts as "<mount point> <per-mount options>". */
+function hostMounts(): string[] {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .filter(Boolean)
-    .map((line) => line.split(' ')[4]!);
+    .map((line) => line.split(' '))
+    .map((fields) => `${fields[4]} ${fields[5]}`);
+}
+
+/** Mount points the namespace replaces or remounts on its side; the host's must stay as they were. */
+const PLACES_COVERED_INSIDE = new Set(['/', '/run', '/tmp', '/var/tmp', '/var/lib/systemd', '/dev', '/dev/pts', '/dev/shm', '/dev/console', '/proc', '/proc/sys', '/sys']);
+function hostMountsOfCoveredPlaces(): string[] {
+  return hostMounts()
+    .filter((mount) => {
+      const point = mount.split(' ')[0]!;
+      return PLACES_COVERED_INSIDE.has(point) || point.startsWith('/sys/fs/cgroup');
+    })
+    .sort();
 }
 
 /** Cgroup path of a host process per hierarchy line of /proc/<pid>/cgroup. */
@@ -71,10 +87,12 @@ describe.skipIf(!isRoot || !systemdInstalled)('private systemd (hybrid cgroups, 
   let sd: PrivateSystemd;
   const canaries = [join('/tmp', `tsshim-sd-canary-${process.pid}`), join('/var/tmp', `tsshim-sd-canary-${process.pid}`)];
   let systemdCgroupsBefore: string[];
+  let coveredMountsBefore: string[];
 
   beforeAll(async () => {
     for (const canary of canaries) writeFileSync(canary, 'must survive\n');
     systemdCgroupsBefore = systemdLikeCgroups();
+    coveredMountsBefore = hostMountsOfCoveredPlaces();
     // Under the host's /tmp on purpose: the namespace covers /tmp with a tmpfs and must still see it.
     dir = mkdtempSync(join(tmpdir(), 'tsshim-sd-'));
     sd = await PrivateSystemd.boot({ dir });
@@ -92,6 +110,15 @@ describe.skipIf(!isRoot || !systemdInstalled)('private systemd (hybrid cgroups, 
     expect(String(state.stdout).trim(), `failed units: ${String(failed.stdout)}`).toBe('running');
     const active = await sd.run('systemctl', ['is-active', 'systemd-journald.service', 'dbus.service', 'systemd-logind.service']);
     expect(String(active.stdout).trim().split('\n')).toEqual(['active', 'active', 'active']);
+    // Nothing else was loaded, let alone run: no tmpfiles, sysctl, udev, timesyncd, getty, ...
+    const services = String((await sd.runOk('systemctl', ['list-units', '--all', '--type=service', '--no-legend', '--plain'])).stdout)
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => line.split(/\s+/))
+      .filter(([, load]) => load === 'loaded')
+      .map(([name]) => name)
+      .sort();
+    expect(services).toEqual(['dbus.service', 'systemd-journald.service', 'systemd-logind.service']);
     expect((await sd.run('test', ['-S', '/run/dbus/system_bus_socket'])).exitCode).toBe(0);
     expect((await sd.run('test', ['-S', '/run/systemd/private'])).exitCode).toBe(0);
     const call = await sd.runOk('busctl', ['--system', 'call', 'org.freedesktop.systemd1', '/org/freedesktop/systemd1', 'org.freedesktop.systemd1.Manager', 'GetUnit', 's', 'init.scope']);
@@ -116,7 +143,7 @@ describe.skipIf(!isRoot || !systemdInstalled)('private systemd (hybrid cgroups, 
     const hostView = cgroupLines(sd.pid);
     expect(hostView.length).toBe(cgroupLines('self').length);
     for (const line of hostView) expect(line.path.split('/'), line.path).toContain(subtree);
-    expect(systemdLikeCgroups(roots)).toEqual(systemdCgroupsBefore);
+    expect(systemdLikeCgroups()).toEqual(systemdCgroupsBefore);
   });
 
   it('run() and spawn() put processes in the namespace and in its cgroups, not the host', async () => {
@@ -175,12 +202,15 @@ describe.skipIf(!isRoot || !systemdInstalled)('private systemd (hybrid cgroups, 
     const pid = sd.pid;
     const journald = Number(String((await sd.runOk('systemctl', ['show', '-p', 'MainPID', '--value', 'systemd-journald.service'])).stdout).trim());
     expect(journald).toBeGreaterThan(1);
-    const mountsBefore = hostMountPoints();
+    // While it runs, the host's mounts are untouched too: the read-only root and /sys are the namespace's copies.
+    expect(hostMountsOfCoveredPlaces()).toEqual(coveredMountsBefore);
+    expect(hostMounts().filter((m) => m.startsWith('/ ') || m.startsWith('/sys '))).toEqual(expect.arrayContaining([expect.stringMatching(/^\/ rw/), expect.stringMatching(/^\/sys rw/)]));
     await sd.stop();
     expect(isLive(pid)).toBe(false);
     expect(sd.processes()).toEqual([]);
     for (const h of sd.hierarchies) expect(existsSync(h.hostRoot), h.hostRoot).toBe(false);
-    expect(hostMountPoints().filter((m) => m.startsWith(dir) || !mountsBefore.includes(m)).filter((m) => m.startsWith(dir) || m.startsWith('/sys/fs/cgroup'))).toEqual([]);
+    expect(hostMounts().filter((m) => m.startsWith(dir))).toEqual([]);
+    expect(hostMountsOfCoveredPlaces()).toEqual(coveredMountsBefore);
     for (const canary of canaries) expect(readFileSync(canary, 'utf8')).toBe('must survive\n');
     expect(systemdLikeCgroups()).toEqual(systemdCgroupsBefore);
   });

@@ -49,7 +49,8 @@ export type CgroupLayout = 'hybrid' | 'unified';
 export interface PrivateSystemdOptions {
   /**
    * A directory of the test (must exist). Bound read-write into the namespace at the same path;
-   * systemd's console log is written to `<dir>/systemd-console.log`.
+   * `<dir>/systemd-console.log` gets the namespace setup's errors and whatever is written to
+   * /dev/console inside (systemd itself logs to the journal: see journal()).
    */
   dir: string;
   /** More existing host directories bound read-write at the same path (the rest of / is read-only inside). */
@@ -117,7 +118,7 @@ export class PrivateSystemd {
   readonly cgroupLayout: CgroupLayout;
   /** Every hierarchy of the host with this instance's subtree in it (the namespace sees only the subtree). */
   readonly hierarchies: readonly CgroupHierarchy[];
-  /** systemd's stdout/stderr and console. */
+  /** The setup's stderr and /dev/console inside (systemd logs to the journal). */
   readonly consoleLog: string;
 
   private readonly launcher: ChildProcess;
@@ -218,9 +219,9 @@ export class PrivateSystemd {
       try {
         await instance.waitReady(options.bootTimeoutMs ?? 30_000);
       } catch (err) {
-        const journal = await instance.run('journalctl', ['--no-pager', '-q', '-n', '60'], { timeout: 5_000 }).catch(() => undefined);
+        const journal = await instance.journal(60).catch(() => '(none)');
         await instance.stop().catch(() => undefined);
-        throw new Error(`${(err as Error).message}\n--- console ---\n${tail(consoleLog)}\n--- journal ---\n${journal?.stdout ?? '(none)'}`);
+        throw new Error(`${(err as Error).message}\n--- console ---\n${tail(consoleLog)}\n--- journal ---\n${journal}`);
       }
       return instance;
     } catch (err) {
@@ -295,11 +296,22 @@ export class PrivateSystemd {
     };
   }
 
+  /** Host path of the subtree (the namespace's root cgroup) per hierarchy name. */
+  get cgroupRoots(): Record<string, string> {
+    return Object.fromEntries(this.hierarchies.map((h) => [h.name, h.hostRoot]));
+  }
+
   /** The host directory of a cgroup given as seen inside (`/system.slice/x.scope`), in one hierarchy (`memory`, `systemd`, `unified`, ...). */
   hostCgroupDir(hierarchy: string, nsPath = '/'): string {
     const h = this.hierarchies.find((x) => x.name === hierarchy);
     if (!h) throw new Error(`no cgroup hierarchy ${hierarchy} (have ${this.hierarchies.map((x) => x.name).join(', ')})`);
     return posix.join(h.hostRoot, nsPath);
+  }
+
+  /** The last lines of the journal inside (systemd's own log and its services'), for diagnosis. */
+  async journal(lines = 100): Promise<string> {
+    const result = await this.run('journalctl', ['--no-pager', '-q', '-n', String(lines)], { timeout: 10_000 });
+    return String(result.stdout ?? '');
   }
 
   /** Host pids of every process in the subtree (any hierarchy). */
@@ -337,7 +349,8 @@ export class PrivateSystemd {
       const answer = String(state.stdout ?? '').trim();
       last = `${answer} ${String(state.stderr ?? '').trim()}`.trim();
       if (answer === 'running' || answer === 'degraded') break;
-      if (['maintenance', 'stopping', 'offline'].includes(answer)) throw new Error(`systemd is ${answer}`);
+      // "offline" also means its socket is not there yet: that one is retried until the deadline.
+      if (answer === 'maintenance' || answer === 'stopping') throw new Error(`systemd is ${answer}`);
       await sleep(100);
     }
     // systemd connects to the system bus once dbus.service runs; the driver talks to it there.
@@ -477,7 +490,7 @@ function innerScript(hierarchies: CgroupHierarchy[], layout: CgroupLayout, conso
     ...cgroupMounts,
     `i=0; for p in "$@"; do mkdir -p "$p"; mount --move ${keep}/$i "$p"; i=$((i + 1)); done`,
     `rmdir ${keep}/* 2>/dev/null || true; rmdir ${keep} ${stagedDev}`,
-    // systemd's console output goes to the log file (its stderr there too).
+    // Console output of anything inside lands in the log file next to the setup's errors.
     `mount --bind ${q(consoleLog)} /dev/console`,
     // The rest of the root filesystem read-only (this mount only: bind,remount never touches the superblock).
     'mount -o remount,bind,ro /',
@@ -494,7 +507,7 @@ function innerScript(hierarchies: CgroupHierarchy[], layout: CgroupLayout, conso
     'exec env -i container=docker PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' +
       ` SYSTEMD_UNIT_PATH=/run/systemd/system.control:/run/systemd/transient:${UNIT_DIR}` +
       ` SYSTEMD_GENERATOR_PATH=${NO_GENERATORS_DIR} SYSTEMD_ENVIRONMENT_GENERATOR_PATH=${NO_GENERATORS_DIR}` +
-      ` /lib/systemd/systemd --system --unit=${BOOT_TARGET} --log-target=console --show-status=no`,
+      ` /lib/systemd/systemd --system --unit=${BOOT_TARGET} --log-target=journal --show-status=no`,
   ].join('\n');
 }
 
