@@ -494,12 +494,14 @@ function innerScript(hierarchies: CgroupHierarchy[], layout: CgroupLayout, conso
     `mount --bind ${q(consoleLog)} /dev/console`,
     // The rest of the root filesystem read-only (this mount only: bind,remount never touches the superblock).
     'mount -o remount,bind,ro /',
-    `mkdir -p ${UNIT_DIR}/systemd-journald.service.d ${NO_GENERATORS_DIR} /run/systemd/journald.conf.d`,
+    `mkdir -p ${UNIT_DIR}/systemd-journald.service.d ${UNIT_DIR}/systemd-logind.service.d ${NO_GENERATORS_DIR} /run/systemd/journald.conf.d`,
     `printf '[Journal]\\nStorage=volatile\\n' > /run/systemd/journald.conf.d/tsshim-harness.conf`,
     `for u in ${COPIED_UNITS.join(' ')}; do cp ${SYSTEMD}/$u ${UNIT_DIR}/; done`,
     `ln -s systemd-logind.service ${UNIT_DIR}/dbus-org.freedesktop.login1.service`,
     // No audit socket: it would read the host's kernel audit stream.
     unit('systemd-journald.service.d/tsshim-harness.conf', ['[Service]', 'Sockets=', 'Sockets=systemd-journald.socket systemd-journald-dev-log.socket']),
+    // logind's ReadWritePaths=/etc would make the host's /etc writable again in its own mount namespace.
+    unit('systemd-logind.service.d/tsshim-harness.conf', ['[Service]', 'ReadWritePaths=', 'ReadWritePaths=/run']),
     ...['sysinit', 'sockets', 'paths', 'timers', 'slices', 'local-fs', 'swap', 'umount'].map(emptyTarget),
     unit('basic.target', ['[Unit]', 'Description=basic.target (tsshim harness)', 'DefaultDependencies=no', 'Requires=sysinit.target', 'After=sysinit.target sockets.target paths.target slices.target timers.target']),
     unit('shutdown.target', ['[Unit]', 'Description=shutdown.target (tsshim harness)', 'DefaultDependencies=no', 'RefuseManualStart=yes']),
