@@ -7,9 +7,11 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateSystemd } from './harness/private-systemd.js';
 import { isLive } from './harness/proc-fs.js';
+import { repoRoot } from './harness/repo-paths.js';
 import { waitUntil } from './harness/wait-until.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -161,6 +163,7 @@ describe.skipIf(!isRoot || !systemdInstalled)('private systemd (hybrid cgroups, 
     process.kill(sleeper.pid, 'SIGTERM');
     const result = await sleeper.subprocess;
     expect(result.exitCode).not.toBe(0);
+    await expect(sd.spawn('/nonexistent-binary')).rejects.toThrow(/ended at once/);
   });
 
   it('systemd-run --scope -p MemoryLimit=64M makes a scope whose cgroup is in the subtree with the limit; systemctl stop removes it', async () => {
@@ -213,6 +216,42 @@ describe.skipIf(!isRoot || !systemdInstalled)('private systemd (hybrid cgroups, 
     expect(hostMountsOfCoveredPlaces()).toEqual(coveredMountsBefore);
     for (const canary of canaries) expect(readFileSync(canary, 'utf8')).toBe('must survive\n');
     expect(systemdLikeCgroups()).toEqual(systemdCgroupsBefore);
+  });
+});
+
+describe.skipIf(!isRoot || !systemdInstalled)('private systemd whose test process dies without stop()', () => {
+  it('the watchdog kills the namespace and removes the subtree', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsshim-sd-orphan-'));
+    try {
+      // A separate process boots one, prints what it got and then is killed with SIGKILL.
+      const script = join(dir, 'boot.ts');
+      writeFileSync(
+        script,
+        [
+          `import { PrivateSystemd } from ${JSON.stringify(join(repoRoot, 'test/e2e/harness/private-systemd.ts'))};`,
+          `const sd = await PrivateSystemd.boot({ dir: ${JSON.stringify(dir)} });`,
+          'console.log(JSON.stringify({ pid: sd.pid, roots: sd.hierarchies.map((h) => h.hostRoot) }));',
+          'setInterval(() => undefined, 1000);',
+        ].join('\n'),
+      );
+      const child = execa(join(repoRoot, 'node_modules/.bin/vite-node'), [script], { cwd: repoRoot, reject: false, buffer: false });
+      const booted = await new Promise<{ pid: number; roots: string[] }>((resolve, reject) => {
+        let out = '';
+        child.stdout!.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          const line = out.split('\n').find((l) => l.startsWith('{'));
+          if (line) resolve(JSON.parse(line));
+        });
+        void child.then((r) => reject(new Error(`the booting process ended: ${r.exitCode} ${String(r.stderr ?? '')}`)));
+      });
+      expect(isLive(booted.pid)).toBe(true);
+      // vite-node runs the script in its own process: kill that whole process tree's root (no stop()).
+      child.kill('SIGKILL');
+      await child;
+      await waitUntil(() => !isLive(booted.pid) && booted.roots.every((root) => !existsSync(root)), { timeoutMs: 15_000, what: 'the watchdog to clean up' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

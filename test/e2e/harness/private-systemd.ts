@@ -197,6 +197,8 @@ export class PrivateSystemd {
         env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
       });
       closeSync(logFd);
+      // An instance a test forgets to stop must not keep the test process alive: the watchdog ends it when this process exits.
+      launcher.unref();
       const launched = launcher;
       const launcherExit = new Promise<void>((resolve) => {
         if (launched.exitCode !== null || launched.signalCode !== null) resolve();
@@ -265,20 +267,23 @@ export class PrivateSystemd {
     const subprocess = execa(file, wrapped, { ...rest, reject: false }) as unknown as ResultPromise<{ reject: false }>;
     const outer = subprocess.pid;
     if (outer === undefined) throw new Error(`could not spawn ${command} inside the private systemd`);
-    let ended = false;
-    void subprocess.then(() => {
-      ended = true;
+    let ended: Result<{ reject: false }> | undefined;
+    void subprocess.then((result) => {
+      ended = result;
     });
-    const pid = await waitUntil(
+    const found = await waitUntil<{ pid: number } | { ended: Result<{ reject: false }> }>(
       () => {
-        if (ended) throw new Error(`${command} ended at once inside the private systemd`);
+        if (ended) return { ended };
         const child = childPids(outer)[0];
         // nsenter's child first is a copy of nsenter, then the command once exec'd.
-        return child !== undefined && !readExe(child)?.endsWith('/nsenter') ? child : undefined;
+        return child !== undefined && !readExe(child)?.endsWith('/nsenter') ? { pid: child } : undefined;
       },
       { timeoutMs: 10_000, intervalMs: 10, what: `${command} to start inside the private systemd` },
     );
-    return { subprocess, pid, nsPid: nsPidOf(pid) ?? -1 };
+    if ('ended' in found) {
+      throw new Error(`${command} ended at once inside the private systemd (exit ${found.ended.exitCode ?? found.ended.signal}): ${String(found.ended.stderr ?? '').trim()}`);
+    }
+    return { subprocess, pid: found.pid, nsPid: nsPidOf(found.pid) ?? -1 };
   }
 
   /**
