@@ -7,9 +7,11 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateSystemd } from './harness/private-systemd.js';
 import { isLive } from './harness/proc-fs.js';
+import { repoRoot } from './harness/repo-paths.js';
 import { waitUntil } from './harness/wait-until.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -26,11 +28,14 @@ const SYSTEMD_CGROUP_NAMES = new Set([
   'tsshim-probe.scope',
 ]);
 
-/** Every cgroup directory with one of those names in the host's hierarchies, except under `skip`. */
-function systemdLikeCgroups(skip: readonly string[] = []): string[] {
+/**
+ * Every cgroup directory with one of those names in the host's hierarchies, outside the
+ * subtrees of private systemd instances (this one's and those of other test runs meanwhile).
+ */
+function systemdLikeCgroups(): string[] {
   const found: string[] = [];
   const walk = (path: string) => {
-    if (skip.includes(path)) return;
+    if (path.split('/').pop()!.startsWith('tsshim-sd-')) return;
     let entries;
     try {
       entries = readdirSync(path, { withFileTypes: true });
@@ -48,11 +53,24 @@ function systemdLikeCgroups(skip: readonly string[] = []): string[] {
   return found.sort();
 }
 
-function hostMountPoints(): string[] {
+/** The host's mounts as "<mount point> <per-mount options>". */
+function hostMounts(): string[] {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .filter(Boolean)
-    .map((line) => line.split(' ')[4]!);
+    .map((line) => line.split(' '))
+    .map((fields) => `${fields[4]} ${fields[5]}`);
+}
+
+/** Mount points the namespace replaces or remounts on its side; the host's must stay as they were. */
+const PLACES_COVERED_INSIDE = new Set(['/', '/run', '/tmp', '/var/tmp', '/var/lib/systemd', '/dev', '/dev/pts', '/dev/shm', '/dev/console', '/proc', '/proc/sys', '/sys']);
+function hostMountsOfCoveredPlaces(): string[] {
+  return hostMounts()
+    .filter((mount) => {
+      const point = mount.split(' ')[0]!;
+      return PLACES_COVERED_INSIDE.has(point) || point.startsWith('/sys/fs/cgroup');
+    })
+    .sort();
 }
 
 /** Cgroup path of a host process per hierarchy line of /proc/<pid>/cgroup. */
@@ -71,10 +89,12 @@ describe.skipIf(!isRoot || !systemdInstalled)('private systemd (hybrid cgroups, 
   let sd: PrivateSystemd;
   const canaries = [join('/tmp', `tsshim-sd-canary-${process.pid}`), join('/var/tmp', `tsshim-sd-canary-${process.pid}`)];
   let systemdCgroupsBefore: string[];
+  let coveredMountsBefore: string[];
 
   beforeAll(async () => {
     for (const canary of canaries) writeFileSync(canary, 'must survive\n');
     systemdCgroupsBefore = systemdLikeCgroups();
+    coveredMountsBefore = hostMountsOfCoveredPlaces();
     // Under the host's /tmp on purpose: the namespace covers /tmp with a tmpfs and must still see it.
     dir = mkdtempSync(join(tmpdir(), 'tsshim-sd-'));
     sd = await PrivateSystemd.boot({ dir });
@@ -92,6 +112,15 @@ describe.skipIf(!isRoot || !systemdInstalled)('private systemd (hybrid cgroups, 
     expect(String(state.stdout).trim(), `failed units: ${String(failed.stdout)}`).toBe('running');
     const active = await sd.run('systemctl', ['is-active', 'systemd-journald.service', 'dbus.service', 'systemd-logind.service']);
     expect(String(active.stdout).trim().split('\n')).toEqual(['active', 'active', 'active']);
+    // Nothing else was loaded, let alone run: no tmpfiles, sysctl, udev, timesyncd, getty, ...
+    const services = String((await sd.runOk('systemctl', ['list-units', '--all', '--type=service', '--no-legend', '--plain'])).stdout)
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => line.split(/\s+/))
+      .filter(([, load]) => load === 'loaded')
+      .map(([name]) => name)
+      .sort();
+    expect(services).toEqual(['dbus.service', 'systemd-journald.service', 'systemd-logind.service']);
     expect((await sd.run('test', ['-S', '/run/dbus/system_bus_socket'])).exitCode).toBe(0);
     expect((await sd.run('test', ['-S', '/run/systemd/private'])).exitCode).toBe(0);
     const call = await sd.runOk('busctl', ['--system', 'call', 'org.freedesktop.systemd1', '/org/freedesktop/systemd1', 'org.freedesktop.systemd1.Manager', 'GetUnit', 's', 'init.scope']);
@@ -116,7 +145,7 @@ describe.skipIf(!isRoot || !systemdInstalled)('private systemd (hybrid cgroups, 
     const hostView = cgroupLines(sd.pid);
     expect(hostView.length).toBe(cgroupLines('self').length);
     for (const line of hostView) expect(line.path.split('/'), line.path).toContain(subtree);
-    expect(systemdLikeCgroups(roots)).toEqual(systemdCgroupsBefore);
+    expect(systemdLikeCgroups()).toEqual(systemdCgroupsBefore);
   });
 
   it('run() and spawn() put processes in the namespace and in its cgroups, not the host', async () => {
@@ -134,6 +163,7 @@ describe.skipIf(!isRoot || !systemdInstalled)('private systemd (hybrid cgroups, 
     process.kill(sleeper.pid, 'SIGTERM');
     const result = await sleeper.subprocess;
     expect(result.exitCode).not.toBe(0);
+    await expect(sd.spawn('/nonexistent-binary')).rejects.toThrow(/ended at once/);
   });
 
   it('systemd-run --scope -p MemoryLimit=64M makes a scope whose cgroup is in the subtree with the limit; systemctl stop removes it', async () => {
@@ -175,14 +205,53 @@ describe.skipIf(!isRoot || !systemdInstalled)('private systemd (hybrid cgroups, 
     const pid = sd.pid;
     const journald = Number(String((await sd.runOk('systemctl', ['show', '-p', 'MainPID', '--value', 'systemd-journald.service'])).stdout).trim());
     expect(journald).toBeGreaterThan(1);
-    const mountsBefore = hostMountPoints();
+    // While it runs, the host's mounts are untouched too: the read-only root and /sys are the namespace's copies.
+    expect(hostMountsOfCoveredPlaces()).toEqual(coveredMountsBefore);
+    expect(hostMounts().filter((m) => m.startsWith('/ ') || m.startsWith('/sys '))).toEqual(expect.arrayContaining([expect.stringMatching(/^\/ rw/), expect.stringMatching(/^\/sys rw/)]));
     await sd.stop();
     expect(isLive(pid)).toBe(false);
     expect(sd.processes()).toEqual([]);
     for (const h of sd.hierarchies) expect(existsSync(h.hostRoot), h.hostRoot).toBe(false);
-    expect(hostMountPoints().filter((m) => m.startsWith(dir) || !mountsBefore.includes(m)).filter((m) => m.startsWith(dir) || m.startsWith('/sys/fs/cgroup'))).toEqual([]);
+    expect(hostMounts().filter((m) => m.startsWith(dir))).toEqual([]);
+    expect(hostMountsOfCoveredPlaces()).toEqual(coveredMountsBefore);
     for (const canary of canaries) expect(readFileSync(canary, 'utf8')).toBe('must survive\n');
     expect(systemdLikeCgroups()).toEqual(systemdCgroupsBefore);
+  });
+});
+
+describe.skipIf(!isRoot || !systemdInstalled)('private systemd whose test process dies without stop()', () => {
+  it('the watchdog kills the namespace and removes the subtree', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsshim-sd-orphan-'));
+    try {
+      // A separate process boots one, prints what it got and then is killed with SIGKILL.
+      const script = join(dir, 'boot.ts');
+      writeFileSync(
+        script,
+        [
+          `import { PrivateSystemd } from ${JSON.stringify(join(repoRoot, 'test/e2e/harness/private-systemd.ts'))};`,
+          `const sd = await PrivateSystemd.boot({ dir: ${JSON.stringify(dir)} });`,
+          'console.log(JSON.stringify({ pid: sd.pid, roots: sd.hierarchies.map((h) => h.hostRoot) }));',
+          'setInterval(() => undefined, 1000);',
+        ].join('\n'),
+      );
+      const child = execa(join(repoRoot, 'node_modules/.bin/vite-node'), [script], { cwd: repoRoot, reject: false, buffer: false });
+      const booted = await new Promise<{ pid: number; roots: string[] }>((resolve, reject) => {
+        let out = '';
+        child.stdout!.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          const line = out.split('\n').find((l) => l.startsWith('{'));
+          if (line) resolve(JSON.parse(line));
+        });
+        void child.then((r) => reject(new Error(`the booting process ended: ${r.exitCode} ${String(r.stderr ?? '')}`)));
+      });
+      expect(isLive(booted.pid)).toBe(true);
+      // vite-node runs the script in its own process: kill that whole process tree's root (no stop()).
+      child.kill('SIGKILL');
+      await child;
+      await waitUntil(() => !isLive(booted.pid) && booted.roots.every((root) => !existsSync(root)), { timeoutMs: 15_000, what: 'the watchdog to clean up' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

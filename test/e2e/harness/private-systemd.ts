@@ -49,7 +49,8 @@ export type CgroupLayout = 'hybrid' | 'unified';
 export interface PrivateSystemdOptions {
   /**
    * A directory of the test (must exist). Bound read-write into the namespace at the same path;
-   * systemd's console log is written to `<dir>/systemd-console.log`.
+   * `<dir>/systemd-console.log` gets the namespace setup's errors and whatever is written to
+   * /dev/console inside (systemd itself logs to the journal: see journal()).
    */
   dir: string;
   /** More existing host directories bound read-write at the same path (the rest of / is read-only inside). */
@@ -117,7 +118,7 @@ export class PrivateSystemd {
   readonly cgroupLayout: CgroupLayout;
   /** Every hierarchy of the host with this instance's subtree in it (the namespace sees only the subtree). */
   readonly hierarchies: readonly CgroupHierarchy[];
-  /** systemd's stdout/stderr and console. */
+  /** The setup's stderr and /dev/console inside (systemd logs to the journal). */
   readonly consoleLog: string;
 
   private readonly launcher: ChildProcess;
@@ -196,6 +197,8 @@ export class PrivateSystemd {
         env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
       });
       closeSync(logFd);
+      // An instance a test forgets to stop must not keep the test process alive: the watchdog ends it when this process exits.
+      launcher.unref();
       const launched = launcher;
       const launcherExit = new Promise<void>((resolve) => {
         if (launched.exitCode !== null || launched.signalCode !== null) resolve();
@@ -218,9 +221,9 @@ export class PrivateSystemd {
       try {
         await instance.waitReady(options.bootTimeoutMs ?? 30_000);
       } catch (err) {
-        const journal = await instance.run('journalctl', ['--no-pager', '-q', '-n', '60'], { timeout: 5_000 }).catch(() => undefined);
+        const journal = await instance.journal(60).catch(() => '(none)');
         await instance.stop().catch(() => undefined);
-        throw new Error(`${(err as Error).message}\n--- console ---\n${tail(consoleLog)}\n--- journal ---\n${journal?.stdout ?? '(none)'}`);
+        throw new Error(`${(err as Error).message}\n--- console ---\n${tail(consoleLog)}\n--- journal ---\n${journal}`);
       }
       return instance;
     } catch (err) {
@@ -264,20 +267,23 @@ export class PrivateSystemd {
     const subprocess = execa(file, wrapped, { ...rest, reject: false }) as unknown as ResultPromise<{ reject: false }>;
     const outer = subprocess.pid;
     if (outer === undefined) throw new Error(`could not spawn ${command} inside the private systemd`);
-    let ended = false;
-    void subprocess.then(() => {
-      ended = true;
+    let ended: Result<{ reject: false }> | undefined;
+    void subprocess.then((result) => {
+      ended = result;
     });
-    const pid = await waitUntil(
+    const found = await waitUntil<{ pid: number } | { ended: Result<{ reject: false }> }>(
       () => {
-        if (ended) throw new Error(`${command} ended at once inside the private systemd`);
+        if (ended) return { ended };
         const child = childPids(outer)[0];
         // nsenter's child first is a copy of nsenter, then the command once exec'd.
-        return child !== undefined && !readExe(child)?.endsWith('/nsenter') ? child : undefined;
+        return child !== undefined && !readExe(child)?.endsWith('/nsenter') ? { pid: child } : undefined;
       },
       { timeoutMs: 10_000, intervalMs: 10, what: `${command} to start inside the private systemd` },
     );
-    return { subprocess, pid, nsPid: nsPidOf(pid) ?? -1 };
+    if ('ended' in found) {
+      throw new Error(`${command} ended at once inside the private systemd (exit ${found.ended.exitCode ?? found.ended.signal}): ${String(found.ended.stderr ?? '').trim()}`);
+    }
+    return { subprocess, pid: found.pid, nsPid: nsPidOf(found.pid) ?? -1 };
   }
 
   /**
@@ -295,11 +301,22 @@ export class PrivateSystemd {
     };
   }
 
+  /** Host path of the subtree (the namespace's root cgroup) per hierarchy name. */
+  get cgroupRoots(): Record<string, string> {
+    return Object.fromEntries(this.hierarchies.map((h) => [h.name, h.hostRoot]));
+  }
+
   /** The host directory of a cgroup given as seen inside (`/system.slice/x.scope`), in one hierarchy (`memory`, `systemd`, `unified`, ...). */
   hostCgroupDir(hierarchy: string, nsPath = '/'): string {
     const h = this.hierarchies.find((x) => x.name === hierarchy);
     if (!h) throw new Error(`no cgroup hierarchy ${hierarchy} (have ${this.hierarchies.map((x) => x.name).join(', ')})`);
     return posix.join(h.hostRoot, nsPath);
+  }
+
+  /** The last lines of the journal inside (systemd's own log and its services'), for diagnosis. */
+  async journal(lines = 100): Promise<string> {
+    const result = await this.run('journalctl', ['--no-pager', '-q', '-n', String(lines)], { timeout: 10_000 });
+    return String(result.stdout ?? '');
   }
 
   /** Host pids of every process in the subtree (any hierarchy). */
@@ -337,7 +354,8 @@ export class PrivateSystemd {
       const answer = String(state.stdout ?? '').trim();
       last = `${answer} ${String(state.stderr ?? '').trim()}`.trim();
       if (answer === 'running' || answer === 'degraded') break;
-      if (['maintenance', 'stopping', 'offline'].includes(answer)) throw new Error(`systemd is ${answer}`);
+      // "offline" also means its socket is not there yet: that one is retried until the deadline.
+      if (answer === 'maintenance' || answer === 'stopping') throw new Error(`systemd is ${answer}`);
       await sleep(100);
     }
     // systemd connects to the system bus once dbus.service runs; the driver talks to it there.
@@ -477,16 +495,18 @@ function innerScript(hierarchies: CgroupHierarchy[], layout: CgroupLayout, conso
     ...cgroupMounts,
     `i=0; for p in "$@"; do mkdir -p "$p"; mount --move ${keep}/$i "$p"; i=$((i + 1)); done`,
     `rmdir ${keep}/* 2>/dev/null || true; rmdir ${keep} ${stagedDev}`,
-    // systemd's console output goes to the log file (its stderr there too).
+    // Console output of anything inside lands in the log file next to the setup's errors.
     `mount --bind ${q(consoleLog)} /dev/console`,
     // The rest of the root filesystem read-only (this mount only: bind,remount never touches the superblock).
     'mount -o remount,bind,ro /',
-    `mkdir -p ${UNIT_DIR}/systemd-journald.service.d ${NO_GENERATORS_DIR} /run/systemd/journald.conf.d`,
+    `mkdir -p ${UNIT_DIR}/systemd-journald.service.d ${UNIT_DIR}/systemd-logind.service.d ${NO_GENERATORS_DIR} /run/systemd/journald.conf.d`,
     `printf '[Journal]\\nStorage=volatile\\n' > /run/systemd/journald.conf.d/tsshim-harness.conf`,
     `for u in ${COPIED_UNITS.join(' ')}; do cp ${SYSTEMD}/$u ${UNIT_DIR}/; done`,
     `ln -s systemd-logind.service ${UNIT_DIR}/dbus-org.freedesktop.login1.service`,
     // No audit socket: it would read the host's kernel audit stream.
     unit('systemd-journald.service.d/tsshim-harness.conf', ['[Service]', 'Sockets=', 'Sockets=systemd-journald.socket systemd-journald-dev-log.socket']),
+    // logind's ReadWritePaths=/etc would make the host's /etc writable again in its own mount namespace.
+    unit('systemd-logind.service.d/tsshim-harness.conf', ['[Service]', 'ReadWritePaths=', 'ReadWritePaths=/run']),
     ...['sysinit', 'sockets', 'paths', 'timers', 'slices', 'local-fs', 'swap', 'umount'].map(emptyTarget),
     unit('basic.target', ['[Unit]', 'Description=basic.target (tsshim harness)', 'DefaultDependencies=no', 'Requires=sysinit.target', 'After=sysinit.target sockets.target paths.target slices.target timers.target']),
     unit('shutdown.target', ['[Unit]', 'Description=shutdown.target (tsshim harness)', 'DefaultDependencies=no', 'RefuseManualStart=yes']),
@@ -494,7 +514,7 @@ function innerScript(hierarchies: CgroupHierarchy[], layout: CgroupLayout, conso
     'exec env -i container=docker PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' +
       ` SYSTEMD_UNIT_PATH=/run/systemd/system.control:/run/systemd/transient:${UNIT_DIR}` +
       ` SYSTEMD_GENERATOR_PATH=${NO_GENERATORS_DIR} SYSTEMD_ENVIRONMENT_GENERATOR_PATH=${NO_GENERATORS_DIR}` +
-      ` /lib/systemd/systemd --system --unit=${BOOT_TARGET} --log-target=console --show-status=no`,
+      ` /lib/systemd/systemd --system --unit=${BOOT_TARGET} --log-target=journal --show-status=no`,
   ].join('\n');
 }
 
