@@ -467,6 +467,15 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
       expect(mountPointsUnder(cd.state)).toEqual([]);
     });
 
+    it('finds no bare command through an empty PATH: Create fails Unknown, in runc\'s words', async () => {
+      const id = newId('nopath');
+      const result = await cd.ctr(runArgs(['--rm', '--env', 'PATH='], id, ['sleep', '1']));
+      expect(result.exitCode, describeFailure(result)).not.toBe(0);
+      // ctr prints the gRPC code last: the runc shim returns a runc failure as Unknown
+      expect(result.stderr).toMatch(/OCI runtime create failed: .*exec: "sleep": executable file not found in \$PATH: unknown\n$/);
+      expect(await cd.listTasks()).not.toContainEqual(expect.objectContaining({ id }));
+    });
+
     it('leaves no zombie under the shim', async () => {
       const id = newId('zombie');
       // init forks children that exit (reaped by sh), then becomes a long sleep
