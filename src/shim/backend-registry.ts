@@ -15,6 +15,13 @@ import type { CreateTaskInput } from '../core/task-core.js';
 import { BACKEND_NAMES, type BackendName, type ShimConfig, loadConfig } from './config.js';
 import { writeBundleState } from './bundle-state.js';
 
+/** a warning about one container's config: its id, the field and what was done about it */
+export interface BackendWarning {
+  id: string;
+  field: string;
+  message: string;
+}
+
 export class BackendRegistry {
   private readonly instances = new Map<string, Backend>();
   private readonly configs = new Map<string, ShimConfig>();
@@ -25,6 +32,8 @@ export class BackendRegistry {
     private readonly exits: ExitSource,
     /** backend named by the binary's alias, if any */
     private readonly alias: BackendName | undefined,
+    /** a config field a backend accepted with a caveat (runc logs these as warnings too) */
+    private readonly onWarning?: (w: BackendWarning) => void,
   ) {}
 
   /** the config a container runs under: the one its runtime options name, else the daemon's */
@@ -85,7 +94,7 @@ export class BackendRegistry {
         let b = this.instances.get(key);
         if (b === undefined) {
           const { NativeBackend } = await import('../backends/native/backend.js');
-          b = this.instances.get(key) ?? new NativeBackend({ root, systemdCgroup: systemd, exits: this.exits });
+          b = this.instances.get(key) ?? new NativeBackend({ root, systemdCgroup: systemd, exits: this.exits, onWarning: this.onWarning });
           this.instances.set(key, b);
         }
         writeBundleState(input.bundle, { backend: 'native', binary: '', root, systemdCgroup: systemd });

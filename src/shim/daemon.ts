@@ -53,7 +53,9 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
     transport: new TtrpcForwardTransport(process.env.TTRPC_ADDRESS ?? '', args.namespace),
     log,
   });
-  const registry = new BackendRegistry(config, args.namespace, reaper, aliasFromBinary(shimArgv0()));
+  const registry = new BackendRegistry(config, args.namespace, reaper, aliasFromBinary(shimArgv0()), (w) =>
+    logger.warn({ container: w.id, field: w.field }, w.message),
+  );
   let core: TaskCore;
   const oom = new OomWatcher((id: string) => core.reportOom(id), {
     onError: (err) => logger.warn({ err: (err as Error)?.message }, 'oom watcher'),

@@ -33,12 +33,33 @@ export interface CtrSuiteOptions {
    *    tsshim flushes its event queue (up to 5 s) before it exits.
    */
   goRuncShim?: boolean;
+  /**
+   * The shim itself logs a config field it accepted with a caveat (tsshim with the native
+   * backend); runc's warnings stay in runc's own log, which the runc shim reads only on failure.
+   */
+  warnsInShimLog?: boolean;
 }
 
 const SIGKILL = 9;
 
 /** what a process starts with that its runtime, not the image, decides: signal state and HOME */
 const PROCESS_START_STATE = 'grep -E "^Sig(Blk|Ign):" /proc/self/status; echo HOME=$HOME';
+
+/**
+ * The loopback interface seen from inside: its flags (IFF_UP is 0x1), `ip link`'s view and a
+ * TCP round trip over 127.0.0.1 (retried while the listener is not up yet; any other error,
+ * such as "Network is unreachable" with lo down, is printed at once).
+ */
+const LOOPBACK_PROBE = [
+  'echo flags=$(cat /sys/class/net/lo/flags)',
+  'ip link show lo | head -n1 | grep -q "[<,]UP[,>]" && echo link=UP || echo link=DOWN',
+  'nc -l -p 7777 & listener=$!',
+  'for i in $(seq 1 50); do',
+  '  r=$(echo over-lo | nc 127.0.0.1 7777 2>&1) && break',
+  '  case "$r" in *refused*) sleep 0.1 ;; *) echo "connect=$r"; break ;; esac',
+  'done',
+  'kill $listener 2>/dev/null; wait',
+].join('\n');
 
 function lines(text: string): string[] {
   return text.split('\n').filter((line) => line !== '');
@@ -163,6 +184,37 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
       it('creates a working directory missing from the image (root-owned, 0755), as runc does', async () => {
         const result = await ctrExpect(runArgs(['--rm', '--cwd', '/no/such/dir'], newId('cwd'), ['sh', '-c', 'pwd; stat -c "%U %a" .']));
         expect(result.stdout).toBe('/no/such/dir\nroot 755\n');
+      });
+
+      it('brings up lo in the container\'s new network namespace, as runc does', async () => {
+        const result = await ctrExpect(runArgs(['--rm'], newId('lo'), ['sh', '-c', LOOPBACK_PROBE]));
+        expect(result.stdout).toBe('flags=0x9\nlink=UP\nover-lo\n');
+      });
+
+      it('ignores a capability name runc does not know, and runs the container', async () => {
+        const caps = ['sh', '-c', 'grep -E "^Cap(Prm|Eff|Bnd)" /proc/self/status'];
+        const plain = await ctrExpect(runArgs(['--rm'], newId('caps'), caps));
+        const result = await ctrExpect(runArgs(['--rm', '--cap-add', 'CAP_BOGUS'], newId('capbogus'), caps));
+        expect(result.stdout).toBe(plain.stdout);
+        expect(lines(result.stdout)).toHaveLength(3);
+        if (options.warnsInShimLog) {
+          await waitUntil(() => readFileSync(cd.logPath, 'utf8').includes('unknown capability \\"CAP_BOGUS\\"; ignored'), {
+            timeoutMs: 5_000,
+            what: 'the shim to log the unknown capability',
+          });
+        }
+      });
+
+      it('mounts a relative destination under the container\'s root, as runc 1.1 does', async () => {
+        const mount = ['--mount', 'type=tmpfs,src=tmpfs,dst=tmp/relative,options=nosuid'];
+        const result = await ctrExpect(runArgs(['--rm', ...mount], newId('relmount'), ['sh', '-c', 'grep " /tmp/relative " /proc/self/mountinfo | cut -d" " -f5,9']));
+        expect(result.stdout).toBe('/tmp/relative tmpfs\n');
+        if (options.warnsInShimLog) {
+          await waitUntil(() => readFileSync(cd.logPath, 'utf8').includes('\\"tmp/relative\\" is not absolute; mounted on /tmp/relative'), {
+            timeoutMs: 5_000,
+            what: 'the shim to log the relative mount destination',
+          });
+        }
       });
 
       it('returns the exit code of the container', async () => {
@@ -413,6 +465,15 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
       await waitUntil(() => cd.shimProcessesFor(id).length === 0, { what: `shim of ${id} to exit` });
       expect(existsSync(cd.bundleDir(id))).toBe(false);
       expect(mountPointsUnder(cd.state)).toEqual([]);
+    });
+
+    it('finds no bare command through an empty PATH: Create fails Unknown, in runc\'s words', async () => {
+      const id = newId('nopath');
+      const result = await cd.ctr(runArgs(['--rm', '--env', 'PATH='], id, ['sleep', '1']));
+      expect(result.exitCode, describeFailure(result)).not.toBe(0);
+      // ctr prints the gRPC code last: the runc shim returns a runc failure as Unknown
+      expect(result.stderr).toMatch(/OCI runtime create failed: .*exec: "sleep": executable file not found in \$PATH: unknown\n$/);
+      expect(await cd.listTasks()).not.toContainEqual(expect.objectContaining({ id }));
     });
 
     it('leaves no zombie under the shim', async () => {

@@ -5,4 +5,4 @@
 import { defineCtrSuite } from './ctr-suite.js';
 import { tsshimRunFlags } from './tsshim-run-flags.js';
 
-defineCtrSuite('io.containerd.tsshim.v2', { label: 'tsshim + native backend', runFlags: tsshimRunFlags('native') });
+defineCtrSuite('io.containerd.tsshim.v2', { label: 'tsshim + native backend', runFlags: tsshimRunFlags('native'), warnsInShimLog: true });

@@ -274,6 +274,55 @@ describe('compileCreate', () => {
     expect(warnings).toContainEqual({ field: 'process.capabilities.ambient', message: 'not permitted and inheritable, so not raised: CAP_KILL' });
   });
 
+  it('ignores a capability name it does not know, with a warning, as runc 1.1 does', () => {
+    const { plan, warnings } = compileCreate(
+      spec((s) => {
+        s.process.capabilities.effective = ['CAP_FLY', 'CAP_KILL', 'cap_kill'];
+        s.process.capabilities.permitted = ['CAP_KILL', 'KILL'];
+      }),
+      ctx(),
+    );
+    expect(plan.process.capabilities).toMatchObject({ effective: 1n << 5n, permitted: 1n << 5n });
+    expect(warnings).toEqual(
+      expect.arrayContaining([
+        { field: 'process.capabilities.effective[0]', message: 'unknown capability "CAP_FLY"; ignored' },
+        { field: 'process.capabilities.effective[2]', message: 'unknown capability "cap_kill"; ignored' },
+        { field: 'process.capabilities.permitted[1]', message: 'unknown capability "KILL"; ignored' },
+      ]),
+    );
+    // an exec's process too
+    const exec = compileExec(parseProcess({ args: ['ls'], capabilities: { bounding: ['CAP_FLY', 'CAP_KILL'] } }), {
+      initPid: 4242,
+      namespaces: ['mount'],
+      userNamespace: false,
+      placement: { procs: [], self: [] },
+      host: { bounding: (1n << 41n) - 1n },
+      apparmorEnabled: false,
+      selinuxEnabled: false,
+    });
+    expect(exec.plan.process.capabilities!.bounding).toBe(1n << 5n);
+    expect(exec.warnings).toEqual([{ field: 'process.capabilities.bounding[0]', message: 'unknown capability "CAP_FLY"; ignored' }]);
+  });
+
+  it('mounts a relative destination under the container\'s root, with a warning, as runc 1.1 does', () => {
+    const { plan, warnings } = compileCreate(
+      spec((s) => {
+        s.mounts.push({ destination: 'tmp/rel', type: 'tmpfs', source: 'tmpfs' });
+        s.mounts.push({ destination: '../../escape', type: 'tmpfs', source: 'tmpfs' });
+      }),
+      ctx(),
+    );
+    expect(plan.rootfsOps).toContainEqual({ op: 'mount', source: 'tmpfs', target: '/tmp/rel', fstype: 'tmpfs', flags: 0, propagation: 0, data: '', kind: MountKind.Fs });
+    // ".." stops at the container's root, as runc's securejoin does
+    expect(plan.rootfsOps).toContainEqual({ op: 'mount', source: 'tmpfs', target: '/escape', fstype: 'tmpfs', flags: 0, propagation: 0, data: '', kind: MountKind.Fs });
+    expect(warnings).toEqual(
+      expect.arrayContaining([
+        { field: 'mounts[5].destination', message: '"tmp/rel" is not absolute; mounted on /tmp/rel, as runc does (runc says it will refuse this in a future release)' },
+        { field: 'mounts[6].destination', message: '"../../escape" is not absolute; mounted on /escape, as runc does (runc says it will refuse this in a future release)' },
+      ]),
+    );
+  });
+
   it('keeps the AppArmor profile where AppArmor is on and ignores it elsewhere, as runc does', () => {
     const withProfile = spec((s) => (s.process.apparmorProfile = 'cri-containerd.apparmor.d'));
     const on = compileCreate(withProfile, { ...ctx(), apparmorEnabled: true }).plan;
@@ -315,7 +364,6 @@ describe('compileCreate', () => {
     ['host sysctl', (s) => (s.linux.sysctl = { 'vm.swappiness': '1' }), 'linux.sysctl.vm.swappiness: not isolated by any namespace; it would change the host'],
     ['ipc sysctl without ipc ns', (s) => (s.linux.sysctl = { 'kernel.shmmax': '1' }), 'linux.sysctl.kernel.shmmax: needs a ipc namespace in linux.namespaces'],
     ['missing rootfs', (s) => (s.root.path = 'nope'), 'root.path: '],
-    ['unknown capability', (s) => (s.process.capabilities.effective = ['CAP_FLY']), 'process.capabilities.effective[0]: unknown capability "CAP_FLY"'],
     ['unknown rlimit', (s) => (s.process.rlimits = [{ type: 'RLIMIT_FUN', soft: 1, hard: 1 }]), 'process.rlimits[0].type: unknown rlimit "RLIMIT_FUN"'],
     ['bad propagation', (s) => (s.linux.rootfsPropagation = 'sideways'), 'linux.rootfsPropagation: must be one of'],
     ['device outside /dev', (s) => (s.linux.devices = [{ type: 'c', path: '/etc/null', major: 1, minor: 3 }]), 'linux.devices[0].path: must be under /dev (got /etc/null)'],

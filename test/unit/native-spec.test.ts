@@ -40,7 +40,7 @@ describe('parseSpec', () => {
     ['duplicate namespace', (s) => s.linux.namespaces.push({ type: 'pid' }), 'linux.namespaces[2].type: namespace pid is listed twice'],
     ['relative namespace path', (s) => (s.linux.namespaces[1].path = 'proc/1/ns/pid'), 'linux.namespaces[1].path: must be an absolute path'],
     ['mount without destination', (s) => (s.mounts = [{ type: 'tmpfs' }]), 'mounts[0].destination: must be a string'],
-    ['relative mount destination', (s) => (s.mounts = [{ destination: 'tmp', type: 'tmpfs' }]), 'mounts[0].destination: must be an absolute path (got "tmp")'],
+    ['empty mount destination', (s) => (s.mounts = [{ destination: '', type: 'tmpfs' }]), 'mounts[0].destination: must not be empty'],
     ['rlimit soft above hard', (s) => (s.process.rlimits = [{ type: 'RLIMIT_NOFILE', soft: 10, hard: 5 }]), 'process.rlimits[0]: soft limit 10 is above hard limit 5'],
     ['duplicate rlimit', (s) => (s.process.rlimits = [{ type: 'RLIMIT_NOFILE', soft: 1, hard: 1 }, { type: 'RLIMIT_NOFILE', soft: 1, hard: 1 }]), 'process.rlimits[1].type: RLIMIT_NOFILE is set twice'],
     ['oomScoreAdj out of range', (s) => (s.process.oomScoreAdj = 2000), 'process.oomScoreAdj: must be an integer from -1000 to 1000'],

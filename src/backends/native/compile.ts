@@ -174,7 +174,12 @@ function capMask(names: string[], field: string, host: HostCapabilities | undefi
   let mask = 0n;
   names.forEach((name, i) => {
     const n = CAPABILITIES[name];
-    if (n === undefined) throw invalidArgument(`${field}[${i}]: unknown capability ${JSON.stringify(name)}`);
+    if (n === undefined) {
+      // runc 1.1 ignores a name it does not know (lower case and CAP_-less names included),
+      // with a warning, and runs the container
+      warnings.push({ field: `${field}[${i}]`, message: `unknown capability ${JSON.stringify(name)}; ignored` });
+      return;
+    }
     const bit = 1n << BigInt(n);
     if (host && !(host.bounding & bit)) {
       // a capability this runtime does not hold itself cannot be handed on (capset would
@@ -349,6 +354,11 @@ export function compileCreate(spec: OciSpec, ctx: CreateContext): Compiled {
   spec.mounts.forEach((m, i) => {
     const field = `mounts[${i}]`;
     const target = containerPath(m.destination);
+    if (!m.destination.startsWith('/')) {
+      // runc 1.1 takes a relative destination as relative to the container's root, with a
+      // warning that a future release will refuse it
+      warnings.push({ field: `${field}.destination`, message: `${JSON.stringify(m.destination)} is not absolute; mounted on ${target}, as runc does (runc says it will refuse this in a future release)` });
+    }
     if (target === '/') throw invalidArgument(`${field}.destination: cannot mount over the container's root`);
     if (m.type === 'cgroup' || m.type === 'cgroup2') {
       ops.push(...cgroupMountOps(m, field, ctx, nsTypes.has('cgroup')));

@@ -256,6 +256,12 @@ function optI64(v: Json, path: string): bigint | undefined {
   return v === undefined || v === null ? undefined : big(v, path, -I64_MAX - 1n, I64_MAX);
 }
 
+function nonEmptyStr(v: Json, path: string): string {
+  const s = str(v, path);
+  if (s === '') bad(path, 'must not be empty');
+  return s;
+}
+
 function absPath(v: Json, path: string): string {
   const s = str(v, path);
   if (!s.startsWith('/')) bad(path, `must be an absolute path (got ${JSON.stringify(s)})`);
@@ -574,7 +580,8 @@ function parseMounts(v: Json, path: string): OciMount[] {
     const o = obj(x, p);
     if (nonEmpty(o.uidMappings) || nonEmpty(o.gidMappings)) notSupported(`${p}.uidMappings`, 'idmapped mounts are not supported by the native backend yet');
     return {
-      destination: absPath(o.destination, `${p}.destination`),
+      // relative is accepted, as runc 1.1 does (the plan compiler warns and resolves it)
+      destination: nonEmptyStr(o.destination, `${p}.destination`),
       type: optStr(o.type, `${p}.type`) ?? '',
       source: optStr(o.source, `${p}.source`) ?? '',
       options: strArr(o.options, `${p}.options`),

@@ -61,6 +61,7 @@ void ns_open(const struct plan *p, struct ns_fds *out);
 void ns_join(struct ns_fds *n);
 void ns_new_time(const struct plan *p, const struct ns_fds *n); /* helper side, before clone */
 void ns_write_id_maps(const struct plan *p, pid_t child);
+void ns_loopback_up(void); /* child side, in its new network namespace */
 int cgroup_open_clone_into(const struct plan *p); /* fd for clone3, -1 when none */
 void cgroup_place(const struct plan *p, pid_t child, int cloned_into); /* helper side */
 void cgroup_self_move(const struct plan *p);      /* child side */

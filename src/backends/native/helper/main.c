@@ -293,6 +293,8 @@ static void run_create(const struct plan *p)
 		}
 		if ((ns.new_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
 			fail(errno, "unshare cgroup namespace");
+		if (ns.new_flags & CLONE_NEWNET)
+			ns_loopback_up();
 		if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0)
 			fail(errno, "sethostname %s", p->hostname);
 		if (p->domainname && setdomainname(p->domainname, strlen(p->domainname)) < 0)

@@ -12,9 +12,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -99,6 +102,32 @@ void ns_new_time(const struct plan *p, const struct ns_fds *n)
 		fail(errno, "unshare time namespace");
 	if (p->time_offsets && write_file("/proc/self/timens_offsets", p->time_offsets, strlen(p->time_offsets)) < 0)
 		fail(errno, "write time namespace offsets (%s)", p->time_offsets);
+}
+
+/*
+ * A new network namespace starts with one device, `lo`, and it is down: nothing reaches
+ * 127.0.0.1. runc brings it up in every network namespace it creates (its "loopback"
+ * network, in the container's init before the rootfs and the hooks), so programs that talk
+ * to themselves over loopback work without any network configured. Called by the container
+ * process inside its new namespace; a joined namespace (a path) is its owner's to configure
+ * and never touched. The device ioctls work on a socket of any family; AF_INET is the usual.
+ */
+void ns_loopback_up(void)
+{
+	struct ifreq ifr;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		fail(errno, "bring up the loopback interface lo: socket");
+	memset(&ifr, 0, sizeof(ifr));
+	strcpy(ifr.ifr_name, "lo");
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+		fail(errno, "bring up the loopback interface lo: read its flags");
+	if (!(ifr.ifr_flags & IFF_UP)) {
+		ifr.ifr_flags |= IFF_UP;
+		if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+			fail(errno, "bring up the loopback interface lo");
+	}
+	close(fd);
 }
 
 static void write_map(pid_t child, const char *file, const struct plan_idmap *m, size_t count)

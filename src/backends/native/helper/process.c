@@ -251,6 +251,29 @@ static int executable(const char *path)
 	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
 }
 
+/*
+ * arg0 in one PATH entry (dlen bytes at dir) as Go's exec.LookPath looks, which runc 1.1
+ * uses: an empty entry means ".", and a command found through a relative entry is refused
+ * rather than run. True when exec_path names it.
+ */
+static int found_in(const char *dir, size_t dlen, const char *arg0)
+{
+	if (dlen == 0) {
+		dir = ".";
+		dlen = 1;
+	}
+	if (dlen + 1 + strlen(arg0) + 1 > sizeof(exec_path))
+		return 0;
+	memcpy(exec_path, dir, dlen);
+	exec_path[dlen] = '/';
+	strcpy(exec_path + dlen + 1, arg0);
+	if (!executable(exec_path))
+		return 0;
+	if (dir[0] != '/')
+		fail(0, "exec: \"%s\": cannot run executable found relative to current directory", arg0); /* Go's words */
+	return 1;
+}
+
 static void resolve_executable(const struct plan *p)
 {
 	const char *arg0 = p->args[0], *path, *end;
@@ -265,22 +288,17 @@ static void resolve_executable(const struct plan *p)
 		}
 		return;
 	}
+	/* only the PATH of the process's own environment, as runc: no default without one
+	 * ("" has no entries, "a:" has two, the second empty) */
 	path = plan_getenv(p, "PATH");
-	if (!path)
-		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-	for (; *path; path = *end ? end + 1 : end) {
-		size_t dlen;
-		end = strchrnul(path, ':');
-		dlen = (size_t)(end - path);
-		if (dlen == 0)
-			continue;
-		if (dlen + 1 + strlen(arg0) + 1 > sizeof(exec_path))
-			continue;
-		memcpy(exec_path, path, dlen);
-		exec_path[dlen] = '/';
-		strcpy(exec_path + dlen + 1, arg0);
-		if (executable(exec_path))
-			return;
+	if (path && *path) {
+		for (const char *dir = path;; dir = end + 1) {
+			end = strchrnul(dir, ':');
+			if (found_in(dir, (size_t)(end - dir), arg0))
+				return;
+			if (!*end)
+				break;
+		}
 	}
 	fail(0, "exec: \"%s\": executable file not found in $PATH", arg0);
 }
