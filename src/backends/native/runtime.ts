@@ -126,7 +126,8 @@ export class NativeRuntime {
   }
 
   private get systemd(): SystemdCgroupDriver {
-    this.systemdDriver ??= this.systemdOption ?? new SystemdCgroupDriver({ timeoutMs: this.timeouts.create });
+    // half the create deadline: a hung systemd is then reported as such, not as a helper timeout
+    this.systemdDriver ??= this.systemdOption ?? new SystemdCgroupDriver({ timeoutMs: Math.floor(this.timeouts.create / 2) });
     return this.systemdDriver;
   }
 
