@@ -4,10 +4,13 @@
  * each job with a deadline. The wire protocol is dbus-native's; this module only knows
  * which methods systemd has and how its jobs finish.
  *
- * Where systemd is reached: as root, its private socket (/run/systemd/private, a direct
- * peer-to-peer connection, what systemctl uses; it needs no dbus-daemon), else the system
- * bus. A connection is opened per operation and closed after it: the shim otherwise holds
- * nothing between a container's create and its delete.
+ * Where systemd is reached: the system bus, as runc and crun reach it (every systemd node runs
+ * dbus-daemon); only without one, as root, systemd's private socket (/run/systemd/private, a
+ * direct peer-to-peer connection, what systemctl uses). dbus-native's direct connections
+ * answer only the first connection of a process here (a second one's calls get no reply,
+ * seen against systemd 252), so the private socket is the fallback, not the default. A
+ * connection is opened per operation and closed after it: the shim otherwise holds nothing
+ * between a container's create and its delete.
  *
  * Jobs: StartTransientUnit and StopUnit return a job object path; the result comes later as
  * the JobRemoved signal, which systemd sends only to clients that called Subscribe. Signals
@@ -73,8 +76,9 @@ export class SystemdManager {
   static async connect(o: SystemdManagerOptions = {}): Promise<SystemdManager> {
     const timeoutMs = o.timeoutMs ?? 10_000;
     const deadline = Date.now() + timeoutMs;
-    const direct = o.address === undefined && process.getuid?.() === 0 && existsSync(PRIVATE_SOCKET);
-    const address = o.address ?? (direct ? `unix:path=${PRIVATE_SOCKET}` : `unix:path=${process.env.DBUS_SYSTEM_BUS_ADDRESS?.replace(/^unix:path=/, '') ?? SYSTEM_BUS}`);
+    const systemBus = process.env.DBUS_SYSTEM_BUS_ADDRESS?.replace(/^unix:path=/, '') ?? SYSTEM_BUS;
+    const direct = o.address === undefined && !existsSync(systemBus) && process.getuid?.() === 0 && existsSync(PRIVATE_SOCKET);
+    const address = o.address ?? (direct ? `unix:path=${PRIVATE_SOCKET}` : `unix:path=${systemBus}`);
     let bus: MessageBus;
     try {
       bus = createClient({ busAddress: address, direct });
