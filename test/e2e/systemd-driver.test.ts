@@ -77,7 +77,7 @@ describe('systemd cgroup driver under a real systemd (private namespaces)', () =
   }
 
   it('ctr suite: the runc reference and tsshim native, both with the systemd driver', async () => {
-    await runInside('test/e2e/inside-systemd/ctr-systemd.inner.test.ts', 80);
+    await runInside('test/e2e/inside-systemd/ctr-systemd.inner.test.ts', 60);
   }, 25 * 60_000);
 
   it('CRI: kubelet-style .slice pods with SystemdCgroup, runc and tsshim native, on containerd 1.6 and 2.1', async () => {
