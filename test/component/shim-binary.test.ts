@@ -12,7 +12,9 @@ import { FakeContainerd, connectShim } from './fake-containerd.js';
 import { makeBundle, removeRootfsTemplate } from './oci-bundle.js';
 import * as pb from '../../src/proto/gen/containerd/task/v2/shim.js';
 import { DeleteResponse } from '../../src/proto/gen/containerd/task/v2/shim.js';
-import { TASK_SERVICE_V2, TypeUrl, packJson } from '../../src/proto/typeurls.js';
+import { TASK_SERVICE_V2, TypeUrl, packJson, packMessage } from '../../src/proto/typeurls.js';
+import { Options as RuntimeOptions } from '../../src/proto/gen/runtimeoptions/v1/options.js';
+import { Any } from '../../src/proto/gen/google/protobuf/any.js';
 import type { TtrpcClient } from '../../src/ttrpc/client.js';
 
 const NS = 'tsshim-component';
@@ -250,6 +252,36 @@ describe.each(VARIANTS)('shim binary against a fake containerd: $label', ({ tag,
     const start = await fake.runShim('start', { namespace: NS, id, bundle, env: { TSSHIM_CONFIG: cfg } });
     expect(start.exitCode).not.toBe(0);
     expect(String(start.stdout)).toMatch(/backend must be one of/);
+  });
+
+  it('a TOML syntax error names its line and column, at start and at Create', async () => {
+    const id = `c${process.pid}${tag}s`;
+    const bundle = makeBundle(dir, id, { args: ['true'] });
+    const cfg = path.join(dir, `unterminated-${tag}.toml`);
+    fs.writeFileSync(cfg, '[shim]\ngroup = "container\nlog_level = "info"\n');
+    const want = `tsshim config ${cfg}: line 2, column 9: unterminated string: "container must end with " on the same line`;
+    // start: through TSSHIM_CONFIG, and through the runtime options' ConfigPath (what CRI sends)
+    const byEnv = await fake.runShim('start', { namespace: NS, id, bundle, env: { TSSHIM_CONFIG: cfg } });
+    expect(byEnv.exitCode).not.toBe(0);
+    expect(String(byEnv.stdout).trim()).toBe(`tsshim start: ${want}`);
+    const options = packMessage(TypeUrl.RuntimeOptions, RuntimeOptions, RuntimeOptions.fromPartial({ configPath: cfg }));
+    const byOptions = await fake.runShim('start', { namespace: NS, id, bundle, input: Any.encode(options).finish() });
+    expect(byOptions.exitCode).not.toBe(0);
+    expect(String(byOptions.stdout).trim()).toBe(`tsshim start: ${want}`);
+    // Create: a shim already serving (started under this variant's config) gets a Create whose
+    // runtime options name the broken file
+    const start = await fake.runShim('start', { namespace: NS, id, bundle });
+    expect(start.exitCode).toBe(0);
+    const client = await connectShim(String(start.stdout).trim());
+    const conn = await call(client, 'Connect', pb.ConnectRequest, { id }, pb.ConnectResponse);
+    await expect(call(client, 'Create', pb.CreateTaskRequest, { id, bundle, options })).rejects.toMatchObject({
+      code: 3,
+      message: `${want}: invalid argument`,
+    });
+    await call(client, 'Shutdown', pb.ShutdownRequest, { id });
+    client.close();
+    for (let i = 0; i < 100 && alive(conn!.shimPid); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(alive(conn!.shimPid)).toBe(false);
   });
 });
 
