@@ -113,6 +113,32 @@ interface BundleSpec {
    * holding the stdio pipes keeps containerd ≥ 1.7 waiting for the container's IO.
    */
   sharedPidNamespace: boolean;
+  /** config.json's process.terminal */
+  terminal: boolean;
+}
+
+/**
+ * The terminal rule, the same for every backend: the request's `terminal` decides whether
+ * a process gets a pty, and the process spec a backend receives always says the same.
+ *  - Exec: the request wins; the exec's process spec is given the request's value (the
+ *    runc shim sets spec.Terminal = request.Terminal before `runc exec`).
+ *  - Create: config.json is containerd's, and the runc shim runs it unchanged, so a
+ *    request that disagrees with process.terminal fails there (runc refuses the console
+ *    socket, or a terminal without one). Every backend refuses it the same way here,
+ *    before anything is set up, instead of a runtime's error or (native) lost output.
+ */
+export function execSpecForRequest(spec: Record<string, unknown>, terminal: boolean): Record<string, unknown> {
+  return spec.terminal === terminal ? spec : { ...spec, terminal };
+}
+
+function checkCreateTerminal(requested: boolean, spec: BundleSpec, bundle: string): void {
+  if (requested === spec.terminal) return;
+  const config = join(bundle, 'config.json');
+  throw invalidArgument(
+    requested
+      ? `terminal: the Create request asks for a terminal but process.terminal is false in ${config}; they must agree`
+      : `terminal: process.terminal is true in ${config} but the Create request asks for no terminal; they must agree`,
+  );
 }
 
 export class Container {
@@ -316,7 +342,7 @@ export class TaskCore {
     } catch (err) {
       throw invalidArgument(`cannot read ${join(bundle, 'config.json')}: ${(err as Error).message}`, err);
     }
-    let spec: { annotations?: unknown; linux?: { namespaces?: unknown } };
+    let spec: { annotations?: unknown; linux?: { namespaces?: unknown }; process?: { terminal?: unknown } };
     try {
       spec = JSON.parse(raw);
     } catch (err) {
@@ -331,7 +357,11 @@ export class TaskCore {
     }
     const namespaces = Array.isArray(spec.linux?.namespaces) ? (spec.linux!.namespaces as Array<{ type?: unknown; path?: unknown }>) : [];
     const pidNs = namespaces.find((n) => n && n.type === 'pid');
-    return { annotations, sharedPidNamespace: !pidNs || (typeof pidNs.path === 'string' && pidNs.path !== '') };
+    return {
+      annotations,
+      sharedPidNamespace: !pidNs || (typeof pidNs.path === 'string' && pidNs.path !== ''),
+      terminal: spec.process?.terminal === true,
+    };
   }
 
   async create(input: CreateTaskInput): Promise<{ pid: number }> {
@@ -339,6 +369,7 @@ export class TaskCore {
     if (this.containers.has(input.id)) throw alreadyExists(`container ${input.id}: already exists`);
     if (!isAbsolute(input.bundle)) throw invalidArgument(`bundle path ${input.bundle} must be absolute`);
     const spec = this.readSpec(input.bundle);
+    checkCreateTerminal(input.terminal, spec, input.bundle);
     const backend = await this.deps.selectBackend(input, spec.annotations);
     // checked again: selecting may load a backend module, and a Create for the same id may
     // have come in meanwhile
@@ -506,7 +537,7 @@ export class TaskCore {
     await container.lifecycle.run(async () => {
       if (container.execs.has(execId)) throw alreadyExists(`id ${execId}: already exists`);
       container.init.require('exec');
-      const exec = new ExecProcess(id, execId, { ...uris, stderr: uris.terminal ? '' : uris.stderr }, spec);
+      const exec = new ExecProcess(id, execId, { ...uris, stderr: uris.terminal ? '' : uris.stderr }, execSpecForRequest(spec, uris.terminal));
       container.execs.set(execId, exec);
       this.deps.events.publish({ topic: '/tasks/exec-added', containerId: id, execId });
     });

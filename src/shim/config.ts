@@ -5,11 +5,14 @@
  *   2. the TSSHIM_CONFIG environment variable;
  *   3. /etc/tsshim/config.toml (absent file = defaults).
  * A file that was named explicitly must exist. A bad file is an InvalidArgument error
- * with the parser's position, raised at `start` and at Create, never a crash.
+ * naming the file, the line (and for a syntax error the column) and what is wrong in
+ * words about the file (src/shim/toml-diagnostics.ts), raised at `start` and at Create,
+ * never a crash.
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { invalidArgument } from '../core/errors.js';
+import { explainTomlError, locateKey } from './toml-diagnostics.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/tsshim/config.toml';
 export const BACKEND_NAMES = ['runc', 'crun', 'native', 'gvisor', 'kata'] as const;
@@ -88,53 +91,62 @@ export function parseConfig(text: string, source: string): ShimConfig {
   try {
     doc = parseToml(text) as Table;
   } catch (err) {
-    throw invalidArgument(`tsshim config ${source}: ${(err as Error).message.split('\n')[0]}`, err);
+    const p = explainTomlError(text, err);
+    const where = p ? `line ${p.line}, column ${p.column}: ${p.message}` : (err as Error).message.split('\n')[0];
+    throw invalidArgument(`tsshim config ${source}: ${where}`, err);
   }
   const cfg = defaultConfig();
   cfg.source = source;
-  const bad = (key: string, want: string) => invalidArgument(`tsshim config ${source}: ${key} must be ${want}`);
+  /** `name` is the dotted key ("runc.root"); the line is found in the text when it can be */
+  const bad = (name: string, want: string, got?: unknown) => {
+    const dot = name.lastIndexOf('.');
+    const line = locateKey(text, dot < 0 ? '' : name.slice(0, dot), dot < 0 ? name : name.slice(dot + 1));
+    const at = line ? `line ${line}: ` : '';
+    const was = got === undefined ? '' : ` (got ${describeValue(got)})`;
+    return invalidArgument(`tsshim config ${source}: ${at}${name} must be ${want}${was}`);
+  };
   const str = (t: Table, key: string, name: string): string | undefined => {
     const v = t[key];
     if (v === undefined) return undefined;
-    if (typeof v !== 'string') throw bad(name, 'a string');
+    if (typeof v !== 'string') throw bad(name, 'a string', v);
     return v;
   };
   const bool = (t: Table, key: string, name: string): boolean | undefined => {
     const v = t[key];
     if (v === undefined) return undefined;
-    if (typeof v !== 'boolean') throw bad(name, 'true or false');
+    if (typeof v !== 'boolean') throw bad(name, 'true or false', v);
     return v;
   };
   const table = (key: string): Table => {
     const v = doc[key];
     if (v === undefined) return {};
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(`[${key}]`, 'a table');
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(key, 'a table ([' + key + '])', v);
     return v as Table;
   };
 
   const backend = str(doc, 'backend', 'backend');
   if (backend !== undefined) {
     if (!(BACKEND_NAMES as readonly string[]).includes(backend)) {
-      throw bad('backend', `one of ${BACKEND_NAMES.map((b) => `"${b}"`).join(', ')} (got "${backend}")`);
+      throw bad('backend', `one of ${BACKEND_NAMES.map((b) => `"${b}"`).join(', ')}`, backend);
     }
     cfg.backend = backend as BackendName;
   }
   const shim = table('shim');
   const group = str(shim, 'group', 'shim.group');
   if (group !== undefined) {
-    if (!['container', 'pod', 'namespace'].includes(group)) throw bad('shim.group', '"container", "pod" or "namespace"');
+    if (!['container', 'pod', 'namespace'].includes(group)) throw bad('shim.group', '"container", "pod" or "namespace"', group);
     cfg.shim.group = group as GroupScope;
   }
   const socketDir = str(shim, 'socket_dir', 'shim.socket_dir');
   if (socketDir !== undefined) {
-    if (!socketDir.startsWith('/')) throw bad('shim.socket_dir', 'an absolute path');
+    if (!socketDir.startsWith('/')) throw bad('shim.socket_dir', 'an absolute path', socketDir);
     // 64 hex chars + separator must still fit in sun_path (108 bytes)
     if (socketDir.length > 42) throw bad('shim.socket_dir', 'at most 42 characters long');
     cfg.shim.socketDir = socketDir;
   }
   const level = str(shim, 'log_level', 'shim.log_level');
   if (level !== undefined) {
-    if (!['trace', 'debug', 'info', 'warn', 'error'].includes(level)) throw bad('shim.log_level', 'trace, debug, info, warn or error');
+    if (!['trace', 'debug', 'info', 'warn', 'error'].includes(level)) throw bad('shim.log_level', 'trace, debug, info, warn or error', level);
     cfg.shim.logLevel = level as ShimConfig['shim']['logLevel'];
   }
   const ann = str(shim, 'backend_annotation', 'shim.backend_annotation');
@@ -149,7 +161,7 @@ export function parseConfig(text: string, source: string): ShimConfig {
     }
     const root = str(t, 'root', `${name}.root`);
     if (root !== undefined) {
-      if (!root.startsWith('/')) throw bad(`${name}.root`, 'an absolute path');
+      if (!root.startsWith('/')) throw bad(`${name}.root`, 'an absolute path', root);
       cfg[name].root = root;
     }
     const sd = bool(t, 'systemd_cgroup', `${name}.systemd_cgroup`);
@@ -158,10 +170,18 @@ export function parseConfig(text: string, source: string): ShimConfig {
   const native = table('native');
   const nativeRoot = str(native, 'root', 'native.root');
   if (nativeRoot !== undefined) {
-    if (!nativeRoot.startsWith('/')) throw bad('native.root', 'an absolute path');
+    if (!nativeRoot.startsWith('/')) throw bad('native.root', 'an absolute path', nativeRoot);
     cfg.native.root = nativeRoot;
   }
   const nativeSd = bool(native, 'systemd_cgroup', 'native.systemd_cgroup');
   if (nativeSd !== undefined) cfg.native.systemdCgroup = nativeSd;
   return cfg;
+}
+
+function describeValue(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof Date) return 'a date';
+  if (typeof v === 'object' && v !== null) return 'a table';
+  return String(v);
 }

@@ -19,7 +19,7 @@ import {
   typeUrlMatches,
   unpackAny,
 } from '../proto/typeurls.js';
-import type { TtrpcServer, UnaryHandler, CallContext } from '../ttrpc/server.js';
+import { decodePayload, type TtrpcServer, type UnaryHandler, type CallContext, type PayloadDecoder } from '../ttrpc/server.js';
 import type { DecodedOptions } from './runtime-options.js';
 
 export interface RpcLogger {
@@ -36,28 +36,17 @@ export interface ShimControl {
   log: RpcLogger;
 }
 
-interface Codec<T> {
-  decode(b: Uint8Array): T;
-}
 interface Enc<T> {
   encode(m: T): { finish(): Uint8Array };
-}
-
-function decode<T>(codec: Codec<T>, bytes: Uint8Array): T {
-  try {
-    return codec.decode(bytes);
-  } catch (err) {
-    throw invalidArgument(`error unmarshalling payload: ${(err as Error).message}`, err);
-  }
 }
 
 const EMPTY = Empty.encode({}).finish();
 
 export function registerTaskService(server: TtrpcServer, core: TaskCore, control: ShimControl): void {
   const unary =
-    <Req, Res>(reqCodec: Codec<Req>, resCodec: Enc<Res> | null, fn: (req: Req, ctx: CallContext) => Promise<Res> | Res): UnaryHandler =>
+    <Req, Res>(reqCodec: PayloadDecoder<Req>, resCodec: Enc<Res> | null, fn: (req: Req, ctx: CallContext) => Promise<Res> | Res): UnaryHandler =>
     async (payload, ctx) => {
-      const req = decode(reqCodec, payload);
+      const req = decodePayload(reqCodec, payload);
       const r = req as { id?: string; execId?: string };
       control.log.debug({ rpc: ctx.method, id: r.id, execId: r.execId || undefined }, 'rpc');
       try {

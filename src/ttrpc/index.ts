@@ -28,8 +28,10 @@ export {
 } from './envelope.js';
 export {
   TtrpcServer,
+  decodePayload,
   defaultErrorToStatus,
   type CallContext,
+  type PayloadDecoder,
   type UnaryHandler,
   type TtrpcServerOptions,
 } from './server.js';

@@ -47,6 +47,25 @@ export interface CallContext {
  */
 export type UnaryHandler = (payload: Uint8Array, ctx: CallContext) => Promise<Uint8Array>;
 
+/** The decoding half of a generated protobuf message type. */
+export interface PayloadDecoder<T> {
+  decode(bytes: Uint8Array): T;
+}
+
+/**
+ * Decodes a unary call's payload as the method's request message. A payload that does not
+ * decode is answered as containerd's Go ttrpc answers it: Internal, "ttrpc: error
+ * unmarshalling payload: …" (an undecodable Request envelope, by contrast, is
+ * InvalidArgument: see handleRequest). Handlers decode through here and nowhere else.
+ */
+export function decodePayload<T>(decoder: PayloadDecoder<T>, payload: Uint8Array): T {
+  try {
+    return decoder.decode(payload);
+  } catch (err) {
+    throw new TtrpcError(Code.Internal, `ttrpc: error unmarshalling payload: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
 export interface TtrpcServerOptions {
   /** Turns a handler's thrown error into a status. Default: TtrpcError → its code, else Unknown + message. */
   errorToStatus?: (err: unknown) => StatusLike;

@@ -12,7 +12,9 @@ import { FakeContainerd, connectShim } from './fake-containerd.js';
 import { makeBundle, removeRootfsTemplate } from './oci-bundle.js';
 import * as pb from '../../src/proto/gen/containerd/task/v2/shim.js';
 import { DeleteResponse } from '../../src/proto/gen/containerd/task/v2/shim.js';
-import { TASK_SERVICE_V2, TypeUrl, packJson } from '../../src/proto/typeurls.js';
+import { TASK_SERVICE_V2, TypeUrl, packJson, packMessage } from '../../src/proto/typeurls.js';
+import { Options as RuntimeOptions } from '../../src/proto/gen/runtimeoptions/v1/options.js';
+import { Any } from '../../src/proto/gen/google/protobuf/any.js';
 import type { TtrpcClient } from '../../src/ttrpc/client.js';
 
 const NS = 'tsshim-component';
@@ -184,6 +186,74 @@ describe.each(VARIANTS)('shim binary against a fake containerd: $label', ({ tag,
     fs.closeSync(logFd);
   });
 
+  it("an exec's terminal is the request's, whatever its process spec says: the output arrives", async () => {
+    const id = `c${process.pid}${tag}t`;
+    const bundle = makeBundle(dir, id, { args: ['sleep', '300'] });
+    const start = await fake.runShim('start', { namespace: NS, id, bundle });
+    const client = await connectShim(String(start.stdout).trim());
+    const conn = await call(client, 'Connect', pb.ConnectRequest, { id }, pb.ConnectResponse);
+    await call(client, 'Create', pb.CreateTaskRequest, { id, bundle }, pb.CreateTaskResponse);
+    await call(client, 'Start', pb.StartRequest, { id });
+    const probe = 'if [ -t 0 ] && [ -t 1 ]; then echo "tty $(tty)"; else echo no-tty; fi';
+    const runExec = async (execId: string, specTerminal: boolean, requestTerminal: boolean) => {
+      const out = mkfifo(path.join(dir, `${id}-${execId}-stdout`));
+      const err = mkfifo(path.join(dir, `${id}-${execId}-stderr`));
+      const outP = readFifo(out);
+      // a terminal has no stderr of its own: nobody writes it, so its reader is ended by hand
+      const errP = requestTerminal ? Promise.resolve('') : readFifo(err);
+      const spec = packJson(TypeUrl.OciProcess, { terminal: specTerminal, args: ['sh', '-c', probe], cwd: '/', env: ['PATH=/bin'], user: { uid: 0, gid: 0 } });
+      await call(client, 'Exec', pb.ExecProcessRequest, { id, execId, terminal: requestTerminal, stdout: out, stderr: requestTerminal ? '' : err, spec });
+      const wait = call(client, 'Wait', pb.WaitRequest, { id, execId }, pb.WaitResponse);
+      await call(client, 'Start', pb.StartRequest, { id, execId });
+      expect((await wait)!.exitStatus).toBe(0);
+      const st = await call(client, 'State', pb.StateRequest, { id, execId }, pb.StateResponse);
+      expect(st!.terminal).toBe(requestTerminal);
+      await call(client, 'Delete', pb.DeleteRequest, { id, execId });
+      return { out: await outP, err: await errP };
+    };
+    // request true, spec false: a pty (runc refused the console socket; native dropped the output)
+    expect((await runExec('req-tty', false, true)).out).toMatch(/^tty \/dev\/pts\/\d+\r\n$/);
+    // request false, spec true: plain FIFOs
+    expect(await runExec('req-plain', true, false)).toEqual({ out: 'no-tty\n', err: '' });
+    const wait = call(client, 'Wait', pb.WaitRequest, { id }, pb.WaitResponse);
+    await call(client, 'Kill', pb.KillRequest, { id, signal: 9 });
+    await wait;
+    await call(client, 'Delete', pb.DeleteRequest, { id }, pb.DeleteResponse);
+    await call(client, 'Shutdown', pb.ShutdownRequest, { id });
+    client.close();
+    for (let i = 0; i < 100 && alive(conn!.shimPid); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(alive(conn!.shimPid)).toBe(false);
+  });
+
+  it("a Create whose terminal disagrees with config.json's is refused, both ways, leaving nothing behind", async () => {
+    const id = `c${process.pid}${tag}u`;
+    const plain = makeBundle(dir, id, { args: ['sh', '-c', 'echo hi'] });
+    const tty = makeBundle(dir, `${id}-tty`, { args: ['sh', '-c', 'echo hi'], terminal: true });
+    const start = await fake.runShim('start', { namespace: NS, id, bundle: plain });
+    const client = await connectShim(String(start.stdout).trim());
+    const conn = await call(client, 'Connect', pb.ConnectRequest, { id }, pb.ConnectResponse);
+    const out = mkfifo(path.join(dir, `${id}-stdout`));
+    const hold = fs.openSync(out, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+    await expect(call(client, 'Create', pb.CreateTaskRequest, { id, bundle: plain, terminal: true, stdout: out })).rejects.toMatchObject({
+      code: 3,
+      message: `terminal: the Create request asks for a terminal but process.terminal is false in ${plain}/config.json; they must agree: invalid argument`,
+    });
+    await expect(call(client, 'Create', pb.CreateTaskRequest, { id: `${id}-tty`, bundle: tty, terminal: false, stdout: out })).rejects.toMatchObject({
+      code: 3,
+      message: `terminal: process.terminal is true in ${tty}/config.json but the Create request asks for no terminal; they must agree: invalid argument`,
+    });
+    fs.closeSync(hold);
+    const list = execFileSync('runc', ['--root', `/run/containerd/runc/${NS}`, 'list', '-q'], { encoding: 'utf8' });
+    expect(list.split('\n')).not.toContain(id);
+    expect(list.split('\n')).not.toContain(`${id}-tty`);
+    await expect(call(client, 'State', pb.StateRequest, { id })).rejects.toMatchObject({ code: 5 });
+    // the shim is empty again: Shutdown ends it
+    await call(client, 'Shutdown', pb.ShutdownRequest, { id });
+    client.close();
+    for (let i = 0; i < 100 && alive(conn!.shimPid); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(alive(conn!.shimPid)).toBe(false);
+  });
+
   it('SIGKILLed shim: delete kills the container and reports 137', async () => {
     const id = `c${process.pid}${tag}b`;
     const bundle = makeBundle(dir, id, { args: ['sleep', '300'] });
@@ -250,6 +320,36 @@ describe.each(VARIANTS)('shim binary against a fake containerd: $label', ({ tag,
     const start = await fake.runShim('start', { namespace: NS, id, bundle, env: { TSSHIM_CONFIG: cfg } });
     expect(start.exitCode).not.toBe(0);
     expect(String(start.stdout)).toMatch(/backend must be one of/);
+  });
+
+  it('a TOML syntax error names its line and column, at start and at Create', async () => {
+    const id = `c${process.pid}${tag}s`;
+    const bundle = makeBundle(dir, id, { args: ['true'] });
+    const cfg = path.join(dir, `unterminated-${tag}.toml`);
+    fs.writeFileSync(cfg, '[shim]\ngroup = "container\nlog_level = "info"\n');
+    const want = `tsshim config ${cfg}: line 2, column 9: unterminated string: "container must end with " on the same line`;
+    // start: through TSSHIM_CONFIG, and through the runtime options' ConfigPath (what CRI sends)
+    const byEnv = await fake.runShim('start', { namespace: NS, id, bundle, env: { TSSHIM_CONFIG: cfg } });
+    expect(byEnv.exitCode).not.toBe(0);
+    expect(String(byEnv.stdout).trim()).toBe(`tsshim start: ${want}`);
+    const options = packMessage(TypeUrl.RuntimeOptions, RuntimeOptions, RuntimeOptions.fromPartial({ configPath: cfg }));
+    const byOptions = await fake.runShim('start', { namespace: NS, id, bundle, input: Any.encode(options).finish() });
+    expect(byOptions.exitCode).not.toBe(0);
+    expect(String(byOptions.stdout).trim()).toBe(`tsshim start: ${want}`);
+    // Create: a shim already serving (started under this variant's config) gets a Create whose
+    // runtime options name the broken file
+    const start = await fake.runShim('start', { namespace: NS, id, bundle });
+    expect(start.exitCode).toBe(0);
+    const client = await connectShim(String(start.stdout).trim());
+    const conn = await call(client, 'Connect', pb.ConnectRequest, { id }, pb.ConnectResponse);
+    await expect(call(client, 'Create', pb.CreateTaskRequest, { id, bundle, options })).rejects.toMatchObject({
+      code: 3,
+      message: `${want}: invalid argument`,
+    });
+    await call(client, 'Shutdown', pb.ShutdownRequest, { id });
+    client.close();
+    for (let i = 0; i < 100 && alive(conn!.shimPid); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(alive(conn!.shimPid)).toBe(false);
   });
 });
 

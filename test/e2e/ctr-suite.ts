@@ -7,7 +7,8 @@
  *   defineCtrSuite('io.containerd.tsshim.v2', { runFlags: (cd) => ['--runtime-config-path', cfg] });
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, createReadStream, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GRPC_NOT_FOUND, grpcCode, type TaskExitPayload } from './harness/containerd-api.js';
@@ -68,6 +69,26 @@ function lines(text: string): string[] {
 /** Output read through `script`'s pty: drop CRs (two ttys add \r\r\n) and NULs. */
 function ttyText(text: string): string {
   return text.replace(/[\r\0]/g, '');
+}
+
+/** everything written to a FIFO until its last writer closes it */
+function readFifoToEnd(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const stream = createReadStream(path);
+    stream.on('data', (chunk) => chunks.push(chunk as Buffer));
+    stream.on('end', () => resolve(Buffer.concat(chunks).toString()));
+    stream.on('error', reject);
+  });
+}
+
+/** ends a reader still waiting for a FIFO's writer (no-op when nobody reads) */
+function unblockFifoReader(path: string): void {
+  try {
+    closeSync(openSync(path, constants.O_WRONLY | constants.O_NONBLOCK));
+  } catch {
+    // ENXIO: no reader waits
+  }
 }
 
 function describeFailure(result: CtrResult<unknown>): string {
@@ -310,6 +331,36 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
         // ctr may add "resize pty ... cannot resize a stopped container" here (its own race).
         expect(ttyText(result.stdout)).toContain('stdio is a tty\n');
         expect(ttyText(result.stdout)).toMatch(/\/dev\/pts\/\d+\n/);
+      });
+
+      it("exec through the API: the request's terminal wins over the process spec's, and the output arrives", async () => {
+        const probe = 'if [ -t 0 ] && [ -t 1 ]; then echo "tty $(tty)"; else echo no-tty; fi';
+        const runExec = async (execId: string, specTerminal: boolean, requestTerminal: boolean): Promise<string> => {
+          const stdout = join(cd.dir, `${id}-${execId}.out`);
+          const stderr = join(cd.dir, `${id}-${execId}.err`);
+          execFileSync('mkfifo', [stdout, stderr]);
+          // opened by the shim for writing; read to the end here (stderr too when it is used)
+          const out = readFifoToEnd(stdout);
+          const err = requestTerminal ? Promise.resolve('') : readFifoToEnd(stderr);
+          try {
+            const spec = { terminal: specTerminal, args: ['sh', '-c', probe], cwd: '/', env: ['PATH=/bin:/usr/bin'], user: { uid: 0, gid: 0 } };
+            await cd.api().exec(id, execId, spec, { stdout, stderr: requestTerminal ? '' : stderr, terminal: requestTerminal });
+            const waited = cd.api().wait(id, execId);
+            await cd.api().start(id, execId);
+            expect((await waited).exitStatus).toBe(0);
+            expect((await cd.api().getTask(id, execId)).terminal).toBe(requestTerminal);
+            await cd.api().deleteProcess(id, execId);
+            expect(await err).toBe('');
+            return await out;
+          } finally {
+            // a reader whose writer never came would block a libuv thread for good
+            for (const fifo of [stdout, stderr]) unblockFifoReader(fifo);
+            rmSync(stdout, { force: true });
+            rmSync(stderr, { force: true });
+          }
+        };
+        expect(await runExec('e-req-tty', false, true)).toMatch(/^tty \/dev\/pts\/\d+\r\n$/);
+        expect(await runExec('e-req-plain', true, false)).toBe('no-tty\n');
       });
 
       it('exec: a missing executable is an error and the task lives on', async () => {

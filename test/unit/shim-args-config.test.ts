@@ -68,6 +68,46 @@ describe('config', () => {
     }
     expect(() => parseConfig('[runc]\nroot = "relative"', 'f')).toThrow(/runc.root must be an absolute path/);
   });
+  describe('a broken file names its line, its column and the problem in words', () => {
+    const BROKEN: Array<[string, string, RegExp]> = [
+      [
+        'unterminated string',
+        'backend = "native"\n[shim]\ngroup = "pod\nlog_level = "info"\n',
+        /: line 3, column 9: unterminated string: "pod must end with " on the same line$/,
+      ],
+      ['unterminated string at the end of the file', 'backend = "native', /: line 1, column 11: unterminated string: "native must end with " before the end of the file$/],
+      ['missing "]" of a table header', 'backend = "runc"\n[runc\nbinary = "/usr/bin/runc"\n', /: line 2, column 1: table header \[runc is missing its closing "\]"$/],
+      ['duplicate key', '[shim]\ngroup = "pod"\nlog_level = "info"\ngroup = "namespace"\n', /: line 4, column 1: key "shim.group" is defined twice \(first defined on line 2\)$/],
+      ['duplicate table', '[runc]\nroot = "/r"\n\n[runc]\nbinary = "b"\n', /: line 4, column 1: table \[runc\] is defined twice \(first defined on line 1\)$/],
+      ['unquoted string', '[shim]\ngroup = pod\n', /: line 2, column 9: invalid value pod for key "group": a string must be quoted \("pod"\)$/],
+      ['missing value', 'backend =\n', /: line 1, column 10: missing value for key "backend"/],
+      ['text after a value', 'backend = "runc" crun\n', /: line 1, column 18: unexpected crun after the value/],
+    ];
+    it.each(BROKEN)('%s', (_what, text, message) => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cfg-'));
+      const file = path.join(dir, 'config.toml');
+      fs.writeFileSync(file, text);
+      try {
+        expect(() => loadConfig({ path: file })).toThrow(expect.objectContaining({ code: 'InvalidArgument', message: expect.stringMatching(message) }));
+        // the file is named, and the parser's own jargon is not what the person reads
+        expect(() => loadConfig({ path: file })).toThrow(`tsshim config ${file}: line `);
+        expect(() => loadConfig({ path: file })).not.toThrow(/control characters|Invalid TOML document|\n/);
+      } finally {
+        fs.rmSync(dir, { recursive: true });
+      }
+    });
+    it('a value of the wrong type names its key, its line and what it got', () => {
+      const BAD_TYPE: Array<[string, RegExp]> = [
+        ['[runc]\nroot = "/r"\nsystemd_cgroup = "yes"\n', /^tsshim config f\.toml: line 3: runc\.systemd_cgroup must be true or false \(got "yes"\)$/],
+        ['# tsshim\nbackend = 3\n', /^tsshim config f\.toml: line 2: backend must be a string \(got 3\)$/],
+        ['shim = "pod"\n', /^tsshim config f\.toml: line 1: shim must be a table \(\[shim\]\) \(got "pod"\)$/],
+        ['[shim]\n  log_level = ["debug"]\n', /^tsshim config f\.toml: line 2: shim\.log_level must be a string \(got an array\)$/],
+      ];
+      for (const [text, message] of BAD_TYPE) {
+        expect(() => parseConfig(text, 'f.toml'), text).toThrow(expect.objectContaining({ code: 'InvalidArgument', message: expect.stringMatching(message) }));
+      }
+    });
+  });
   it('an explicitly named missing file is an error', () => {
     const missing = path.join(os.tmpdir(), `nope-${process.pid}.toml`);
     expect(() => loadConfig({ path: missing })).toThrow(/tsshim config/);

@@ -61,8 +61,11 @@ export class StubBackend implements Backend {
     this.calls.push(`start ${c.id}`);
     await this.onStart?.(c);
   }
-  async exec(c: BackendContainer, input: { execId: string }): Promise<CreateResult> {
+  /** the process spec of every exec, as the backend received it */
+  readonly execSpecs: Array<Record<string, unknown>> = [];
+  async exec(c: BackendContainer, input: { execId: string; spec: Record<string, unknown> }): Promise<CreateResult> {
     this.calls.push(`exec ${c.id} ${input.execId}`);
+    this.execSpecs.push(input.spec);
     if (this.failExec) throw this.failExec;
     const pid = this.nextPid++;
     await this.onExec?.(pid);

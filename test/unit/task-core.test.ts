@@ -67,6 +67,51 @@ beforeEach(() => {
 
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+describe('TaskCore: the request decides the terminal', () => {
+  it("an exec's process spec reaches the backend with the request's terminal, whatever it said", async () => {
+    const { pid } = await core.create(input('t1'));
+    await core.start('t1', '');
+    const cases = [
+      { execId: 'spec-false-request-true', spec: { args: ['sh'], terminal: false }, request: true },
+      { execId: 'spec-true-request-false', spec: { args: ['sh'], terminal: true }, request: false },
+      { execId: 'spec-silent-request-true', spec: { args: ['sh'] }, request: true },
+      { execId: 'agreeing', spec: { args: ['sh'], terminal: true }, request: true },
+    ];
+    for (const c of cases) {
+      await core.exec('t1', c.execId, { stdin: '', stdout: '', stderr: 'e', terminal: c.request }, c.spec);
+      await core.start('t1', c.execId);
+    }
+    expect(backend.execSpecs.map((s) => s.terminal)).toEqual(cases.map((c) => c.request));
+    expect(backend.execSpecs.map((s) => s.args)).toEqual(cases.map(() => ['sh']));
+    // the caller's spec object is not edited
+    expect(cases[0]!.spec.terminal).toBe(false);
+    // and State reports the request's terminal (with no stderr for a terminal)
+    expect(core.state('t1', 'spec-false-request-true')).toMatchObject({ terminal: true, stderr: '' });
+    expect(core.state('t1', 'spec-true-request-false')).toMatchObject({ terminal: false, stderr: 'e' });
+    backend.exits.emit(pid, 0);
+  });
+
+  it('a Create whose request and config.json disagree on the terminal is refused before the backend runs', async () => {
+    const withTerminal = (terminal: boolean | undefined) => bundle({ process: terminal === undefined ? { args: ['sh'] } : { args: ['sh'], terminal }, linux: { namespaces: [{ type: 'pid' }] } });
+    await expect(core.create({ ...input('t2', withTerminal(false)), terminal: true })).rejects.toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringMatching(/^terminal: the Create request asks for a terminal but process\.terminal is false in \/.*\/config\.json; they must agree$/),
+    });
+    await expect(core.create({ ...input('t3', withTerminal(undefined)), terminal: true })).rejects.toMatchObject({ code: 'InvalidArgument' });
+    await expect(core.create({ ...input('t4', withTerminal(true)), terminal: false })).rejects.toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringMatching(/^terminal: process\.terminal is true in \/.*\/config\.json but the Create request asks for no terminal; they must agree$/),
+    });
+    expect(backend.calls).toEqual([]);
+    expect(ios).toEqual([]);
+    expect(core.size).toBe(0);
+    // agreeing either way is fine
+    await core.create({ ...input('t5', withTerminal(true)), terminal: true });
+    await core.create({ ...input('t6', withTerminal(false)), terminal: false });
+    expect(backend.calls).toEqual(['create t5', 'create t6']);
+  });
+});
+
 describe('TaskCore lifecycle', () => {
   it('create → start → exit → delete publishes events in order with exit status', async () => {
     const { pid } = await core.create(input('c1'));

@@ -12,6 +12,7 @@ import {
   TtrpcClient,
   TtrpcError,
   TtrpcServer,
+  decodePayload,
   decodeRequest,
   decodeResponse,
   encodeFrame,
@@ -22,6 +23,7 @@ import {
   type TtrpcServerOptions,
   type UnaryHandler,
 } from '../../src/ttrpc/index.js';
+import { StateRequest } from '../../src/proto/gen/containerd/task/v2/shim.js';
 import { listenPipe, usingRawPipes, type ByteStream, type ByteStreamListener } from '../../src/sys/uv-pipe.js';
 
 const SERVICE = 'test.v1.Echo';
@@ -385,6 +387,24 @@ describe('TtrpcServer + TtrpcClient', () => {
     expect(r.streamId).toBe(1);
     expect(r.code).toBe(Code.InvalidArgument);
     expect(r.message).toMatch(/^unmarshal request error: .+/);
+  });
+
+  it('answers a payload that does not decode as the request message with Internal, as Go ttrpc does', async () => {
+    // the envelope decodes; its payload (a field claiming 5 bytes, carrying 1) does not
+    const h = await startServer({
+      State: async (payload) => {
+        const req = decodePayload(StateRequest, payload);
+        return enc(req.id);
+      },
+    });
+    const raw = await RawConnection.open(h.path);
+    raw.request(1, SERVICE, 'State', Buffer.from([0x0a, 0x05, 0x61]));
+    const r = await raw.response();
+    expect(r).toMatchObject({ streamId: 1, code: Code.Internal });
+    expect(r.message).toMatch(/^ttrpc: error unmarshalling payload: .+/);
+    // the connection serves on, and a payload that decodes reaches the handler
+    raw.request(3, SERVICE, 'State', StateRequest.encode(StateRequest.fromPartial({ id: 'c1' })).finish());
+    expect(await raw.response()).toMatchObject({ streamId: 3, code: 0, payload: 'c1' });
   });
 
   it('ignores frames of unknown type; answers Data frames for unknown streams', async () => {

@@ -67,6 +67,8 @@ export function grpcCode(err: unknown): number | undefined {
 }
 
 const SYNC_TOPIC = '/tsshim-e2e/sync';
+/** what containerd's client puts on an exec's process spec */
+const OCI_PROCESS_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
 const EMPTY_TYPE_URL = 'google.protobuf.Empty';
 
 type UnaryCallback<Res> = (err: grpc.ServiceError | null, res?: Res) => void;
@@ -251,6 +253,38 @@ export class ContainerdApi {
   /** Blocks until the process exits (or `timeoutMs`). */
   async wait(containerId: string, execId = '', timeoutMs = 30_000): Promise<WaitResult> {
     return this.unary(this.tasksClient, 'Wait', { containerId, execId }, timeoutMs);
+  }
+
+  /**
+   * Adds an exec process (not started). `spec` is an OCI Process; `terminal` is the request's,
+   * sent as given even when the spec says otherwise (ctr always makes them agree).
+   */
+  async exec(
+    containerId: string,
+    execId: string,
+    spec: object,
+    io: { stdin?: string; stdout?: string; stderr?: string; terminal: boolean },
+  ): Promise<void> {
+    await this.unary(this.tasksClient, 'Exec', {
+      containerId,
+      execId,
+      stdin: io.stdin ?? '',
+      stdout: io.stdout ?? '',
+      stderr: io.stderr ?? '',
+      terminal: io.terminal,
+      // protobufjs keeps google.protobuf.Any's own field names (see RawEnvelope)
+      spec: { type_url: OCI_PROCESS_TYPE_URL, value: Buffer.from(JSON.stringify(spec)) },
+    });
+  }
+
+  /** Starts a created task (execId '') or exec process; returns its pid. */
+  async start(containerId: string, execId = ''): Promise<number> {
+    const res = await this.unary<{ pid: number }>(this.tasksClient, 'Start', { containerId, execId });
+    return res.pid;
+  }
+
+  async deleteProcess(containerId: string, execId: string): Promise<DeleteResult> {
+    return this.unary(this.tasksClient, 'DeleteProcess', { containerId, execId });
   }
 
   async deleteTask(containerId: string): Promise<DeleteResult> {
