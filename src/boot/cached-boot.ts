@@ -14,18 +14,26 @@
  * built: a cache always belongs to the bundle next to it. The programs run with
  * --verify-snapshot-checksum, so a damaged cache is rejected too, instead of crashing V8.
  *
+ * V8's version check is its own major.minor.build.patch: Node releases that patch V8
+ * without changing that number (they do) would accept each other's caches. So the Node
+ * that made the cache (version, V8 with Node's patch level, architecture) is baked in as
+ * well, and another Node (the node executable upgraded under an installed release) never
+ * gets the cache: it compiles from source ('other-node').
+ *
  * Kept tiny and CommonJS: it is loaded by Node's CJS loader before anything else.
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Script } from 'node:vm';
-import { CODE_CACHE_CHECK_ENV, CODE_CACHE_PRODUCE_ENV } from './code-cache-env.js';
+import { CODE_CACHE_CHECK_ENV, CODE_CACHE_PRODUCE_ENV, nodeIdentity } from './code-cache-env.js';
 
 /** <name>-<hash>.cjs: set by the build (esbuild define) */
 declare const TSSHIM_BOOT_BUNDLE: string;
 /** <name>-<hash>.cache */
 declare const TSSHIM_BOOT_CODE_CACHE: string;
+/** nodeIdentity() of the Node that made the cache */
+declare const TSSHIM_BOOT_NODE: string;
 
 /**
  * The bundle is CommonJS-shaped; these are its free variables. __tsshimModuleUrl stands
@@ -37,8 +45,9 @@ const WRAPPER_TAIL = '\n})';
 function boot(): void {
   const bundle = join(__dirname, TSSHIM_BOOT_BUNDLE);
   let cachedData: Buffer | undefined;
+  const sameNode = nodeIdentity() === TSSHIM_BOOT_NODE;
   try {
-    cachedData = readFileSync(join(__dirname, TSSHIM_BOOT_CODE_CACHE));
+    if (sameNode) cachedData = readFileSync(join(__dirname, TSSHIM_BOOT_CODE_CACHE));
   } catch {
     // no cache (not produced, or removed): compile from source
   }
@@ -47,7 +56,7 @@ function boot(): void {
     filename: bundle,
     cachedData,
   });
-  const outcome = cachedData === undefined ? 'absent' : script.cachedDataRejected ? 'rejected' : 'hit';
+  const outcome = !sameNode ? 'other-node' : cachedData === undefined ? 'absent' : script.cachedDataRejected ? 'rejected' : 'hit';
   cachedData = undefined;
 
   if (process.env[CODE_CACHE_CHECK_ENV]) {
