@@ -152,7 +152,8 @@ function staleBuild() {
   if (!manifest) return 'no build yet';
   if (manifest.node !== process.execPath || manifest.nodeVersion !== process.version) return `built by another Node (${manifest.nodeVersion} at ${manifest.node})`;
   const built = fs.statSync(path.join(repo, 'dist/release.json')).mtimeMs;
-  for (const input of ['src', 'scripts', 'bin', 'package.json', 'package-lock.json']) {
+  const buildScripts = fs.readdirSync(path.join(repo, 'scripts')).filter((f) => /^build.*\.mjs$/.test(f)).map((f) => `scripts/${f}`);
+  for (const input of ['src', 'bin', 'package.json', 'package-lock.json', ...buildScripts]) {
     const p = path.join(repo, input);
     const t = fs.statSync(p).isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs;
     if (t > built) return `${input} changed since the last build`;
@@ -538,6 +539,10 @@ async function install(opts) {
   const stage = path.join(l.lib, `.staging-${process.pid}-${randomBytes(4).toString('hex')}`);
   let releaseDir;
   let createdRelease = false;
+  let config;
+  let previous;
+  let flipped = false;
+  const newLinks = [];
   try {
     say(`staging the release (${manifest.version})`);
     stageRelease(stage, manifest);
@@ -553,14 +558,16 @@ async function install(opts) {
       createdRelease = true;
       await makeCodeCaches(releaseDir, manifest);
     }
-    const previous = readlink(l.current);
+    config = writeConfigIfAbsent(opts.configDir);
+
+    // the switch: new shims start from the new release from here on
+    previous = readlink(l.current);
     replaceSymlink(name, l.current);
-    try {
-      for (const e of entries) replaceSymlink(linkTarget(l, e.name), path.join(l.bin, e.name));
-    } catch (err) {
-      if (previous) replaceSymlink(previous, l.current);
-      else fs.rmSync(l.current, { force: true });
-      throw err;
+    flipped = true;
+    for (const e of entries) {
+      const link = path.join(l.bin, e.name);
+      if (!lstat(link)) newLinks.push(link);
+      replaceSymlink(linkTarget(l, e.name), link);
     }
     // links of an earlier install that this release no longer has
     for (const old of record.links) {
@@ -571,8 +578,15 @@ async function install(opts) {
     say(`installed ${releaseDir}${previous && previous !== name ? ` (was ${previous})` : ''}`);
     say(`linked ${entries.map((e) => e.name).join(', ')} in ${l.bin}`);
   } catch (err) {
+    // back to what was there: the previous release current, its links, no new files
+    for (const link of newLinks) fs.rmSync(link, { force: true });
+    if (flipped) {
+      if (previous) replaceSymlink(previous, l.current);
+      else fs.rmSync(l.current, { force: true });
+    }
+    if (config?.written) fs.rmSync(config.file, { force: true });
     fs.rmSync(stage, { recursive: true, force: true });
-    if (createdRelease && readlink(l.current) !== path.basename(releaseDir)) fs.rmSync(releaseDir, { recursive: true, force: true });
+    if (createdRelease) fs.rmSync(releaseDir, { recursive: true, force: true });
     // a first install that failed leaves nothing: the dirs it made are empty again
     if (!fs.existsSync(l.record)) {
       for (const dir of [l.lib, l.libParent, l.bin, opts.prefix]) {
@@ -588,7 +602,6 @@ async function install(opts) {
   }
 
   prune(l, path.basename(releaseDir));
-  const config = writeConfigIfAbsent(opts.configDir);
   say(config.written ? `wrote ${config.file}` : `kept the existing ${config.file}`);
   process.stdout.write(snippets(opts, l, config.file));
 }
@@ -635,10 +648,10 @@ try {
   if (opts.uninstall) uninstall(opts);
   else await install(opts);
 } catch (err) {
-  if (err instanceof InstallError) {
-    process.stderr.write(`tsshim install: ERROR: ${err.message}\n`);
-    process.exit(err.exitCode);
-  }
-  throw err;
+  // what failed, in one line; nothing was left half-installed (install() rolled back)
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`tsshim install: ERROR: ${message}\n`);
+  if (!(err instanceof InstallError) && process.env.TSSHIM_INSTALL_DEBUG) process.stderr.write(`${err.stack}\n`);
+  process.exit(err instanceof InstallError ? err.exitCode : 1);
 }
 

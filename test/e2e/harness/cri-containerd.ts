@@ -66,6 +66,13 @@ export interface CriContainerd {
 export interface CriContainerdOptions {
   line: ContainerdLine;
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  /**
+   * containerd's PATH before basePath; default the checkout's shim bin dir and the alias
+   * links (an installed tsshim: [PREFIX/bin], whose aliases are installed with it)
+   */
+  pathPrefix?: string[];
+  /** see PrivateContainerdOptions.basePath */
+  basePath?: string;
 }
 
 /** Files libcni cached for a sandbox (any network): gone once CNI DEL ran for it. */
@@ -151,7 +158,8 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
     namespace: 'k8s.io',
     cgroupRoot: `tsecri-${randomBytes(3).toString('hex')}`,
     logLevel: options.logLevel ?? 'debug',
-    pathPrefix: [shimBinDir, ensureAliasLinks()],
+    pathPrefix: options.pathPrefix ?? [shimBinDir, ensureAliasLinks()],
+    ...(options.basePath ? { basePath: options.basePath } : {}),
     cri: { runtimes, defaultRuntime: 'runc' },
   });
   const { roots, configs } = paths(cd);
