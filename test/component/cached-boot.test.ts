@@ -52,6 +52,28 @@ describe('boot loaders with a code cache', () => {
     }
   });
 
+  it('a cache made by another Node is not fed to this one, even where V8 would take it', async () => {
+    // a copy of the boot loader as if built by another Node release: V8 here would accept
+    // the cache (same V8, same flags), the loader must not offer it
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-boot-'));
+    try {
+      const shimDir = path.dirname(daemonEntry());
+      const bundle = fs.readdirSync(shimDir).find((f) => /^daemon-[0-9a-f]{16}\.cjs$/.test(f))!;
+      const cache = bundle.replace(/\.cjs$/, '.cache');
+      for (const f of [bundle, cache]) fs.copyFileSync(path.join(shimDir, f), path.join(dir, f));
+      const boot = fs.readFileSync(daemonEntry(), 'utf8');
+      const identity = `${process.version} v8-${process.versions.v8} ${process.arch}`;
+      expect(boot).toContain(JSON.stringify(identity));
+      const run = () => execa(process.execPath, [...daemonNodeFlags(), path.join(dir, 'daemon-boot.cjs')], { env: { [CODE_CACHE_CHECK_ENV]: '1' } }).then((r) => r.stdout.trim());
+      fs.writeFileSync(path.join(dir, 'daemon-boot.cjs'), boot);
+      expect(await run()).toBe('hit');
+      fs.writeFileSync(path.join(dir, 'daemon-boot.cjs'), boot.replace(JSON.stringify(identity), JSON.stringify(`v20.0.0 v8-${process.versions.v8} ${process.arch}`)));
+      expect(await run()).toBe('other-node');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a rejected cache falls back to compiling: the daemon still answers', async () => {
     // --opt (the daemon runs with --no-opt) changes V8's flag hash, so the cache made
     // under the daemon flags is refused
