@@ -11,7 +11,6 @@
 // Files are written under temporary names and renamed, the boot loader last: a process
 // starting during a rebuild sees either the old trio or the new one. Older bundles and
 // caches are then removed; a running program holds its code in memory, not in the file.
-import { build } from 'esbuild';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -21,6 +20,15 @@ import * as path from 'node:path';
 import { tsValues } from './build-launcher.mjs';
 
 const PRODUCE_TIMEOUT_MS = 20_000;
+
+/**
+ * esbuild, loaded on first use: an install from the packed project (scripts/npm-postinstall.mjs)
+ * only makes code caches, and esbuild is a dev dependency it does not have
+ */
+async function build(options) {
+  const esbuild = await import('esbuild');
+  return esbuild.build(options);
+}
 
 function writeAtomic(file, data) {
   const tmp = `${file}.tmp-${process.pid}`;

@@ -6,7 +6,6 @@
 // root, which the launcher finds from its own real path at run time (it sits in <root>/bin),
 // so the binary can be copied into an installed release (scripts/install.mjs) unchanged.
 // Called by scripts/build.mjs.
-import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -26,9 +25,20 @@ export function cString(s) {
   return out + '"';
 }
 
-/** the TS modules' values, loaded from a throwaway bundle (Node 20 cannot import .ts) */
+/**
+ * The TS modules' values, loaded from a bundle of them (Node 20 cannot import .ts),
+ * dist/launcher/ts-values.mjs. The packed project ships that bundle, and an install from it
+ * has no esbuild (a dev dependency): then the shipped one is used as it is.
+ */
 export async function tsValues(root) {
   const outfile = path.join(root, 'dist/launcher/ts-values.mjs');
+  let build;
+  try {
+    ({ build } = await import('esbuild'));
+  } catch (err) {
+    if (!fs.existsSync(outfile)) throw err;
+    return import(pathToFileURL(outfile).href);
+  }
   await build({
     absWorkingDir: root,
     stdin: {

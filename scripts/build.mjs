@@ -5,7 +5,6 @@
 // Ends by writing dist/release.json: the files of this build, for an install
 // (scripts/install.mjs) to copy. dist/ keeps files of earlier builds (see below), so the
 // directory itself is not the release.
-import { build } from 'esbuild';
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
@@ -14,6 +13,27 @@ import { buildLauncher } from './build-launcher.mjs';
 import { buildNative, NATIVE_OUTPUT } from './build-native.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+const manifestFile = path.join(root, 'dist/release.json');
+
+/** writes dist/release.json under a temporary name and renames it */
+function writeManifest(manifest) {
+  fs.writeFileSync(`${manifestFile}.tmp`, `${JSON.stringify(manifest, null, 2)}\n`);
+  fs.renameSync(`${manifestFile}.tmp`, manifestFile);
+}
+
+// --c-only: the C parts for the bundles already there, with this machine's gcc and Node (an
+// install from the packed project, scripts/npm-postinstall.mjs: its bundles were built by
+// `npm pack`, its C parts are not in the package)
+if (process.argv.includes('--c-only')) {
+  const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8'));
+  buildNative(root);
+  await buildLauncher(root);
+  writeManifest({ ...manifest, node: process.execPath, nodeVersion: process.version });
+  process.exit(0);
+}
+
+const { build } = await import('esbuild');
 
 // dist/shim is not cleaned: chunk names are content hashes, and a daemon that is running
 // during a rebuild (an upgrade, on a node) may still lazy-load the chunks it was built with.
@@ -62,15 +82,23 @@ const files = [
   launcher,
 ].map(rel);
 const program = (dir, p) => ({ boot: rel(p.boot), cache: path.join(dir, p.bundle.replace(/\.cjs$/, '.cache')) });
+/** bin/: the commands an install links (the launcher, its aliases: links to it, tsrun), not the Node entry */
+const bin = fs
+  .readdirSync(path.join(root, 'bin'))
+  .filter((name) => name !== 'tsshim-node.mjs')
+  .sort()
+  .map((name) => {
+    const file = path.join(root, 'bin', name);
+    return fs.lstatSync(file).isSymbolicLink() ? { name, aliasOf: fs.readlinkSync(file) } : { name };
+  });
 const manifest = {
   version: JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version,
   // the Node the launcher runs and the code caches were made by
   node: process.execPath,
   nodeVersion: process.version,
   files: [...new Set(files)].sort(),
+  bin,
   // the programs with a code cache: an install makes their caches anew in the release
   programs: { daemon: program('dist/shim', daemon), tsrun: program('dist/native', tsrun) },
 };
-const manifestFile = path.join(root, 'dist/release.json');
-fs.writeFileSync(`${manifestFile}.tmp`, `${JSON.stringify(manifest, null, 2)}\n`);
-fs.renameSync(`${manifestFile}.tmp`, manifestFile);
+writeManifest(manifest);

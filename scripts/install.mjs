@@ -155,10 +155,13 @@ function staleBuild() {
   const buildScripts = fs.readdirSync(path.join(repo, 'scripts')).filter((f) => /^build.*\.mjs$/.test(f)).map((f) => `scripts/${f}`);
   for (const input of ['src', 'bin', 'package.json', 'package-lock.json', ...buildScripts]) {
     const p = path.join(repo, input);
+    if (!fs.existsSync(p)) continue; // the packed project has no package-lock.json
     const t = fs.statSync(p).isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs;
     if (t > built) return `${input} changed since the last build`;
   }
-  for (const f of manifest.files) if (!fs.existsSync(path.join(repo, f))) return `${f} is missing`;
+  // (code caches are made anew in the release: the packed project ships none)
+  for (const f of manifest.files) if (!f.endsWith('.cache') && !fs.existsSync(path.join(repo, f))) return `${f} is missing`;
+  if (!manifest.bin) return 'built by an older build script';
   return undefined;
 }
 
@@ -187,15 +190,40 @@ function ensureBuild(opts) {
 // Staging a release
 // ------------------------------------------------------------------------------------------
 
-/** the production dependencies' package dirs, relative to the repo (nested ones included) */
+/**
+ * The production dependencies' package dirs, relative to the repo, found the way Node
+ * resolves them (node_modules of the package, then of each dir above, up to the repo):
+ * package.json's dependencies and the optional ones that are installed (ffi-rs's native
+ * addon for this platform), recursively. Works in a checkout and in the installed npm
+ * package alike, without asking npm.
+ */
 function productionPackages() {
-  const r = spawnSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: repo, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  if (r.error) throw new InstallError(`npm ls: ${r.error.message}`);
-  // npm ls exits 1 on extraneous packages, which do not matter here; what it lists does
-  const dirs = r.stdout.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => path.relative(repo, l)).filter((d) => d.startsWith('node_modules' + path.sep));
-  if (dirs.length === 0) throw new InstallError(`npm ls listed no production dependencies:\n${r.stderr.trim()}`);
-  if (!dirs.some((d) => d === path.join('node_modules', 'ffi-rs'))) throw new InstallError('ffi-rs is not installed in node_modules (npm ci)');
-  return dirs;
+  const found = new Set();
+  const resolve = (name, fromDir) => {
+    for (let dir = fromDir; ; dir = path.dirname(dir)) {
+      const candidate = path.join(dir, 'node_modules', name);
+      if (fs.existsSync(path.join(candidate, 'package.json'))) return candidate;
+      if (dir === repo || path.dirname(dir) === dir) return undefined;
+    }
+  };
+  const visit = (pkgDir) => {
+    const pkg = readJson(path.join(pkgDir, 'package.json')) ?? {};
+    const wanted = [...Object.keys(pkg.dependencies ?? {}).map((n) => [n, false]), ...Object.keys(pkg.optionalDependencies ?? {}).map((n) => [n, true])];
+    for (const [name, optional] of wanted) {
+      const dir = resolve(name, pkgDir);
+      if (!dir) {
+        if (optional) continue;
+        throw new InstallError(`${name} (a dependency of ${pkg.name}) is not installed in node_modules (npm ci)`);
+      }
+      const rel = path.relative(repo, dir);
+      if (found.has(rel)) continue;
+      found.add(rel);
+      visit(dir);
+    }
+  };
+  visit(repo);
+  if (!found.has(path.join('node_modules', 'ffi-rs'))) throw new InstallError('ffi-rs is not installed in node_modules (npm ci)');
+  return [...found].sort();
 }
 
 /** copies a package dir without its node_modules (its nested dependencies are listed on their own) */
@@ -216,22 +244,17 @@ function tsrunFor(node) {
   return out;
 }
 
-/** the commands for PREFIX/bin: the launcher, its aliases (every link to it in bin/), the rest of bin/ */
-function binEntries() {
+/**
+ * The commands for PREFIX/bin, as the build found them in bin/ (dist/release.json): the
+ * launcher, its aliases (links to it: an alias added to bin/ comes along), tsrun.
+ */
+function binEntries(manifest) {
   const entries = [];
-  for (const name of fs.readdirSync(path.join(repo, 'bin')).sort()) {
-    if (INTERNAL_BIN.has(name)) continue;
-    const st = fs.lstatSync(path.join(repo, 'bin', name));
-    if (st.isSymbolicLink()) {
-      const target = fs.readlinkSync(path.join(repo, 'bin', name));
-      // an alias: the name picks the backend, the binary is the launcher
-      if (target !== LAUNCHER) throw new InstallError(`bin/${name} links to ${target}; only aliases of ${LAUNCHER} are expected there`);
-      entries.push({ name, alias: true });
-    } else {
-      entries.push({ name, alias: false });
-    }
+  for (const { name, aliasOf } of manifest.bin) {
+    if (aliasOf !== undefined && aliasOf !== LAUNCHER) throw new InstallError(`bin/${name} links to ${aliasOf}; only aliases of ${LAUNCHER} are expected there`);
+    entries.push({ name, alias: aliasOf !== undefined });
   }
-  if (!entries.some((e) => e.name === LAUNCHER)) throw new InstallError(`bin/${LAUNCHER} is not built`);
+  if (!entries.some((e) => e.name === LAUNCHER)) throw new InstallError(`the build has no bin/${LAUNCHER}`);
   return entries;
 }
 
@@ -314,7 +337,7 @@ function stageRelease(stage, manifest) {
     fs.chmodSync(path.join(stage, f), fs.statSync(path.join(repo, f)).mode & 0o777);
   }
   fs.copyFileSync(path.join(repo, 'bin/tsshim-node.mjs'), path.join(stage, 'bin/tsshim-node.mjs'));
-  for (const e of binEntries()) {
+  for (const e of binEntries(manifest)) {
     const dest = path.join(stage, 'bin', e.name);
     if (e.alias) fs.symlinkSync(LAUNCHER, dest);
     else if (e.name === 'tsrun') fs.writeFileSync(dest, tsrunFor(manifest.node), { mode: 0o755 });
@@ -518,7 +541,7 @@ async function install(opts) {
   const l = layout(opts.prefix);
   ensureBuild(opts);
   const manifest = readJson(path.join(repo, 'dist/release.json'));
-  const entries = binEntries();
+  const entries = binEntries(manifest);
   const record = readJson(l.record) ?? { links: [], createdDirs: [] };
 
   // before anything changes: every link we are about to place may replace only our own

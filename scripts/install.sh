@@ -15,11 +15,12 @@ die() { echo "tsshim install: ERROR: $*" >&2; exit "${2:-1}"; }
 
 [ "${EUID:-$(id -u)}" = 0 ] || die "must run as root (it writes under the prefix and /etc, and checks running shims)" 77
 
-uninstall=0 build=1
+uninstall=0 build=1 check_only=0
 for arg in "$@"; do
   case "$arg" in
     --uninstall) uninstall=1 ;;
     --no-build) build=0 ;;
+    --check-only) check_only=1 ;; # the checks below and nothing else (scripts/npm-postinstall.mjs)
   esac
 done
 
@@ -42,4 +43,8 @@ if [ "$uninstall" = 0 ] && [ "$build" = 1 ]; then
     || die "libc.a not found: the native executor links statically (Debian: apt-get install libc6-dev)" 69
 fi
 
-exec node "$(dirname "${BASH_SOURCE[0]}")/install.mjs" "$@"
+[ "$check_only" = 0 ] || exit 0
+
+# the real script dir: npm links this script into PREFIX/bin as tsshim-install
+self="$(readlink -f "${BASH_SOURCE[0]}")"
+exec node "${self%/*}/install.mjs" "$@"

@@ -225,6 +225,49 @@ describe('scripts/install.sh', () => {
     });
   });
 
+  it('npm install -g of the packed project does the same install: C parts compiled on install, release in PREFIX/lib/tsshim, links in PREFIX/bin', async () => {
+    const packDir = join(work, 'pack');
+    mkdirSync(packDir);
+    const pack = await execa('npm', ['pack', '--pack-destination', packDir], { cwd: repoRoot, reject: false, timeout: 300_000 });
+    expect(pack.exitCode, String(pack.stderr)).toBe(0);
+    const tarball = join(packDir, readdirSync(packDir).find((f) => f.endsWith('.tgz'))!);
+    const listing = execFileSync('tar', ['tzf', tarball]).toString().split('\n');
+    // no C binaries and no code caches in the package: they are made where it is installed
+    expect(listing.filter((f) => f.endsWith('/tsshim-exec') || f.endsWith('/containerd-shim-tsshim-v2') || f.endsWith('.cache'))).toEqual([]);
+    expect(listing).toContain('package/src/launcher/launcher.c');
+    expect(existsSync(join(repoRoot, 'dist/packed.json'))).toBe(false);
+
+    const npmPrefix = join(work, 'npm-prefix');
+    const npmConfig = join(work, 'npm-etc');
+    const inst = await execa('npm', ['install', '-g', '--prefix', npmPrefix, '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts', tarball], {
+      reject: false,
+      timeout: 300_000,
+      env: { TSSHIM_CONFIG_DIR: npmConfig },
+    });
+    expect(inst.exitCode, `${inst.stdout}\n${inst.stderr}`).toBe(0);
+    expect(String(inst.stdout)).toContain('config version 2');
+    const npmLib = join(npmPrefix, 'lib', 'tsshim');
+    const release = readlinkSync(join(npmLib, 'current'));
+    const packageDir = join(npmPrefix, 'lib', 'node_modules', 'tsshim');
+    // the launcher and the executor were compiled by this install, into the package, then copied
+    expect(existsSync(join(packageDir, 'dist/native/tsshim-exec'))).toBe(true);
+    for (const name of ['containerd-shim-tsshim-v2', 'containerd-shim-tsshim-runc-v2', 'tsrun']) {
+      expect(realpathSync(join(npmPrefix, 'bin', name)).startsWith(`${realpathSync(join(npmLib, release))}/bin/`)).toBe(true);
+    }
+    // the release stands alone: npm may replace its package dir on the next install
+    expect(filesContaining(npmLib, packageDir)).toEqual([]);
+    expect(filesContaining(npmLib, repoRoot)).toEqual([]);
+    expect((await execa(join(npmPrefix, 'bin', 'tsrun'), [], { env: { TSSHIM_CODE_CACHE_CHECK: '1' } })).stdout.trim()).toBe('hit');
+    expect(readFileSync(join(npmConfig, 'config.toml'), 'utf8')).toContain('backend = "native"');
+
+    // and away again: our part with tsshim-install --uninstall, npm's with npm uninstall
+    const un = await execa(join(npmPrefix, 'bin', 'tsshim-install'), ['--uninstall', '--prefix', npmPrefix], { reject: false });
+    expect(un.exitCode, String(un.stderr)).toBe(0);
+    const npmUn = await execa('npm', ['uninstall', '-g', '--prefix', npmPrefix, 'tsshim'], { reject: false, timeout: 120_000 });
+    expect(npmUn.exitCode, String(npmUn.stderr)).toBe(0);
+    expect(listTree(npmPrefix).filter((f) => !['bin', 'lib', 'lib/node_modules'].includes(f))).toEqual([]);
+  }, 600_000);
+
   describe('containerd with PATH = the system default + PREFIX/bin', () => {
     let cd: PrivateContainerd;
     const configPath = (): string => join(configDir, 'config.toml');
