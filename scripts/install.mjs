@@ -53,6 +53,7 @@ function usage() {
   --prefix DIR      install under DIR (default /usr/local): DIR/lib/tsshim, links in DIR/bin
   --config-dir DIR  where tsshim's config.toml goes if there is none (default /etc/tsshim;
                     env TSSHIM_CONFIG_DIR)
+  --containerd BIN  the containerd whose config version the snippet uses (default: containerd on PATH)
   --no-build        install the existing build (dist/release.json) as it is
   --force           install: replace files in DIR/bin that are not tsshim's links;
                     uninstall: even while shims of this install are running
@@ -61,7 +62,7 @@ function usage() {
 }
 
 function parseArgs(argv) {
-  const opts = { prefix: '/usr/local', configDir: process.env.TSSHIM_CONFIG_DIR || '/etc/tsshim', build: true, force: false, uninstall: false };
+  const opts = { containerd: 'containerd', prefix: '/usr/local', configDir: process.env.TSSHIM_CONFIG_DIR || '/etc/tsshim', build: true, force: false, uninstall: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [name, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
@@ -73,6 +74,7 @@ function parseArgs(argv) {
     switch (name) {
       case '--prefix': opts.prefix = value(); break;
       case '--config-dir': opts.configDir = value(); break;
+      case '--containerd': opts.containerd = value(); break;
       case '--no-build': opts.build = false; break;
       case '--force': opts.force = true; break;
       case '--uninstall': opts.uninstall = true; break;
@@ -471,15 +473,15 @@ function writeConfigIfAbsent(configDir) {
 }
 
 /** the installed containerd's release line, from `containerd --version`; undefined without one */
-function containerdVersion() {
-  const r = spawnSync('containerd', ['--version'], { encoding: 'utf8' });
+function containerdVersion(binary) {
+  const r = spawnSync(binary, ['--version'], { encoding: 'utf8' });
   if (r.status !== 0) return undefined;
   const m = /\s(v?)(\d+)\.(\d+)\.\d+/.exec(r.stdout);
   return m ? { major: Number(m[2]), minor: Number(m[3]), text: `${m[2]}.${m[3]}` } : undefined;
 }
 
 function snippets(opts, l, configFile) {
-  const cd = containerdVersion();
+  const cd = containerdVersion(opts.containerd);
   const configVersion = cd && cd.major >= 2 ? 3 : 2;
   const onServicePath = SERVICE_PATH.includes(l.bin);
   const optionsPath = opts.configDir === '/etc/tsshim' ? undefined : configFile;
@@ -492,7 +494,7 @@ function snippets(opts, l, configFile) {
     `  [${table}.options]`,
     `    ConfigPath = "${optionsPath ?? '/etc/tsshim/config.toml'}"`,
   ].join('\n');
-  const which = cd ? `containerd ${cd.text} is installed: config version ${configVersion}` : `no containerd found on PATH: config version ${configVersion} (1.6/1.7; containerd 2.x takes version 3)`;
+  const which = cd ? `containerd ${cd.text} is installed: config version ${configVersion}` : `no containerd found (${opts.containerd}): config version ${configVersion} (1.6/1.7; containerd 2.x takes version 3)`;
   return `
 containerd (${which}), in /etc/containerd/config.toml, then restart containerd:
 

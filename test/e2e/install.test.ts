@@ -16,12 +16,14 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchCriContainerd, type CriContainerd } from './harness/cri-containerd.js';
+import { containerdBinaries } from './harness/containerd-versions.js';
 import { containerConfig, podFacts, podConfig, startContainer } from './harness/cri-pods.js';
 import { PrivateContainerd, SYSTEM_PATH } from './harness/private-containerd.js';
 import { isLive } from './harness/proc-fs.js';
 import { repoRoot } from './harness/repo-paths.js';
 import { BUSYBOX_IMAGE } from './harness/test-images.js';
 import { waitUntil } from './harness/wait-until.js';
+import { configCachePath } from '../../src/shim/config-cache.js';
 
 const RUNTIME = 'io.containerd.tsshim.v2';
 const INSTALL = join(repoRoot, 'scripts/install.sh');
@@ -112,6 +114,8 @@ describe('scripts/install.sh', () => {
 
   afterAll(async () => {
     for (const cd of containerds) await cd.destroy();
+    // the fingerprint a shim's start leaves in the socket dir for the config it read
+    rmSync(configCachePath(join(configDir, 'config.toml')), { force: true });
     await installSh(['--uninstall', '--force', '--prefix', prefix, '--config-dir', configDir]);
     rmSync(work, { recursive: true, force: true });
   }, 120_000);
@@ -193,6 +197,13 @@ describe('scripts/install.sh', () => {
       expect(first.stdout).toContain('kind: RuntimeClass');
       expect(first.stdout).toContain('handler: tsshim');
       expect(first.stdout).toContain('"runtimes": {');
+
+      // containerd 2.x takes config version 3, with CRI's runtime plugin split out
+      const cd21 = await containerdBinaries('2.1');
+      const v3 = await installSh(['--prefix', prefix, '--config-dir', configDir, '--no-build', '--containerd', cd21.containerd]);
+      expect(v3.exitCode, v3.stderr).toBe(0);
+      expect(v3.stdout).toContain('containerd 2.1 is installed: config version 3');
+      expect(v3.stdout).toContain('version = 3\n[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tsshim]');
 
       // the operator's file survives a reinstall byte for byte
       const mine = '# the operator\'s own\nbackend = "native"\n[shim]\nlog_level = "debug"\n';
