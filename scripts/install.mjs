@@ -435,6 +435,34 @@ function prune(l, keep) {
   }
 }
 
+/**
+ * One install or uninstall at a time per prefix: another one could otherwise prune the
+ * release this one just put in place before it becomes current. A lock file with our pid;
+ * one left by a process that is gone is taken over.
+ */
+function lock(l) {
+  const file = path.join(l.lib, '.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+      return () => fs.rmSync(file, { force: true });
+    } catch (err) {
+      if (err.code !== 'EEXIST') throw err;
+    }
+    const holder = Number.parseInt(fs.readFileSync(file, 'utf8'), 10);
+    let alive = false;
+    try {
+      process.kill(holder, 0);
+      alive = holder !== process.pid;
+    } catch {
+      alive = false;
+    }
+    if (alive) throw new InstallError(`another install or uninstall (pid ${holder}) is running on ${l.prefix}`);
+    fs.rmSync(file, { force: true });
+  }
+  throw new InstallError(`cannot take the lock ${file}`);
+}
+
 // ------------------------------------------------------------------------------------------
 // Config and snippets
 // ------------------------------------------------------------------------------------------
@@ -561,6 +589,15 @@ async function install(opts) {
       createdDirs.add(dir);
     }
   }
+  const unlock = lock(l);
+  try {
+    await installLocked(opts, l, manifest, entries, record, createdDirs);
+  } finally {
+    unlock();
+  }
+}
+
+async function installLocked(opts, l, manifest, entries, record, createdDirs) {
   const stage = path.join(l.lib, `.staging-${process.pid}-${randomBytes(4).toString('hex')}`);
   let releaseDir;
   let createdRelease = false;
@@ -614,6 +651,7 @@ async function install(opts) {
     if (createdRelease) fs.rmSync(releaseDir, { recursive: true, force: true });
     // a first install that failed leaves nothing: the dirs it made are empty again
     if (!fs.existsSync(l.record)) {
+      fs.rmSync(path.join(l.lib, '.lock'), { force: true });
       for (const dir of [l.lib, l.libParent, l.bin, opts.prefix]) {
         if (!createdDirs.has(dir) || record.createdDirs.includes(dir)) continue;
         try {
@@ -641,6 +679,17 @@ function uninstall(opts) {
     say(`nothing installed under ${opts.prefix}`);
     return;
   }
+  const unlock = lock(l);
+  try {
+    uninstallLocked(opts, l);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
+  // the lock went with lib/tsshim
+}
+
+function uninstallLocked(opts, l) {
   const users = processesUsing(realDir(l.lib));
   if (users.length > 0 && !opts.force) {
     throw new InstallError(`shims of this install are still running; stop their containers first, or run with --force:\n${describe(users)}`, 2);
