@@ -169,7 +169,7 @@ async function bundle(root, entry, dir, name) {
   return { hashed, lazyChunks: await lazy.chunks() };
 }
 
-async function bundleBoot(root, outfile, hashed, values) {
+async function bundleBoot(root, outfile, hashed) {
   await build({
     absWorkingDir: root,
     entryPoints: ['src/boot/cached-boot.ts'],
@@ -181,8 +181,6 @@ async function bundleBoot(root, outfile, hashed, values) {
     define: {
       TSSHIM_BOOT_BUNDLE: JSON.stringify(`${hashed}.cjs`),
       TSSHIM_BOOT_CODE_CACHE: JSON.stringify(`${hashed}.cache`),
-      // the cache is made by this Node (runProducer runs process.execPath): only it gets it
-      TSSHIM_BOOT_NODE: JSON.stringify(values.nodeIdentity()),
     },
     logLevel: 'warning',
   });
@@ -230,7 +228,7 @@ async function buildCachedBundle(root, { entry, dir, name, boot, produce }) {
   const { hashed, lazyChunks } = await bundle(root, entry, dir, name);
   const bootFile = path.join(root, dir, boot);
   const bootTmp = `${bootFile}.tmp-${process.pid}.cjs`;
-  await bundleBoot(root, bootTmp, hashed, values);
+  await bundleBoot(root, bootTmp, hashed);
   const cacheFile = path.join(root, dir, `${hashed}.cache`);
   try {
     await produce((args, drive, extraEnv) => runProducer(bootTmp, cacheFile, values, args, drive, extraEnv), values);

@@ -44,7 +44,7 @@ export async function tsValues(root) {
     stdin: {
       contents: [
         "export { daemonNodeFlags, DAEMON_ENTRY, DAEMON_GLIBC_TUNABLES } from './src/shim/daemon-launch.ts';",
-        "export { CODE_CACHE_PRODUCE_ENV, CODE_CACHE_CHECK_ENV, nodeIdentity } from './src/boot/code-cache-env.ts';",
+        "export { CODE_CACHE_PRODUCE_ENV, CODE_CACHE_CHECK_ENV } from './src/boot/code-cache-env.ts';",
         "export { TtrpcClient } from './src/ttrpc/client.ts';",
         "export { TtrpcServer } from './src/ttrpc/server.ts';",
         "export { EVENTS_SERVICE } from './src/proto/typeurls.ts';",

@@ -32,8 +32,6 @@ import { fileURLToPath } from 'node:url';
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const LAUNCHER = 'containerd-shim-tsshim-v2';
-/** files of bin/ that are the release's own, not commands for PREFIX/bin */
-const INTERNAL_BIN = new Set(['tsshim-node.mjs']);
 const RUNTIME_TYPE = 'io.containerd.tsshim.v2';
 /** containerd's service PATH (its systemd unit sets none): where it finds shims by name */
 const SERVICE_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];

@@ -10,8 +10,7 @@ export const CODE_CACHE_CHECK_ENV = 'TSSHIM_CODE_CACHE_CHECK';
 
 /**
  * Which Node this is, as far as a code cache cares (cached-boot.ts says why V8's own check
- * is not enough). The build bakes the identity of the Node that made the cache into the
- * boot loader.
+ * is not enough). The first line of a cache file: the Node that made it.
  */
 export function nodeIdentity(): string {
   return `${process.version} v8-${process.versions.v8} ${process.arch}`;
