@@ -5,7 +5,8 @@
 // release into PREFIX/lib/tsshim/<version>+<build> and links PREFIX/bin, exactly as from a
 // checkout (it makes the code caches there).
 //
-// A checkout has no dist/packed.json: `npm ci` there runs this script and it does nothing.
+// A checkout (no dist/packed.json, or a .git: a `npm pack` that failed halfway may leave the
+// mark behind) is not a package: `npm ci` there runs this script and it does nothing.
 // A local (not -g) install only builds the C parts and says how to install on the node.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -13,7 +14,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-if (!fs.existsSync(path.join(root, 'dist/packed.json'))) process.exit(0);
+if (!fs.existsSync(path.join(root, 'dist/packed.json')) || fs.existsSync(path.join(root, '.git'))) process.exit(0);
 
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
