@@ -11,7 +11,6 @@
 // Files are written under temporary names and renamed, the boot loader last: a process
 // starting during a rebuild sees either the old trio or the new one. Older bundles and
 // caches are then removed; a running program holds its code in memory, not in the file.
-import { build } from 'esbuild';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -21,6 +20,15 @@ import * as path from 'node:path';
 import { tsValues } from './build-launcher.mjs';
 
 const PRODUCE_TIMEOUT_MS = 20_000;
+
+/**
+ * esbuild, loaded on first use: an install from the packed project (scripts/npm-postinstall.mjs)
+ * only makes code caches, and esbuild is a dev dependency it does not have
+ */
+async function build(options) {
+  const esbuild = await import('esbuild');
+  return esbuild.build(options);
+}
 
 function writeAtomic(file, data) {
   const tmp = `${file}.tmp-${process.pid}`;
@@ -97,7 +105,10 @@ const esbuildCommon = {
   logLevel: 'warning',
 };
 
-/** builds each lazy chunk of program `name`; returns the plugin that points its dynamic imports there */
+/**
+ * builds each lazy chunk of program `name`; returns the plugin that points its dynamic
+ * imports there, and `chunks()`: the chunk files this build uses
+ */
 function lazyChunkPlugin(root, dir, name) {
   const chunks = LAZY_CHUNKS[name] ?? [];
   const files = new Map();
@@ -130,10 +141,17 @@ function lazyChunkPlugin(root, dir, name) {
     if (!fs.existsSync(target)) writeAtomic(target, code);
     return file;
   }
-  return plugin;
+  return { plugin, chunks: () => Promise.all(files.values()) };
+}
+
+/** package.json's version, for src/shim/version.ts */
+export function versionDefine(root) {
+  const { version } = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+  return { TSSHIM_BUILD_VERSION: JSON.stringify(version) };
 }
 
 async function bundle(root, entry, dir, name) {
+  const lazy = lazyChunkPlugin(root, dir, name);
   const result = await build({
     absWorkingDir: root,
     entryPoints: [entry],
@@ -141,8 +159,8 @@ async function bundle(root, entry, dir, name) {
     write: false,
     ...esbuildCommon,
     sourcemap: 'external',
-    define: { 'import.meta.url': '__tsshimModuleUrl' },
-    plugins: [...esbuildCommon.plugins, lazyChunkPlugin(root, dir, name)],
+    define: { 'import.meta.url': '__tsshimModuleUrl', ...versionDefine(root) },
+    plugins: [...esbuildCommon.plugins, lazy.plugin],
   });
   const code = result.outputFiles.find((f) => f.path.endsWith('.cjs'));
   const map = result.outputFiles.find((f) => f.path.endsWith('.map'));
@@ -151,7 +169,7 @@ async function bundle(root, entry, dir, name) {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   writeAtomic(`${file}.map`, map.contents);
   writeAtomic(file, Buffer.concat([Buffer.from(code.contents), Buffer.from(`\n//# sourceMappingURL=${hashed}.cjs.map\n`)]));
-  return hashed;
+  return { hashed, lazyChunks: await lazy.chunks() };
 }
 
 async function bundleBoot(root, outfile, hashed) {
@@ -210,7 +228,7 @@ function pruneOld(root, dir, name, keep) {
  */
 async function buildCachedBundle(root, { entry, dir, name, boot, produce }) {
   const values = await tsValues(root);
-  const hashed = await bundle(root, entry, dir, name);
+  const { hashed, lazyChunks } = await bundle(root, entry, dir, name);
   const bootFile = path.join(root, dir, boot);
   const bootTmp = `${bootFile}.tmp-${process.pid}.cjs`;
   await bundleBoot(root, bootTmp, hashed);
@@ -224,7 +242,7 @@ async function buildCachedBundle(root, { entry, dir, name, boot, produce }) {
   }
   fs.renameSync(bootTmp, bootFile);
   pruneOld(root, dir, name, hashed);
-  return { boot: bootFile, bundle: `${hashed}.cjs`, cache: fs.existsSync(cacheFile) ? `${hashed}.cache` : undefined };
+  return { boot: bootFile, bundle: `${hashed}.cjs`, cache: fs.existsSync(cacheFile) ? `${hashed}.cache` : undefined, lazyChunks };
 }
 
 /** a busybox bundle running /bin/true (config: tsrun's default spec), in work/bundle */
@@ -292,60 +310,58 @@ function canRunContainers() {
  * that a shim's first container finds its code compiled too.
  */
 export function buildDaemon(root) {
+  return buildCachedBundle(root, { entry: 'src/shim/daemon-main.ts', dir: 'dist/shim', name: 'daemon', boot: 'daemon-boot.cjs', produce: daemonProducer() });
+}
+
+function daemonProducer() {
   const asRoot = canRunContainers();
   const cgroupParent = `/tsshim-build-${process.pid}`;
-  return buildCachedBundle(root, {
-    entry: 'src/shim/daemon-main.ts',
-    dir: 'dist/shim',
-    name: 'daemon',
-    boot: 'daemon-boot.cjs',
-    produce: async (run, values) => {
-      const sinkDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-code-cache-events-'));
-      const sinkPath = path.join(sinkDir, 'events.sock');
-      const closeSink = await eventSink(values, sinkPath);
-      try {
-        await run(
-          (work) => ['-namespace', 'tsshim-build', '-address', path.join(work, 'none.sock'), '-publish-binary', '', '-id', 'code-cache', '-socket', path.join(work, 'shim.sock'), 'serve'],
-          async (child, work) => {
-            const socket = path.join(work, 'shim.sock');
-            let client;
-            for (let i = 0; !client; i++) {
-              try {
-                client = await values.TtrpcClient.connect(socket);
-              } catch (err) {
-                if (i > 400) throw err;
-                await new Promise((r) => setTimeout(r, 25));
-              }
+  return async (run, values) => {
+    const sinkDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-code-cache-events-'));
+    const sinkPath = path.join(sinkDir, 'events.sock');
+    const closeSink = await eventSink(values, sinkPath);
+    try {
+      await run(
+        (work) => ['-namespace', 'tsshim-build', '-address', path.join(work, 'none.sock'), '-publish-binary', '', '-id', 'code-cache', '-socket', path.join(work, 'shim.sock'), 'serve'],
+        async (child, work) => {
+          const socket = path.join(work, 'shim.sock');
+          let client;
+          for (let i = 0; !client; i++) {
+            try {
+              client = await values.TtrpcClient.connect(socket);
+            } catch (err) {
+              if (i > 400) throw err;
+              await new Promise((r) => setTimeout(r, 25));
             }
-            // ConnectRequest / StateRequest { id = "code-cache" }: the calls of every boot,
-            // and an error path (no such task)
-            const request = Buffer.concat([Buffer.from([10, 10]), Buffer.from('code-cache')]);
-            await client.call('containerd.task.v2.Task', 'Connect', request, { timeoutMs: 5_000 });
-            await client.call('containerd.task.v2.Task', 'State', request, { timeoutMs: 5_000 }).catch(() => undefined);
-            if (asRoot) {
-              try {
-                await containerLifecycle(values, client, work, cgroupParent);
-              } catch (err) {
-                // the cache is still good for the boot; say why it has less in it
-                console.warn(`build: code cache without a container lifecycle (${err instanceof Error ? err.message : err})`);
-              }
+          }
+          // ConnectRequest / StateRequest { id = "code-cache" }: the calls of every boot,
+          // and an error path (no such task)
+          const request = Buffer.concat([Buffer.from([10, 10]), Buffer.from('code-cache')]);
+          await client.call('containerd.task.v2.Task', 'Connect', request, { timeoutMs: 5_000 });
+          await client.call('containerd.task.v2.Task', 'State', request, { timeoutMs: 5_000 }).catch(() => undefined);
+          if (asRoot) {
+            try {
+              await containerLifecycle(values, client, work, cgroupParent);
+            } catch (err) {
+              // the cache is still good for the boot; say why it has less in it
+              console.warn(`build: code cache without a container lifecycle (${err instanceof Error ? err.message : err})`);
             }
-            await client.close();
-            child.kill('SIGTERM');
-          },
-          (work) => {
-            const config = path.join(work, 'tsshim.toml');
-            fs.writeFileSync(config, `backend = "native"\n[native]\nroot = "${path.join(work, 'native')}"\n`);
-            return { TSSHIM_CONFIG: config, TTRPC_ADDRESS: sinkPath };
-          },
-        );
-      } finally {
-        await closeSink();
-        fs.rmSync(sinkDir, { recursive: true, force: true });
-        if (asRoot) removeCgroupParent(cgroupParent);
-      }
-    },
-  });
+          }
+          await client.close();
+          child.kill('SIGTERM');
+        },
+        (work) => {
+          const config = path.join(work, 'tsshim.toml');
+          fs.writeFileSync(config, `backend = "native"\n[native]\nroot = "${path.join(work, 'native')}"\n`);
+          return { TSSHIM_CONFIG: config, TTRPC_ADDRESS: sinkPath };
+        },
+      );
+    } finally {
+      await closeSink();
+      fs.rmSync(sinkDir, { recursive: true, force: true });
+      if (asRoot) removeCgroupParent(cgroupParent);
+    }
+  };
 }
 
 /**
@@ -354,25 +370,38 @@ export function buildDaemon(root) {
  * container.
  */
 export function buildTsrunBundle(root) {
+  return buildCachedBundle(root, { entry: 'src/backends/native/tsrun/cli-entry.ts', dir: 'dist/native', name: 'tsrun', boot: 'tsrun-boot.cjs', produce: tsrunProducer() });
+}
+
+function tsrunProducer() {
   const asRoot = canRunContainers();
   const cgroupParent = `/tsshim-build-tsrun-${process.pid}`;
-  return buildCachedBundle(root, {
-    entry: 'src/backends/native/tsrun/cli-entry.ts',
-    dir: 'dist/native',
-    name: 'tsrun',
-    boot: 'tsrun-boot.cjs',
-    produce: async (run, values) => {
-      try {
-        await run(
-          (work) =>
-            asRoot
-              ? ['--root', path.join(work, 'state'), 'run', '--bundle', trueBundle(values, work, cgroupParent), 'code-cache-c']
-              : ['--root', path.join(work, 'state'), 'state', 'code-cache'],
-          async () => undefined,
-        );
-      } finally {
-        if (asRoot) removeCgroupParent(cgroupParent);
-      }
-    },
-  });
+  return async (run, values) => {
+    try {
+      await run(
+        (work) =>
+          asRoot
+            ? ['--root', path.join(work, 'state'), 'run', '--bundle', trueBundle(values, work, cgroupParent), 'code-cache-c']
+            : ['--root', path.join(work, 'state'), 'state', 'code-cache'],
+        async () => undefined,
+      );
+    } finally {
+      if (asRoot) removeCgroupParent(cgroupParent);
+    }
+  };
+}
+
+const PRODUCERS = { daemon: daemonProducer, tsrun: tsrunProducer };
+
+/**
+ * Makes the code cache of an already built program where it will run: `boot` is its boot
+ * loader (e.g. an installed release's dist/shim/daemon-boot.cjs), `cacheFile` the cache the
+ * loader looks for next to it. Run by scripts/install.mjs, so that the cache comes from the
+ * Node the release runs under and from the release's own files (a cache records the path
+ * of the script it was made for). Throws when no cache came out.
+ */
+export async function produceCodeCache(root, name, boot, cacheFile) {
+  const values = await tsValues(root);
+  fs.rmSync(cacheFile, { force: true });
+  await PRODUCERS[name]()((args, drive, extraEnv) => runProducer(boot, cacheFile, values, args, drive, extraEnv), values);
 }

@@ -14,13 +14,20 @@
  * built: a cache always belongs to the bundle next to it. The programs run with
  * --verify-snapshot-checksum, so a damaged cache is rejected too, instead of crashing V8.
  *
+ * V8's version check is its own major.minor.build.patch: Node releases that patch V8
+ * without changing that number (they do) would accept each other's caches. So a cache file
+ * starts with a line naming the Node that made it (version, V8 with Node's patch level,
+ * architecture), and another Node (the node executable upgraded under an installed
+ * release) never gets it: it compiles from source ('other-node'). Any Node can make a
+ * cache for a bundle: an install makes them with the Node the release runs under.
+ *
  * Kept tiny and CommonJS: it is loaded by Node's CJS loader before anything else.
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Script } from 'node:vm';
-import { CODE_CACHE_CHECK_ENV, CODE_CACHE_PRODUCE_ENV } from './code-cache-env.js';
+import { CODE_CACHE_CHECK_ENV, CODE_CACHE_PRODUCE_ENV, nodeIdentity } from './code-cache-env.js';
 
 /** <name>-<hash>.cjs: set by the build (esbuild define) */
 declare const TSSHIM_BOOT_BUNDLE: string;
@@ -37,8 +44,13 @@ const WRAPPER_TAIL = '\n})';
 function boot(): void {
   const bundle = join(__dirname, TSSHIM_BOOT_BUNDLE);
   let cachedData: Buffer | undefined;
+  let otherNode = false;
   try {
-    cachedData = readFileSync(join(__dirname, TSSHIM_BOOT_CODE_CACHE));
+    // "<nodeIdentity()>\n" then V8's data
+    const file = readFileSync(join(__dirname, TSSHIM_BOOT_CODE_CACHE));
+    const eol = file.indexOf(10);
+    if (eol >= 0 && file.toString('latin1', 0, eol) === nodeIdentity()) cachedData = file.subarray(eol + 1);
+    else otherNode = true;
   } catch {
     // no cache (not produced, or removed): compile from source
   }
@@ -47,7 +59,7 @@ function boot(): void {
     filename: bundle,
     cachedData,
   });
-  const outcome = cachedData === undefined ? 'absent' : script.cachedDataRejected ? 'rejected' : 'hit';
+  const outcome = otherNode ? 'other-node' : cachedData === undefined ? 'absent' : script.cachedDataRejected ? 'rejected' : 'hit';
   cachedData = undefined;
 
   if (process.env[CODE_CACHE_CHECK_ENV]) {
@@ -62,7 +74,7 @@ function boot(): void {
     // work compiled, not just the top level
     process.on('exit', () => {
       const tmp = `${produceTo}.${process.pid}`;
-      writeFileSync(tmp, s.createCachedData());
+      writeFileSync(tmp, Buffer.concat([Buffer.from(`${nodeIdentity()}\n`, 'latin1'), s.createCachedData()]));
       renameSync(tmp, produceTo);
     });
   }

@@ -52,6 +52,29 @@ describe('boot loaders with a code cache', () => {
     }
   });
 
+  it('a cache made by another Node is not fed to this one, even where V8 would take it', async () => {
+    // a copy of the cache as if another Node release had made it: V8 here would accept it
+    // (same V8 version, same flags), the loader must not offer it
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-boot-'));
+    try {
+      const shimDir = path.dirname(daemonEntry());
+      const bundle = fs.readdirSync(shimDir).find((f) => /^daemon-[0-9a-f]{16}\.cjs$/.test(f))!;
+      const cache = bundle.replace(/\.cjs$/, '.cache');
+      for (const f of [bundle, 'daemon-boot.cjs']) fs.copyFileSync(path.join(shimDir, f), path.join(dir, f));
+      const made = fs.readFileSync(path.join(shimDir, cache));
+      const identity = `${process.version} v8-${process.versions.v8} ${process.arch}\n`;
+      expect(made.subarray(0, identity.length).toString('latin1')).toBe(identity);
+      const run = () => execa(process.execPath, [...daemonNodeFlags(), path.join(dir, 'daemon-boot.cjs')], { env: { [CODE_CACHE_CHECK_ENV]: '1' } }).then((r) => r.stdout.trim());
+      fs.writeFileSync(path.join(dir, cache), made);
+      expect(await run()).toBe('hit');
+      const other = `v20.0.0 v8-${process.versions.v8} ${process.arch}\n`;
+      fs.writeFileSync(path.join(dir, cache), Buffer.concat([Buffer.from(other), made.subarray(identity.length)]));
+      expect(await run()).toBe('other-node');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a rejected cache falls back to compiling: the daemon still answers', async () => {
     // --opt (the daemon runs with --no-opt) changes V8's flag hash, so the cache made
     // under the daemon flags is refused

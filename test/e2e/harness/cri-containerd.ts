@@ -72,6 +72,13 @@ export interface CriContainerdOptions {
   systemdCgroup?: boolean;
   /** the instance's cgroup root (default: a random tsecri-<hex>) */
   cgroupRoot?: string;
+  /**
+   * containerd's PATH before basePath; default the checkout's shim bin dir and the alias
+   * links (an installed tsshim: [PREFIX/bin], whose aliases are installed with it)
+   */
+  pathPrefix?: string[];
+  /** see PrivateContainerdOptions.basePath */
+  basePath?: string;
 }
 
 /** Files libcni cached for a sandbox (any network): gone once CNI DEL ran for it. */
@@ -162,7 +169,8 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
     cgroupRoot: options.cgroupRoot ?? `tsecri-${randomBytes(3).toString('hex')}`,
     daemonCgroup: options.daemonCgroup,
     logLevel: options.logLevel ?? 'debug',
-    pathPrefix: [shimBinDir, ensureAliasLinks()],
+    pathPrefix: options.pathPrefix ?? [shimBinDir, ensureAliasLinks()],
+    ...(options.basePath ? { basePath: options.basePath } : {}),
     cri: { runtimes, defaultRuntime: 'runc' },
   });
   const { roots, configs } = paths(cd);

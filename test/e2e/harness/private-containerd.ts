@@ -78,6 +78,12 @@ export interface PrivateContainerdOptions {
    * dir (1.7/2.1: its containerd-shim-runc-v2) follows, then the caller's PATH.
    */
   pathPrefix?: string[];
+  /**
+   * What follows pathPrefix (and the version's bin dir) on containerd's PATH; default the
+   * caller's PATH. SYSTEM_PATH is what containerd's service gets on a node, e.g. to test an
+   * install whose bin dir is the only place tsshim can come from.
+   */
+  basePath?: string;
   containerdBinary?: string;
   ctrBinary?: string;
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
@@ -143,6 +149,9 @@ const SHIM_SOCKET_DIR = '/run/containerd/s';
 // Default state roots of runc (runc shim) and crun (tsshim's default); both append the namespace.
 const DEFAULT_RUNTIME_ROOTS = ['/run/containerd/runc', '/run/containerd/crun'];
 const NON_SHIM_EXES = new Set(['ctr', 'runc', 'crun', 'containerd', 'script']);
+
+/** the default PATH of a service on a node (systemd's; containerd's unit sets none) */
+export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 const running = new Set<PrivateContainerd>();
 let exitHookInstalled = false;
@@ -366,7 +375,7 @@ export class PrivateContainerd {
   private daemonEnv(): Record<string, string> {
     const prefix = this.options.pathPrefix ?? [shimBinDir];
     const versionDir = this.binaries?.binDir;
-    return { PATH: [...prefix, ...(versionDir ? [versionDir] : []), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':') };
+    return { PATH: [...prefix, ...(versionDir ? [versionDir] : []), this.options.basePath ?? process.env.PATH ?? SYSTEM_PATH].join(':') };
   }
 
   /** Resolves (fetching on first use) the binaries of this instance's containerd line. */

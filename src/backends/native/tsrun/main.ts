@@ -17,9 +17,9 @@ import { defaultSpec } from './default-spec.js';
 import { goJson, runcStats } from './runc-stats.js';
 import { memoryDir, v1Dir } from '../../../sys/cgroups.js';
 import { childProcess } from '../../../sys/lazy-builtins.js';
+import { SHIM_VERSION } from '../../../shim/version.js';
 
 export const DEFAULT_TSRUN_ROOT = '/run/tsrun';
-const VERSION = '0.1.0';
 const OCI_VERSION = '1.0.2-dev';
 
 /** where errors and warnings go: --log in text or json, else stderr */
@@ -201,7 +201,7 @@ global options: --root <dir> (default ${DEFAULT_TSRUN_ROOT}), --log <file>, --lo
 async function dispatch(c: Command, log: RuntimeLog): Promise<number> {
   const g = c.global;
   if (g.bools.has('version')) {
-    process.stdout.write(`tsrun version ${VERSION}\nspec: ${OCI_VERSION}\n`);
+    process.stdout.write(`tsrun version ${SHIM_VERSION}\nspec: ${OCI_VERSION}\n`);
     return 0;
   }
   if (!c.name || g.bools.has('help') || c.cmd.bools.has('help')) {
