@@ -16,6 +16,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
+import { configCachePath } from '../../src/shim/config-cache.js';
 import { DOCKER_PLUGIN_DIRS, PrivateDockerd } from './harness/private-dockerd.js';
 import { isLive, mountPointsUnder } from './harness/proc-fs.js';
 import { BUSYBOX_IMAGE } from './harness/test-images.js';
@@ -58,6 +59,17 @@ describe('Docker 26 (trixie) with runc, tsshim and tsrun in one daemon', () => {
   let firewallBefore: string[];
   const docker = (args: string[], timeoutMs?: number) => engine.docker(args, { timeoutMs });
   const state = async (id: string) => (await engine.inspect<{ State: ContainerState }>(id)).State;
+  /**
+   * A container's state file, read as the runtime that wrote it: tsshim's native backend under
+   * the root of the ConfigPath Docker passed; runc and tsrun (both run by the runc shim, which
+   * Docker roots in <exec root>/runtime-runc) write state.json in their own formats.
+   */
+  const stateOf = (runtime: Runtime, id: string): Record<string, unknown> => {
+    const dir = runtime === 'tsshim' ? join(engine.dir, 'native', 'moby', id) : join(engine.execRoot, 'runtime-runc', 'moby', id);
+    return JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as Record<string, unknown>;
+  };
+  /** a field only that runtime's state.json has: runc's, or our native executor's */
+  const STATE_MARKER: Record<Runtime, string> = { runc: 'init_process_start', tsshim: 'initStartTime', tsrun: 'initStartTime' };
 
   beforeAll(async () => {
     fixedDirsBefore = DOCKER_PLUGIN_DIRS.map((d) => existsSync(d));
@@ -76,6 +88,7 @@ describe('Docker 26 (trixie) with runc, tsshim and tsrun in one daemon', () => {
     expect(mountPointsUnder(engine.containerd.dir)).toEqual([]);
     expect(engine.containerd.cgroupDirs()).toEqual([]);
     expect(existsSync(engine.containerd.dir)).toBe(false);
+    expect(existsSync(configCachePath(engine.tsshimConfig))).toBe(false);
     expect(DOCKER_PLUGIN_DIRS.map((d) => existsSync(d))).toEqual(fixedDirsBefore);
     expect(await dockerFirewallRules()).toEqual(firewallBefore);
   });
@@ -100,8 +113,10 @@ describe('Docker 26 (trixie) with runc, tsshim and tsrun in one daemon', () => {
         const script = 'echo started; trap "echo stopping; exit 0" TERM; while :; do sleep 0.1; done';
         const id = await engine.dockerOk(['run', '-d', '--name', name, '--runtime', runtime, BUSYBOX_IMAGE, 'sh', '-c', script]);
         expect((await state(id)).Running).toBe(true);
-        // the container really runs under this runtime: its HostConfig says so
+        // the container really runs under this runtime: its HostConfig says so, and its state
+        // was written by that runtime
         expect((await engine.inspect<{ HostConfig: { Runtime: string } }>(id)).HostConfig.Runtime).toBe(runtime);
+        expect(stateOf(runtime, id)).toHaveProperty(STATE_MARKER[runtime]);
 
         const exec = await docker(['exec', name, 'sh', '-c', 'echo from-exec; echo exec-err >&2; exit 5']);
         expect(exec.exitCode).toBe(5);

@@ -21,9 +21,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { configCachePath } from '../../../src/shim/config-cache.js';
 import { PrivateContainerd } from './private-containerd.js';
 import { isLive } from './proc-fs.js';
 import { cacheDir, repoBinDir, scriptsDir } from './repo-paths.js';
@@ -141,6 +142,8 @@ export class PrivateDockerd {
     const engine = new PrivateDockerd(containerd, options);
     // before containerd stops: no container left, dockerd gone (its own teardown, in order)
     containerd.addCleanup('beforeStop', () => engine.teardown());
+    // the fingerprint tsshim's start leaves in the socket dir goes with the config file
+    containerd.addCleanup('afterStop', async () => rmSync(configCachePath(engine.tsshimConfig), { force: true }));
     try {
       for (const d of [engine.dir, engine.dataRoot, engine.execRoot, engine.cliConfigDir, join(engine.dir, 'native')]) mkdirSync(d, { recursive: true });
       writeFileSync(engine.tsshimConfig, `backend = "native"\n[native]\nroot = "${join(engine.dir, 'native')}"\n`);
