@@ -78,23 +78,25 @@ describe('containerd 2.1 CRI: runtime handler features (tsshim as a runc-typed h
   async function writesInside(handler: CriHandler, name: string, recursiveReadOnly: boolean): Promise<{ top: string; sub: string; shimExe: string | undefined }> {
     const pod = podConfig(env, name);
     const sandboxId = await env.cri.runPodSandbox(pod, handler);
-    const id = await startContainer(
-      env,
-      sandboxId,
-      pod,
-      containerConfig('c', ['sleep', '300'], {
-        mounts: [{ containerPath: '/data', hostPath: volume, readonly: true, recursiveReadOnly, propagation: 'PROPAGATION_PRIVATE' }],
-      }),
-    );
-    const attempt = async (path: string) => {
-      const r = await env.cri.execSync(id, ['sh', '-c', `touch ${path} 2>&1 && echo written`]);
-      return Buffer.from(r.stdout).toString().trim();
-    };
-    const result = { top: await attempt('/data/x'), sub: await attempt('/data/sub/x'), shimExe: readExe(parentOf(await containerPid(env, id))) };
-    await env.cri.stopPodSandbox(sandboxId);
-    await env.cri.removePodSandbox(sandboxId);
-    rmSync(join(volume, 'sub', 'x'), { force: true });
-    return result;
+    try {
+      const id = await startContainer(
+        env,
+        sandboxId,
+        pod,
+        containerConfig('c', ['sleep', '300'], {
+          mounts: [{ containerPath: '/data', hostPath: volume, readonly: true, recursiveReadOnly, propagation: 'PROPAGATION_PRIVATE' }],
+        }),
+      );
+      const attempt = async (path: string) => {
+        const r = await env.cri.execSync(id, ['sh', '-c', `touch ${path} 2>&1 && echo written`]);
+        return Buffer.from(r.stdout).toString().trim();
+      };
+      return { top: await attempt('/data/x'), sub: await attempt('/data/sub/x'), shimExe: readExe(parentOf(await containerPid(env, id))) };
+    } finally {
+      await env.cri.stopPodSandbox(sandboxId);
+      await env.cri.removePodSandbox(sandboxId);
+      rmSync(join(volume, 'sub', 'x'), { force: true });
+    }
   }
 
   for (const handler of ['runc', 'tsshim-runc-typed', 'tsshim-native-runc-typed'] as const) {
