@@ -181,11 +181,11 @@ describe('Docker 26 (trixie) with runc, tsshim and tsrun in one daemon', () => {
     }
   });
 
-  it('docker run --rm busybox true: tsshim latency against runc (median of 5, same daemon)', async () => {
+  it('docker run --rm busybox true: tsshim latency against runc (median of 7, same daemon)', async () => {
     const times: Record<'runc' | 'tsshim', number[]> = { runc: [], tsshim: [] };
     await docker(['run', '--rm', '--runtime', 'tsshim', BUSYBOX_IMAGE, 'true']); // warm the page cache
     await docker(['run', '--rm', BUSYBOX_IMAGE, 'true']);
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < 7; i++) {
       for (const runtime of ['runc', 'tsshim'] as const) {
         const t0 = process.hrtime.bigint();
         const r = await docker(['run', '--rm', '--runtime', runtime, BUSYBOX_IMAGE, 'true']);
