@@ -51,23 +51,17 @@ export class BackendRegistry {
   async select(input: CreateTaskInput, annotations: Record<string, string>): Promise<Backend> {
     const config = this.configFor(input);
     const fromAnnotation = annotations[config.shim.backendAnnotation];
-    let name: BackendName;
-    let binary: string | undefined;
-    if (fromAnnotation !== undefined) {
-      if (!(BACKEND_NAMES as readonly string[]).includes(fromAnnotation)) {
-        throw invalidArgument(
-          `annotation ${config.shim.backendAnnotation}="${fromAnnotation}" names no backend (one of ${BACKEND_NAMES.join(', ')})`,
-        );
-      }
-      name = fromAnnotation as BackendName;
-    } else if (this.alias) {
-      name = this.alias;
-    } else if (input.options.binaryName) {
-      binary = input.options.binaryName;
-      name = basename(binary) === 'crun' ? 'crun' : 'runc';
-    } else {
-      name = config.backend;
+    if (fromAnnotation !== undefined && !(BACKEND_NAMES as readonly string[]).includes(fromAnnotation)) {
+      throw invalidArgument(
+        `annotation ${config.shim.backendAnnotation}="${fromAnnotation}" names no backend (one of ${BACKEND_NAMES.join(', ')})`,
+      );
     }
+    const { name, binary } = chooseBackend({
+      annotation: fromAnnotation as BackendName | undefined,
+      alias: this.alias,
+      binaryName: input.options.binaryName,
+      config,
+    });
     switch (name) {
       case 'runc':
       case 'crun': {
@@ -104,6 +98,23 @@ export class BackendRegistry {
         throw unimplemented(`backend "${name}" is not implemented yet in this tsshim build`);
     }
   }
+}
+
+/**
+ * The backend rule above as a pure function (steps 1-4), shared by Create and `-info`, so
+ * that the features containerd introspects are those of the backend that will run the
+ * containers. `binary` is set when runc options' BinaryName made the choice.
+ */
+export function chooseBackend(input: {
+  annotation?: BackendName;
+  alias?: BackendName;
+  binaryName?: string;
+  config: ShimConfig;
+}): { name: BackendName; binary?: string } {
+  if (input.annotation !== undefined) return { name: input.annotation };
+  if (input.alias) return { name: input.alias };
+  if (input.binaryName) return { name: basename(input.binaryName) === 'crun' ? 'crun' : 'runc', binary: input.binaryName };
+  return { name: input.config.backend };
 }
 
 /** `containerd-shim-tsshim-crun-v2` → "crun" */

@@ -5,6 +5,7 @@
  * memory and pids limits enforced, cpu settings written, a symlinked mount target kept
  * inside the rootfs, the exec helper out of the container's reach.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -270,6 +271,30 @@ describe.skipIf(!isRoot)('NativeBackend isolation, seen from inside', () => {
     // the targets were made inside the rootfs instead
     expect(fs.existsSync(path.join(env.workDir, 'escape', 'rootfs', outside, 'sub'))).toBe(true);
     await remove(container);
+  });
+
+  it('applies recursive mount attributes ("rro", "rnoexec") to the bind mount and its submounts, as runc does', async () => {
+    const source = path.join(env.workDir, 'rro-source');
+    fs.mkdirSync(path.join(source, 'sub'), { recursive: true });
+    fs.copyFileSync('/bin/true', path.join(source, 'sub', 'true'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'rro-sub', path.join(source, 'sub')]);
+    try {
+      fs.copyFileSync('/bin/true', path.join(source, 'sub', 'true'));
+      fs.chmodSync(path.join(source, 'sub', 'true'), 0o755);
+      const probe = (dir: string) => `touch ${dir}/x 2>/dev/null && echo ${dir}=rw || echo ${dir}=ro`;
+      const { status, out, container } = await run('rro', [probe('/rro'), probe('/rro/sub'), probe('/ro'), probe('/ro/sub'), '/rro/sub/true 2>/dev/null && echo exec=yes || echo exec=no'].join('; '), (s) => {
+        s.mounts.push({ destination: '/rro', type: 'bind', source, options: ['rbind', 'ro', 'rro', 'rnoexec'] });
+        s.mounts.push({ destination: '/ro', type: 'bind', source, options: ['rbind', 'ro'] });
+      });
+      expect(status).toBe(0);
+      // the plain read-only bind leaves the submount writable: the probe can tell the two apart
+      expect(parseProbe(out)).toEqual(new Map([['/rro', 'ro'], ['/rro/sub', 'ro'], ['/ro', 'ro'], ['/ro/sub', 'rw'], ['exec', 'no']]));
+      await remove(container);
+      // the host's mounts keep their attributes: only the container's copies changed
+      fs.writeFileSync(path.join(source, 'sub', 'host-write'), 'ok');
+    } finally {
+      execFileSync('umount', ['-l', path.join(source, 'sub')]);
+    }
   });
 
   it('gives the container no way to overwrite the exec helper (CVE-2019-5736)', async () => {

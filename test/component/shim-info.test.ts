@@ -8,6 +8,8 @@ import { SHIM_BIN } from './fake-containerd.js';
 import { RuntimeInfo } from '../../src/proto/gen/containerd/types/introspection.js';
 import { Any } from '../../src/proto/gen/google/protobuf/any.js';
 import { Options as RuntimeOptions } from '../../src/proto/gen/runtimeoptions/v1/options.js';
+import { Options as RuncOptions } from '../../src/proto/gen/containerd/runc/v1/options.js';
+import { join, dirname } from 'node:path';
 import { TypeUrl, packMessage } from '../../src/proto/typeurls.js';
 
 describe('shim binary informational flags', () => {
@@ -22,6 +24,35 @@ describe('shim binary informational flags', () => {
     expect(info.features?.typeUrl).toBe(TypeUrl.OciFeatures);
     const features = JSON.parse(Buffer.from(info.features!.value).toString()) as { ociVersionMax?: string };
     expect(features.ociVersionMax).toMatch(/^1\./);
+  });
+
+  // containerd 2.0/2.1's CRI introspects only handlers of runtime type io.containerd.runc.v2;
+  // with `runtime_path` naming our binary it runs `<path> -info` with runc options on stdin.
+  // The features must then be those of the backend Create picks for the same options.
+  const featuresOf = (stdout: unknown) => {
+    const info = RuntimeInfo.decode(stdout as Uint8Array);
+    expect(info.features?.typeUrl).toBe(TypeUrl.OciFeatures);
+    return JSON.parse(Buffer.from(info.features!.value).toString()) as { annotations?: Record<string, string>; mountOptions?: string[] };
+  };
+  const runcOptions = (o: Partial<RuncOptions>) =>
+    Buffer.from(Any.encode(packMessage(TypeUrl.RuncOptions, RuncOptions, RuncOptions.fromPartial(o))).finish());
+
+  it('-info with runc options naming runc (BinaryName) reports runc\'s features, not the default backend\'s', async () => {
+    const r = await execa(SHIM_BIN, ['-info'], { input: runcOptions({ binaryName: 'runc' }), encoding: 'buffer', reject: false });
+    expect(r.exitCode).toBe(0);
+    const features = featuresOf(r.stdout);
+    expect(features.annotations?.['org.opencontainers.runc.version']).toBeTruthy();
+    expect(features.annotations?.['io.github.tsshim.runtime']).toBeUndefined();
+  });
+
+  it('-info run through the runc alias reports runc\'s features; through the native alias, the native executor\'s', async () => {
+    const bin = dirname(SHIM_BIN);
+    const viaRunc = await execa(join(bin, 'containerd-shim-tsshim-runc-v2'), ['-info'], { input: runcOptions({}), encoding: 'buffer', reject: false });
+    expect(viaRunc.exitCode).toBe(0);
+    expect(featuresOf(viaRunc.stdout).annotations?.['org.opencontainers.runc.version']).toBeTruthy();
+    const viaNative = await execa(join(bin, 'containerd-shim-tsshim-native-v2'), ['-info'], { input: runcOptions({ binaryName: 'runc' }), encoding: 'buffer', reject: false });
+    expect(viaNative.exitCode).toBe(0);
+    expect(featuresOf(viaNative.stdout).annotations?.['io.github.tsshim.runtime']).toBe('tsrun');
   });
 
   it('-info with no stdin works too', async () => {

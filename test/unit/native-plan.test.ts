@@ -12,6 +12,7 @@ import { uniformCgroupPaths } from '../../src/backends/native/cgroup-path.js';
 import { compileCreate, compileExec, parseMountOptions, type CreateContext } from '../../src/backends/native/compile.js';
 import { MS, MountKind, PLAN_MAGIC, PlanFlag, PlanTag, encodePlan, type Plan, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER } from '../../src/backends/native/plan.js';
 import { parseProcess, parseSpec } from '../../src/backends/native/spec.js';
+import { MOUNT_ATTR } from '../../src/backends/native/mount-attrs.js';
 import { parseCgroupLayout } from '../../src/sys/cgroups.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -128,8 +129,19 @@ describe('parseMountOptions', () => {
       flags: MS.NOSUID | MS.NOEXEC | MS.RDONLY,
       propagation: MS.PRIVATE | MS.REC,
       data: ['mode=755', 'size=65536k'],
+      recursiveAttrSet: 0,
+      recursiveAttrClear: 0,
     });
     expect(parseMountOptions(['ro', 'rw', 'rbind'], 'm').flags).toBe(MS.BIND | MS.REC);
+  });
+  it('takes the recursive attributes ("rro", ...) as mount_setattr bits, the later option winning', () => {
+    const o = parseMountOptions(['rbind', 'ro', 'rro', 'rnosuid', 'rnoatime'], 'm');
+    expect(o.flags).toBe(MS.BIND | MS.REC | MS.RDONLY);
+    expect(o.recursiveAttrSet).toBe(MOUNT_ATTR.RDONLY | MOUNT_ATTR.NOSUID | MOUNT_ATTR.NOATIME);
+    expect(o.recursiveAttrClear).toBe(MOUNT_ATTR.ATIME_MASK);
+    const back = parseMountOptions(['rro', 'rrw'], 'm');
+    expect(back.recursiveAttrSet).toBe(0);
+    expect(back.recursiveAttrClear).toBe(MOUNT_ATTR.RDONLY);
   });
   it('refuses what it cannot do, naming the option', () => {
     expect(() => parseMountOptions(['nosuid', 'tmpcopyup'], 'mounts[3].options')).toThrow(

@@ -14,6 +14,7 @@ import { basename, posix, resolve } from 'node:path';
 import { effectiveDeviceRules } from './cgroup-manager.js';
 import { compileDeviceFilter } from './device-filter.js';
 import { planHooks } from './hooks.js';
+import { RECURSIVE_ATTR_OPTIONS } from './mount-attrs.js';
 import { invalidArgument, unimplemented } from '../../core/errors.js';
 import type { CgroupLayout } from '../../sys/cgroups.js';
 import type { CgroupPlacement, CgroupSet } from './cgroup-manager.js';
@@ -125,22 +126,33 @@ const PROPAGATION: Record<string, number> = {
 };
 
 /** options that ask for something not implemented yet: refused by name, never dropped */
-const UNSUPPORTED_OPTIONS = new Set(['tmpcopyup', 'idmap', 'ridmap', 'rro', 'rrw', 'rnosuid', 'rsuid', 'rnodev', 'rdev', 'rnoexec', 'rexec', 'rnoatime', 'ratime', 'rrelatime', 'rnorelatime', 'rstrictatime', 'rnostrictatime', 'rnosymfollow', 'rsymfollow', 'rnodiratime', 'rdiratime']);
+const UNSUPPORTED_OPTIONS = new Set(['tmpcopyup', 'idmap', 'ridmap', 'ratime', 'rnorelatime', 'rnostrictatime']);
 
 export interface ParsedMountOptions {
   flags: number;
   propagation: number;
   data: string[];
+  /** recursive attributes to set / clear on the mount and all its submounts (0: none) */
+  recursiveAttrSet: number;
+  recursiveAttrClear: number;
 }
 
 export function parseMountOptions(options: string[], field: string): ParsedMountOptions {
   let flags = 0;
   let propagation = 0;
+  let recursiveAttrSet = 0;
+  let recursiveAttrClear = 0;
   const data: string[] = [];
   options.forEach((opt, i) => {
     const f = FLAG_OPTIONS[opt];
+    const r = RECURSIVE_ATTR_OPTIONS[opt];
     if (f) {
       flags = (flags | (f.set ?? 0)) & ~(f.clear ?? 0);
+    } else if (r) {
+      // the later option wins, as with the plain flags
+      // (an access-time mode clears the whole access-time field, as the kernel requires)
+      recursiveAttrSet = (recursiveAttrSet & ~(r.clear ?? 0)) | (r.set ?? 0);
+      recursiveAttrClear = (recursiveAttrClear & ~(r.set ?? 0)) | (r.clear ?? 0);
     } else if (opt in PROPAGATION) {
       propagation |= PROPAGATION[opt]!;
     } else if (UNSUPPORTED_OPTIONS.has(opt)) {
@@ -151,7 +163,7 @@ export function parseMountOptions(options: string[], field: string): ParsedMount
       data.push(opt);
     }
   });
-  return { flags, propagation, data };
+  return { flags, propagation, data, recursiveAttrSet, recursiveAttrClear };
 }
 
 /** normalizes a container path: absolute, no "..", no doubled or trailing slashes */
@@ -388,6 +400,7 @@ export function compileCreate(spec: OciSpec, ctx: CreateContext): Compiled {
       if (target === '/dev' && m.type === 'tmpfs') devMount = 'tmpfs';
       if (target === '/dev/pts' && m.type === 'devpts') devPts = true;
     }
+    if (o.recursiveAttrSet || o.recursiveAttrClear) ops.push({ op: 'setattr', path: target, set: o.recursiveAttrSet, clear: o.recursiveAttrClear });
   });
 
   // devices: the spec's, then runc's defaults, unless the host's /dev is bound in

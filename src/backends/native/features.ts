@@ -5,6 +5,7 @@
  */
 import { CAPABILITIES } from './linux-names.js';
 import { NAMESPACES } from './plan.js';
+import { RECURSIVE_MOUNT_OPTIONS } from './mount-attrs.js';
 
 export function nativeFeatures(): Record<string, unknown> {
   return {
@@ -17,6 +18,8 @@ export function nativeFeatures(): Record<string, unknown> {
       'noatime', 'nodev', 'nodiratime', 'noexec', 'nolazytime', 'nomand', 'norelatime', 'nostrictatime', 'nosuid',
       'nosymfollow', 'private', 'rbind', 'relatime', 'remount', 'ro', 'rprivate', 'rshared', 'rslave',
       'runbindable', 'rw', 'shared', 'silent', 'slave', 'strictatime', 'suid', 'symfollow', 'sync', 'unbindable',
+      // recursive attributes through mount_setattr ("rro": CRI's recursive read-only mounts)
+      ...RECURSIVE_MOUNT_OPTIONS,
     ],
     linux: {
       namespaces: Object.keys(NAMESPACES),

@@ -112,6 +112,7 @@ export const PlanTag = {
   Mknod: 23,
   BindDevice: 24,
   Remount: 25,
+  SetAttr: 26,
   Sysctl: 30,
   Mask: 31,
   Readonly: 32,
@@ -167,7 +168,9 @@ export type RootfsOp =
   | { op: 'symlink'; linkTarget: string; path: string }
   | { op: 'mknod'; path: string; mode: number; major: number; minor: number; uid: number; gid: number }
   | { op: 'bindDevice'; hostPath: string; path: string }
-  | { op: 'remount'; path: string; flags: number };
+  | { op: 'remount'; path: string; flags: number }
+  /** mount_setattr(2) with AT_RECURSIVE: MOUNT_ATTR_* bits on the mount at path and below */
+  | { op: 'setattr'; path: string; set: number; clear: number };
 
 /** after pivot_root, in this order */
 export type FinalOp = { op: 'sysctl'; key: string; value: string } | { op: 'readonly'; path: string } | { op: 'mask'; path: string };
@@ -384,6 +387,9 @@ export function encodePlan(plan: Plan): Buffer {
         break;
       case 'remount':
         rec(PlanTag.Remount, (w) => w.str(op.path).u64(op.flags));
+        break;
+      case 'setattr':
+        rec(PlanTag.SetAttr, (w) => w.str(op.path).u64(op.set).u64(op.clear));
         break;
     }
   }

@@ -64,6 +64,8 @@ export interface ContainerConfig {
     containerPath: string;
     hostPath: string;
     readonly?: boolean;
+    /** CRI 1.30+: read-only submounts too (containerd passes the OCI option "rro") */
+    recursiveReadOnly?: boolean;
     propagation?: 'PROPAGATION_PRIVATE' | 'PROPAGATION_HOST_TO_CONTAINER' | 'PROPAGATION_BIDIRECTIONAL';
   }>;
   labels?: Record<string, string>;
@@ -223,8 +225,13 @@ export class CriClient {
     return this.call(this.runtime, 'Version', { version: 'v1' });
   }
 
-  status(): Promise<{ status: { conditions: Array<{ type: string; status: boolean; reason: string; message: string }> } }> {
-    return this.call(this.runtime, 'Status', { verbose: false });
+  status(verbose = false): Promise<{
+    status: { conditions: Array<{ type: string; status: boolean; reason: string; message: string }> };
+    info: Record<string, string>;
+    /** containerd 2.x: each handler's features, from its OCI runtime's features (-info) */
+    runtimeHandlers: Array<{ name: string; features: { recursiveReadOnlyMounts: boolean; userNamespaces: boolean } | null }>;
+  }> {
+    return this.call(this.runtime, 'Status', { verbose });
   }
 
   async runPodSandbox(config: PodSandboxConfig, runtimeHandler: string, timeoutMs = 60_000): Promise<string> {

@@ -12,6 +12,14 @@
  *   tsshim-noann       like tsshim, without pod_annotations (the annotation must NOT reach it)
  *   tsshim-alias-runc  io.containerd.tsshim-runc.v2 (alias link), ConfigPath of tsshim-crun
  *   tsshim-alias-crun  io.containerd.tsshim-crun.v2 (alias link), ConfigPath of tsshim
+ *   tsshim-runc-typed  runtime_type io.containerd.runc.v2 with runtime_path = the tsshim binary,
+ *                      options BinaryName "runc" (backend runc), Root = the runc root: the
+ *                      form containerd 2.0/2.1's CRI introspects (-info) for its features
+ *   tsshim-native-runc-typed  same form, runtime_path = the native alias link (backend native),
+ *                      Root = the native root
+ *
+ * The runc-typed handlers carry runc options, so no ConfigPath reaches tsshim: it reads its
+ * default config (none on a test machine: the defaults), the options' Root and BinaryName.
  *
  * Backends keep their state in separate roots (runc: cd.runtimeRoot, crun: <dir>/crun, native:
  * <dir>/native), so a
@@ -46,7 +54,9 @@ export type CriHandler =
   | 'tsshim-shared'
   | 'tsshim-noann'
   | 'tsshim-alias-runc'
-  | 'tsshim-alias-crun';
+  | 'tsshim-alias-crun'
+  | 'tsshim-runc-typed'
+  | 'tsshim-native-runc-typed';
 
 export interface CriContainerd {
   cd: PrivateContainerd;
@@ -95,7 +105,7 @@ export function cniResultsOf(sandboxId: string): string[] {
 /** Creates (idempotently) the alias links the alias handlers need, next to nothing else. */
 export function ensureAliasLinks(): string {
   mkdirSync(aliasLinkDir, { recursive: true });
-  for (const backend of ['runc', 'crun']) {
+  for (const backend of ['runc', 'crun', 'native']) {
     const link = join(aliasLinkDir, `containerd-shim-tsshim-${backend}-v2`);
     let current: string | undefined;
     try {
@@ -145,7 +155,7 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
     },
   });
   const runtimes = (cd: PrivateContainerd): Record<CriHandler, CriRuntime> => {
-    const { configs } = paths(cd);
+    const { configs, roots } = paths(cd);
     const tsshim = (configPath: string, podAnnotations: boolean, runtimeType = TSSHIM_RUNTIME_TYPE): CriRuntime => ({
       runtimeType,
       options: { ConfigPath: configPath },
@@ -160,6 +170,16 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
       'tsshim-noann': tsshim(configs.runc, false),
       'tsshim-alias-runc': tsshim(configs.crun, true, 'io.containerd.tsshim-runc.v2'),
       'tsshim-alias-crun': tsshim(configs.runc, true, 'io.containerd.tsshim-crun.v2'),
+      'tsshim-runc-typed': {
+        runtimeType: 'io.containerd.runc.v2',
+        runtimePath: tsshimBinary,
+        options: { BinaryName: 'runc', Root: roots.runc },
+      },
+      'tsshim-native-runc-typed': {
+        runtimeType: 'io.containerd.runc.v2',
+        runtimePath: join(aliasLinkDir, 'containerd-shim-tsshim-native-v2'),
+        options: { Root: roots.native },
+      },
     };
   };
 

@@ -185,6 +185,12 @@ static int decode_record(struct plan *p, uint16_t tag, struct cursor *c, const c
 		op->a = get_str(c);
 		op->flags = get_u64(c);
 		break;
+	case T_SET_ATTR:
+		op = new_op(p, tag);
+		op->a = get_str(c);
+		op->flags = get_u64(c); /* MOUNT_ATTR_* to set */
+		op->prop = get_u64(c); /* MOUNT_ATTR_* to clear */
+		break;
 	case T_SYSCTL:
 		op = new_op(p, tag);
 		op->a = get_str(c); /* path under /proc/sys */

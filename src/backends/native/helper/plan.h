@@ -42,6 +42,7 @@ enum plan_tag {
 	T_MKNOD = 23,
 	T_BIND_DEVICE = 24,
 	T_REMOUNT = 25,
+	T_SET_ATTR = 26, /* mount_setattr(AT_RECURSIVE): a = path, flags = set, prop = clear */
 
 	/* after pivot_root */
 	T_SYSCTL = 30,
@@ -142,7 +143,7 @@ struct plan {
 	const char *rootfs;
 	uint64_t root_propagation;
 
-	struct plan_op *ops; /* T_MOUNT..T_REMOUNT, then T_SYSCTL..T_READONLY, in plan order */
+	struct plan_op *ops; /* T_MOUNT..T_SET_ATTR, then T_SYSCTL..T_READONLY, in plan order */
 	size_t n_ops;
 
 	const char **args, **env;

@@ -270,6 +270,29 @@ static void do_remount(const struct plan_op *op)
 	close(tfd);
 }
 
+/* <linux/mount.h> clashes with glibc's <sys/mount.h>: the few names mount_setattr needs */
+struct ts_mount_attr {
+	uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+
+/* recursive mount attributes ("rro" and the like): the mount at a and every submount */
+static void do_setattr(const struct plan_op *op)
+{
+	struct ts_mount_attr attr = { .attr_set = op->flags, .attr_clr = op->prop };
+	int tfd = open_in_root(rootfd, op->a, O_PATH);
+	if (tfd < 0)
+		fail(errno, "open %s in rootfs", op->a);
+	if (syscall(SYS_mount_setattr, tfd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
+		fail(errno, "set recursive mount attributes of %s (mount_setattr, kernel 5.12+)", op->a);
+	close(tfd);
+}
+
 static void enter_root(const struct plan *p)
 {
 	if (p->flags & F_NO_PIVOT) {
@@ -390,6 +413,7 @@ void rootfs_prepare(const struct plan *p)
 		case T_MKNOD: do_mknod(op); break;
 		case T_BIND_DEVICE: do_bind_device(op); break;
 		case T_REMOUNT: do_remount(op); break;
+		case T_SET_ATTR: do_setattr(op); break;
 		default: break; /* post-pivot operations */
 		}
 	}
