@@ -77,6 +77,8 @@ export interface PrivateContainerdOptions {
   /** Last word on the generated config (a parsed config.toml object) before it is written. */
   editConfig?: (config: Record<string, unknown>) => void;
   startTimeoutMs?: number;
+  /** Extra environment for containerd, which its shims inherit (e.g. TSSHIM_CONFIG). */
+  env?: Record<string, string>;
 }
 
 export interface CtrOptions {
@@ -359,7 +361,10 @@ export class PrivateContainerd {
   private daemonEnv(): Record<string, string> {
     const prefix = this.options.pathPrefix ?? [shimBinDir];
     const versionDir = this.binaries?.binDir;
-    return { PATH: [...prefix, ...(versionDir ? [versionDir] : []), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':') };
+    return {
+      ...this.options.env,
+      PATH: [...prefix, ...(versionDir ? [versionDir] : []), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':'),
+    };
   }
 
   /** Resolves (fetching on first use) the binaries of this instance's containerd line. */
