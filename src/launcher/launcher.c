@@ -9,9 +9,10 @@
  *
  *   start   plain config.json, and either no tsshim config at all or a config file whose
  *           settings a Node start cached (runtime options naming it, as CRI sends them,
- *           or the default file; see src/shim/config-cache.ts): compute the group socket
- *           exactly like src/shim/address.ts, reuse the daemon listening there or bind
- *           the socket and spawn the Node daemon on it (like src/shim/start.ts).
+ *           TSSHIM_CONFIG, or the default file; see src/shim/config-cache.ts): compute
+ *           the group socket exactly like src/shim/address.ts, reuse the daemon listening
+ *           there or bind the socket and spawn the Node daemon on it (like
+ *           src/shim/start.ts), moved into the runc options' ShimCgroup if they name one.
  *   delete  the daemon already deleted the task (marker file) and nothing is mounted:
  *           print the DeleteResponse the TS delete would print.
  *
