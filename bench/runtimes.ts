@@ -2,11 +2,12 @@
  * The runtimes the bench compares. The first one is the reference every ratio is computed
  * against. Add a variant here (e.g. tsshim with the native or crun backend) to get a column.
  */
-import { accessSync, constants, mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PrivateContainerd } from '../test/e2e/harness/private-containerd.js';
 import { tsshimBinary } from '../test/e2e/harness/repo-paths.js';
+import { configCachePath } from '../src/shim/config-cache.js';
 
 export interface BenchRuntime {
   /** Column title. */
@@ -71,10 +72,17 @@ function tsshimConfigEnvVariant(): BenchRuntime {
     label: 'tsshim (native), TSSHIM_CONFIG',
     containerdEnv() {
       if (!file) {
-        file = join(mkdtempSync(join(tmpdir(), 'tsshim-bench-config-')), 'config.toml');
-        writeFileSync(file, '[shim]\ngroup = "pod"\n');
+        const dir = mkdtempSync(join(tmpdir(), 'tsshim-bench-config-'));
+        const configFile = join(dir, 'config.toml');
+        file = configFile;
+        writeFileSync(configFile, '[shim]\ngroup = "pod"\n');
         const hourAgo = new Date(Date.now() - 3600_000);
-        utimesSync(file, hourAgo, hourAgo);
+        utimesSync(configFile, hourAgo, hourAgo);
+        // the file and the fingerprint `start` leaves of it
+        process.on('exit', () => {
+          rmSync(dir, { recursive: true, force: true });
+          rmSync(configCachePath(configFile), { force: true });
+        });
       }
       return { TSSHIM_CONFIG: file };
     },
