@@ -111,7 +111,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
     logger.info({ reason }, 'shim exiting');
     shimLog.settle(FINAL_LOG_MS);
   };
-  // any other way out (process.exit elsewhere, a fatal error in the boot) still says why
+  // any other way out (a process.exit elsewhere, e.g. after a failed listen) still says why
   process.on('exit', (code) => announceExit(`exit code ${code}`));
   const exit = async (reason: string) => {
     if (shuttingDown) return;
