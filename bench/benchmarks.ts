@@ -118,7 +118,7 @@ function memoryBenchmark(containers: number): Benchmark {
     samples: () => envInt('TSSHIM_BENCH_MEMORY_RUNS', 1),
     warmup: 0,
     statistics: ['median'],
-    measures: (rt) => !rt.warm,
+    measures: (rt) => !rt.warm && !rt.containerdEnv,
     values: [
       { key: 'rss', label: 'RSS' },
       { key: 'pss', label: 'PSS' },

@@ -170,19 +170,28 @@ async function ctrBenchmarks(): Promise<number> {
   process.on('SIGTERM', onSignal);
 
   let counter = 0;
-  const ctx: BenchContext = {
-    cd,
-    newId: (tag) => `${tag}-${++counter}`,
-    runArgs: (rt, flags, id, command) => ['run', '--runtime', rt.runtime, ...rt.runFlags(cd), ...flags, BUSYBOX_IMAGE, id, ...command],
-  };
   const runtimes = selectRuntimes(process.env.TSSHIM_BENCH_VARIANTS);
+  // a runtime that needs containerd's environment set gets a containerd of its own
+  const ownContainerd = new Map<BenchRuntime, PrivateContainerd>();
+  const contextFor = (rt: BenchRuntime | undefined): BenchContext => {
+    const c = (rt && ownContainerd.get(rt)) ?? cd;
+    return {
+      cd: c,
+      newId: (tag) => `${tag}-${++counter}`,
+      runArgs: (r, flags, id, command) => ['run', '--runtime', r.runtime, ...r.runFlags(c), ...flags, BUSYBOX_IMAGE, id, ...command],
+    };
+  };
+  const ctx = contextFor(undefined);
   const failures = new Map<string, string>();
   const samples: Samples = new Map();
   let version = '?';
   try {
     version = (await cd.api().version()).version;
     for (const rt of runtimes) {
-      const reason = await probe(ctx, rt);
+      if (rt.containerdEnv) ownContainerd.set(rt, await PrivateContainerd.launch({ env: rt.containerdEnv() }));
+    }
+    for (const rt of runtimes) {
+      const reason = await probe(contextFor(rt), rt);
       if (reason) failures.set(rt.label, reason);
     }
     if (failures.has(REFERENCE.label)) throw new Error(`reference runtime unusable: ${failures.get(REFERENCE.label)}`);
@@ -195,7 +204,7 @@ async function ctrBenchmarks(): Promise<number> {
         for (let i = 0; i < bench.warmup + count && !interrupted; i++) {
           for (const rt of active()) {
             try {
-              const values = await bench.sample(ctx, rt);
+              const values = await bench.sample(contextFor(rt), rt);
               if (i >= bench.warmup) record(samples, bench, rt, values);
             } catch (err) {
               if (rt === REFERENCE) throw err;
@@ -205,12 +214,16 @@ async function ctrBenchmarks(): Promise<number> {
         }
       } finally {
         await bench.finish?.(ctx);
+        for (const own of ownContainerd.values()) await bench.finish?.({ ...ctx, cd: own });
       }
     }
   } finally {
-    const problems = await cd.destroy();
-    // tsshim without runtime options keeps runtime state under the default root
-    rmSync(join('/run/containerd/runc', cd.namespace), { recursive: true, force: true });
+    const problems: string[] = [];
+    for (const c of [cd, ...ownContainerd.values()]) {
+      problems.push(...(await c.destroy()));
+      // tsshim without runtime options keeps runtime state under the default root
+      rmSync(join('/run/containerd/runc', c.namespace), { recursive: true, force: true });
+    }
     if (problems.length > 0) console.error(`cleanup problems:\n  ${problems.join('\n  ')}`);
   }
   if (interrupted) {

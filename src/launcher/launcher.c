@@ -9,9 +9,10 @@
  *
  *   start   plain config.json, and either no tsshim config at all or a config file whose
  *           settings a Node start cached (runtime options naming it, as CRI sends them,
- *           or the default file; see src/shim/config-cache.ts): compute the group socket
- *           exactly like src/shim/address.ts, reuse the daemon listening there or bind
- *           the socket and spawn the Node daemon on it (like src/shim/start.ts).
+ *           TSSHIM_CONFIG, or the default file; see src/shim/config-cache.ts): compute
+ *           the group socket exactly like src/shim/address.ts, reuse the daemon listening
+ *           there or bind the socket and spawn the Node daemon on it (like
+ *           src/shim/start.ts), moved into the runc options' ShimCgroup if they name one.
  *   delete  the daemon already deleted the task (marker file) and nothing is mounted:
  *           print the DeleteResponse the TS delete would print.
  *
@@ -138,6 +139,21 @@ static bool read_file(const char *path, size_t max, char **out, size_t *out_len)
 	*out = buf;
 	*out_len = len;
 	return true;
+}
+
+/* decode mountinfo's octal escapes (\040 = space) in place */
+static void unescape_octal(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r;) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 4;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
 }
 
 /* start's failure text: containerd shows start's combined output to the user */
@@ -843,23 +859,112 @@ static bool bytes_are(const uint8_t *s, size_t len, const char *want)
 }
 
 /*
- * The type URL names runtimeoptions.v1.Options, bare or prefixed, as typeUrlMatches()
- * in src/proto/typeurls.ts decides (which keeps "types.containerd.io/…" JSON types whole).
+ * The type URL names the message `name`, bare or prefixed, as typeUrlMatches() in
+ * src/proto/typeurls.ts decides (which keeps "types.containerd.io/…" JSON types whole).
  */
-static bool is_runtime_options_url(const uint8_t *s, size_t len)
+static bool type_url_is(const uint8_t *s, size_t len, const char *name)
 {
-	static const char name[] = "runtimeoptions.v1.Options", json_prefix[] = "types.containerd.io/";
-	size_t n = sizeof name - 1, jp = sizeof json_prefix - 1;
+	static const char json_prefix[] = "types.containerd.io/";
+	size_t n = strlen(name), jp = sizeof json_prefix - 1;
 	if (bytes_are(s, len, name))
 		return true;
 	return len > n && s[len - n - 1] == '/' && memcmp(s + len - n, name, n) == 0 && !(len >= jp && memcmp(s, json_prefix, jp) == 0);
 }
 
+/* next field of any wire type but groups; *wire is its wire type, *s and *len its bytes (length-delimited only) */
+static bool pb_field(struct pb *b, uint32_t *field, int *wire, const uint8_t **s, size_t *len, bool *done)
+{
+	*done = b->p == b->end;
+	if (*done)
+		return false;
+	uint64_t tag, v;
+	if (!pb_varint(b, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff)
+		return false;
+	*field = (uint32_t)(tag >> 3);
+	*wire = (int)(tag & 7);
+	*s = NULL;
+	*len = 0;
+	switch (*wire) {
+	case 0:
+		return pb_varint(b, &v);
+	case 1:
+	case 5: {
+		size_t n = *wire == 1 ? 8 : 4;
+		if ((size_t)(b->end - b->p) < n)
+			return false;
+		b->p += n;
+		return true;
+	}
+	case 2:
+		if (!pb_varint(b, &v) || v > (uint64_t)(b->end - b->p))
+			return false;
+		*s = b->p;
+		*len = (size_t)v;
+		b->p += v;
+		return true;
+	default:
+		return false; /* groups: nobody sends them */
+	}
+}
+
 /*
- * The config path of runtime options that name a config file and nothing else, as a
- * malloc'd string; NULL if the input is anything else.
+ * ShimCgroup of runc options (containerd.runc.v1.Options field 3, or the legacy
+ * containerd.linux.runc.CreateOptions field 9, which the Go client's WithShimCgroup sends
+ * to non-runc runtimes). Every other field is about the runtime, not `start`. False if
+ * Node must decide; *cgroup is NULL when none is set, else malloc'd.
  */
-static char *options_config_path(const struct args *a, const uint8_t *in, size_t in_len)
+static bool runc_options_shim_cgroup(const uint8_t *value, size_t value_len, uint32_t cgroup_field, char **cgroup)
+{
+	struct pb b = { value, value + value_len };
+	const uint8_t *s, *found = NULL;
+	size_t len, found_len = 0;
+	uint32_t field;
+	int wire;
+	bool done;
+	*cgroup = NULL;
+	while (value && pb_field(&b, &field, &wire, &s, &len, &done)) {
+		if (field != cgroup_field)
+			continue;
+		if (wire != 2)
+			return false;
+		found = s; /* last one wins, as in every protobuf decoder */
+		found_len = len;
+	}
+	if (value && !done)
+		return false;
+	if (!found || found_len == 0)
+		return true;
+	if (found_len >= PATH_MAX)
+		return false;
+	/* plain ASCII (TS decodes UTF-8; the same bytes only then), no ".." segment */
+	for (size_t i = 0; i < found_len; i++)
+		if (found[i] < 0x20 || found[i] > 0x7e)
+			return false;
+	*cgroup = strndup((const char *)found, found_len);
+	if (!*cgroup)
+		return false;
+	for (const char *seg = *cgroup; seg; seg = strchr(seg, '/') ? strchr(seg, '/') + 1 : NULL) {
+		if (strncmp(seg, "..", 2) == 0 && (seg[2] == '/' || seg[2] == '\0')) {
+			free(*cgroup);
+			*cgroup = NULL;
+			return false;
+		}
+	}
+	return true;
+}
+
+/* what `start` uses from its stdin: the config path (CRI) or the shim cgroup (runc options) */
+struct start_options {
+	char *config_path; /* malloc'd, or NULL */
+	char *shim_cgroup; /* malloc'd, or NULL */
+};
+
+/*
+ * The options on stdin, if they are runtime options that name a config file and nothing
+ * else, or runc options (ShimCgroup is all `start` takes from them). False if the input
+ * is anything else: Node decides.
+ */
+static bool start_options(const struct args *a, const uint8_t *in, size_t in_len, struct start_options *out)
 {
 	struct pb any = { in, in + in_len };
 	const uint8_t *url = NULL, *value = NULL, *s;
@@ -874,14 +979,21 @@ static char *options_config_path(const struct args *a, const uint8_t *in, size_t
 			value = s;
 			value_len = len;
 		} else {
-			return NULL;
+			return false;
 		}
 	}
-	if (!done || !url || !is_runtime_options_url(url, url_len))
-		return NULL;
+	out->config_path = out->shim_cgroup = NULL;
+	if (!done || !url)
+		return false;
 	/* the TS side would take it for BootstrapParams{1: instance_id, 2: namespace} */
 	if (bytes_are(url, url_len, a->id) && value && bytes_are(value, value_len, a->namespace))
-		return NULL;
+		return false;
+	if (type_url_is(url, url_len, "containerd.runc.v1.Options"))
+		return runc_options_shim_cgroup(value, value_len, 3, &out->shim_cgroup);
+	if (type_url_is(url, url_len, "containerd.linux.runc.CreateOptions"))
+		return runc_options_shim_cgroup(value, value_len, 9, &out->shim_cgroup);
+	if (!type_url_is(url, url_len, "runtimeoptions.v1.Options"))
+		return false;
 
 	struct pb opts = { value, value + value_len };
 	const uint8_t *path = NULL;
@@ -896,12 +1008,13 @@ static char *options_config_path(const struct args *a, const uint8_t *in, size_t
 		} else if (field == 3 && !seen_body && len == 0) {
 			seen_body = true;
 		} else {
-			return NULL;
+			return false;
 		}
 	}
 	if ((value && !done) || !path || path_len == 0 || path_len >= PATH_MAX || path[0] != '/' || memchr(path, '\0', path_len))
-		return NULL;
-	return strndup((const char *)path, path_len);
+		return false;
+	out->config_path = strndup((const char *)path, path_len);
+	return out->config_path != NULL;
 }
 
 /* ------------------------------------------------------------------------------------
@@ -1017,21 +1130,30 @@ static bool cached_settings(const char *config_path, struct shim_settings *out)
 /*
  * The settings `start` would load (src/shim/config.ts loadConfig): from the config file
  * named by the runtime options, else TSSHIM_CONFIG, else the default file, else the
- * defaults. False if only Node can tell.
+ * defaults. A named file counts only while a Node start's fingerprint of it still
+ * matches. False if only Node can tell. *shim_cgroup: the runc options' ShimCgroup, or NULL.
  */
-static bool start_settings(const struct args *a, struct shim_settings *out)
+static bool start_settings(const struct args *a, struct shim_settings *out, char **shim_cgroup)
 {
 	uint8_t *in;
 	size_t in_len;
+	*shim_cgroup = NULL;
 	if (read_stdin(&in, &in_len)) {
-		char *path = in ? options_config_path(a, in, in_len) : NULL;
+		struct start_options opts;
+		bool understood = in && start_options(a, in, in_len, &opts);
 		free(in);
-		bool ok = path && cached_settings(path, out);
-		free(path);
-		return ok;
+		if (!understood)
+			return false;
+		*shim_cgroup = opts.shim_cgroup;
+		if (opts.config_path) {
+			bool ok = cached_settings(opts.config_path, out);
+			free(opts.config_path);
+			return ok;
+		}
 	}
-	if (getenv("TSSHIM_CONFIG"))
-		return false;
+	const char *env_path = getenv("TSSHIM_CONFIG");
+	if (env_path && *env_path) /* an empty value means the default, as in loadConfig */
+		return env_path[0] == '/' && cached_settings(env_path, out);
 	struct stat st;
 	if (stat(TSSHIM_DEFAULT_CONFIG, &st) == 0)
 		return cached_settings(TSSHIM_DEFAULT_CONFIG, out);
@@ -1086,6 +1208,100 @@ static void adjust_oom_score(pid_t child)
 	/* a negative score needs CAP_SYS_RESOURCE; keeping the default is harmless */
 	(void)write_all(fd, buf, (size_t)len);
 	close(fd);
+}
+
+/*
+ * The cgroup hierarchies to join a shim cgroup in: every cgroup (v1) and cgroup2 mount,
+ * so v1, v2 and hybrid hosts alike (src/shim/shim-cgroup.ts does the same). NULL if
+ * something is unusual (a hierarchy mounted from a subtree, an unreadable mountinfo):
+ * then Node decides. The result is a malloc'd, NULL-terminated array of mount points.
+ */
+static char **cgroup_mount_points(void)
+{
+	char *text;
+	size_t len;
+	if (!read_file("/proc/self/mountinfo", MAX_MOUNTINFO, &text, &len))
+		return NULL;
+	size_t cap = 32, n = 0;
+	char **mounts = calloc(cap + 1, sizeof *mounts);
+	bool ok = mounts != NULL;
+	char *line = text, *end = text + len;
+	while (ok && line < end) {
+		char *nl = memchr(line, '\n', (size_t)(end - line));
+		if (!nl)
+			nl = end;
+		*nl = '\0';
+		char *sep = strstr(line, " - ");
+		if (sep) {
+			*sep = '\0';
+			const char *fstype = sep + 3;
+			bool v1 = strncmp(fstype, "cgroup ", 7) == 0, v2 = strncmp(fstype, "cgroup2 ", 8) == 0;
+			/* fields: id parent major:minor root mount-point … */
+			char *f[5] = { line };
+			for (int i = 1; i < 5 && f[i - 1]; i++) {
+				char *sp = strchr(f[i - 1], ' ');
+				f[i] = sp ? sp + 1 : NULL;
+				if (sp)
+					*sp = '\0';
+			}
+			if ((v1 || v2) && f[4]) {
+				char *sp = strchr(f[4], ' ');
+				if (sp)
+					*sp = '\0';
+				if (strcmp(f[3], "/") != 0 || n == cap) {
+					ok = false;
+				} else {
+					unescape_octal(f[4]);
+					ok = (mounts[n++] = strdup(f[4])) != NULL;
+				}
+			}
+		}
+		line = nl + 1;
+	}
+	free(text);
+	if (!ok) {
+		for (size_t i = 0; mounts && i < n; i++)
+			free(mounts[i]);
+		free(mounts);
+		return NULL;
+	}
+	return mounts;
+}
+
+/*
+ * Move pid into `cgroup` in every hierarchy that has it, like the runc shim's `start`
+ * does with its options' ShimCgroup (it skips hierarchies without the cgroup and fails
+ * if none has it). 0, or an errno (ENOENT: in no hierarchy).
+ */
+static int join_shim_cgroup(pid_t pid, const char *cgroup, char *const *mounts)
+{
+	int joined = 0;
+	while (*cgroup == '/')
+		cgroup++;
+	for (; *mounts; mounts++) {
+		char dir[PATH_MAX], procs[PATH_MAX];
+		struct stat st;
+		int n = snprintf(dir, sizeof dir, "%s/%s", *mounts, cgroup);
+		if (n < 0 || (size_t)n >= sizeof dir || snprintf(procs, sizeof procs, "%s/cgroup.procs", dir) >= (int)sizeof procs)
+			return ENAMETOOLONG;
+		if (stat(dir, &st) != 0) {
+			if (errno == ENOENT)
+				continue;
+			return errno;
+		}
+		int fd = open(procs, O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			return errno;
+		char buf[24];
+		int blen = snprintf(buf, sizeof buf, "%ld", (long)pid);
+		bool ok = write_all(fd, buf, (size_t)blen);
+		int e = errno;
+		close(fd);
+		if (!ok)
+			return e;
+		joined++;
+	}
+	return joined ? 0 : ENOENT;
 }
 
 /* In the forked child: report why we could not become the daemon, then die. */
@@ -1214,7 +1430,10 @@ static pid_t spawn_daemon(const struct args *a, const char *sock, int listen_fd,
 static _Noreturn void run_start(int argc, char **argv, const struct args *a)
 {
 	struct shim_settings settings;
-	if (!start_settings(a, &settings))
+	char *shim_cgroup, **cgroup_mounts = NULL;
+	if (!start_settings(a, &settings, &shim_cgroup))
+		exec_node(argc, argv);
+	if (shim_cgroup && !(cgroup_mounts = cgroup_mount_points()))
 		exec_node(argc, argv);
 	char *key;
 	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -1237,6 +1456,17 @@ static _Noreturn void run_start(int argc, char **argv, const struct args *a)
 			start_failed("cannot start the shim daemon", e);
 		}
 		close(fd);
+		/* the first container's ShimCgroup: its daemon serves the whole group */
+		int e = shim_cgroup ? join_shim_cgroup(pid, shim_cgroup, cgroup_mounts) : 0;
+		if (e) {
+			kill(pid, SIGKILL);
+			while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+				;
+			unlink(sock);
+			char what[PATH_MAX + 64];
+			snprintf(what, sizeof what, "cannot move the shim into its cgroup %s", shim_cgroup);
+			start_failed(what, e);
+		}
 		adjust_oom_score(pid);
 	} else if (probe != 0) {
 		/* ECONNREFUSED: stale socket, or a concurrent start between bind and listen */
@@ -1267,21 +1497,6 @@ static bool bundle_path(const char *bundle, const char *name, char *out, size_t 
 		return false;
 	const char *parts[2] = { base, name };
 	return join_path(out, cap, parts, 2);
-}
-
-/* decode mountinfo's octal escapes (\040 = space) in place */
-static void unescape_octal(char *s)
-{
-	char *w = s;
-	for (char *r = s; *r;) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-			r += 4;
-		} else {
-			*w++ = *r++;
-		}
-	}
-	*w = '\0';
 }
 
 static bool at_or_below(const char *mount_point, const char *dir)

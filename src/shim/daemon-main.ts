@@ -4,12 +4,23 @@
  */
 import { parseArgs } from './args.js';
 import { runDaemon } from './daemon.js';
-import { withoutDaemonTunables } from './daemon-launch.js';
+import { shimArgv0, withoutDaemonTunables } from './daemon-launch.js';
+import { setCommandLine, shimCommandLine } from './process-name.js';
 
 // glibc read them when this process started; what the daemon runs gets containerd's
 withoutDaemonTunables(process.env);
 
-runDaemon(parseArgs(process.argv.slice(2))).catch((err) => {
+const args = parseArgs(process.argv.slice(2));
+// `ps`/`pgrep containerd-shim` find us as they find every other shim (process-name.ts)
+setCommandLine(shimCommandLine({ binary: shimBinaryName(), namespace: args.namespace, id: args.id, address: args.address, debug: args.debug }));
+
+runDaemon(args).catch((err) => {
   process.stderr.write(`containerd-shim-tsshim-v2 serve: ${err instanceof Error ? err.message : err}\n`);
   process.exit(1);
 });
+
+/** the shim binary containerd ran (an alias picks a backend), or our name if that is unknown (a manual `node … serve`) */
+function shimBinaryName(): string {
+  const argv0 = shimArgv0();
+  return /^containerd-shim-/.test(argv0.slice(argv0.lastIndexOf('/') + 1)) ? argv0 : 'containerd-shim-tsshim-v2';
+}

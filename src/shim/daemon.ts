@@ -7,7 +7,7 @@
 import { fstatSync, statSync, unlinkSync } from 'node:fs';
 import type { ShimArgs } from './args.js';
 import { loadConfig } from './config.js';
-import { createLogger, coreLogger } from './logger.js';
+import { createShimLog, coreLogger } from './logger.js';
 import { TaskCore, type ProcessIo, type StdioUris } from '../core/task-core.js';
 import { TtrpcServer } from '../ttrpc/server.js';
 import { errorToStatus } from './status.js';
@@ -28,6 +28,12 @@ import { markDeleted } from './bundle-state.js';
 import { listenPipe, type ByteStreamListener } from '../sys/uv-pipe.js';
 
 const INHERITED_LISTENER_FD = 3;
+/**
+ * How long a shim's last lines may wait for containerd to read them (a full pipe, then
+ * until the pipe is empty). Bounded: a containerd that stopped reading must not keep a
+ * shim from exiting, nor hold up a Shutdown answer for long.
+ */
+const FINAL_LOG_MS = 500;
 
 export async function runDaemon(args: ShimArgs): Promise<void> {
   const bundle = process.cwd();
@@ -41,7 +47,8 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
     config = (await import('./config.js')).defaultConfig();
   }
   const level = args.debug ? 'debug' : config.shim.logLevel;
-  const logger = createLogger({ bundle, level, namespace: args.namespace, id: args.id });
+  const shimLog = createShimLog({ bundle, level, namespace: args.namespace, id: args.id });
+  const logger = shimLog.logger;
   const log = coreLogger(logger);
   if (configError) logger.error({ err: (configError as Error).message }, 'tsshim config');
 
@@ -96,11 +103,23 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
   const socketIno = socketPath ? fileInode(socketPath) : undefined;
 
   let listener: ByteStreamListener | undefined;
+  // The last line, with the reason, must be in containerd's log: written even to a full
+  // pipe (bounded), and read by containerd before we answer Shutdown or end.
+  let exitAnnounced = false;
+  const announceExit = (reason: string) => {
+    if (exitAnnounced) return;
+    exitAnnounced = true;
+    shimLog.final(FINAL_LOG_MS);
+    logger.info({ reason }, 'shim exiting');
+    shimLog.settle(FINAL_LOG_MS);
+  };
+  // any other way out (a process.exit elsewhere, e.g. after a failed listen) still says why
+  process.on('exit', (code) => announceExit(`exit code ${code}`));
   const exit = async (reason: string) => {
     if (shuttingDown) return;
     shuttingDown = true;
     trimmer.close();
-    logger.info({ reason }, 'shim exiting');
+    announceExit(reason);
     listener?.close();
     // only remove the socket if it is still ours (a new daemon may own the path)
     if (socketPath) {
@@ -115,6 +134,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
     const flushed = await forwarder.flush(5000);
     if (!flushed) logger.warn({ pending: forwarder.pending }, 'exiting with undelivered events');
     forwarder.close();
+    shimLog.settle(FINAL_LOG_MS);
     process.exit(0);
   };
 
@@ -123,6 +143,8 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
     log: logger,
     shutdown: () => {
       if (core.size > 0) return;
+      // containerd closes the log FIFO as soon as Shutdown has answered: say so first
+      announceExit('shutdown');
       // let the Shutdown response go out first
       setImmediate(() => void exit('shutdown'));
     },

@@ -17,6 +17,8 @@ export interface DecodedOptions {
   runc: RuncLikeOptions;
   configPath?: string;
   configBody?: string;
+  /** ShimCgroup of runc options: the cgroup `start` moves a new shim into */
+  shimCgroup?: string;
   /** type URL we did not understand (logged by the caller) */
   ignoredType?: string;
 }
@@ -33,10 +35,13 @@ export function decodeRuntimeOptions(any: Any | undefined): DecodedOptions {
           root: o.root || undefined,
           systemdCgroup: o.systemdCgroup,
         },
+        shimCgroup: o.shimCgroup || undefined,
       };
     }
     if (typeUrlMatches(any.typeUrl, TypeUrl.LinuxRuncCreateOptions)) {
-      return { runc: commonRuncFields(LinuxRuncCreateOptions.decode(any.value)) };
+      // what the Go client's WithShimCgroup sends to a runtime not named io.containerd.runc*
+      const o = LinuxRuncCreateOptions.decode(any.value);
+      return { runc: commonRuncFields(o), shimCgroup: o.shimCgroup || undefined };
     }
     if (typeUrlMatches(any.typeUrl, TypeUrl.RuntimeOptions)) {
       const o = RuntimeOptions.decode(any.value);

@@ -16,6 +16,8 @@ export interface StartInput {
   configPath?: string;
   configBody?: string;
   socketDir?: string;
+  /** runc options' ShimCgroup: where the daemon goes (src/shim/shim-cgroup.ts) */
+  shimCgroup?: string;
   ttrpcAddress?: string;
   debug: boolean;
   /** set when containerd speaks the 2.3 bootstrap protocol: encodes our answer */
@@ -48,6 +50,7 @@ export function readStartInput(args: ShimArgs, stdin: Uint8Array = readStdin()):
     return {
       configPath: opts.configPath,
       configBody: opts.configBody,
+      shimCgroup: opts.shimCgroup,
       socketDir: params.socketDir || undefined,
       ttrpcAddress: params.containerdTtrpcAddress || undefined,
       debug: params.logLevel === LogLevel.LOG_LEVEL_DEBUG || params.logLevel === LogLevel.LOG_LEVEL_TRACE,
@@ -64,7 +67,7 @@ export function readStartInput(args: ShimArgs, stdin: Uint8Array = readStdin()):
     any = undefined;
   }
   const opts = safeDecodeOptions(any);
-  return { configPath: opts.configPath, configBody: opts.configBody, debug: false };
+  return { configPath: opts.configPath, configBody: opts.configBody, shimCgroup: opts.shimCgroup, debug: false };
 }
 
 function safeDecodeOptions(any: Any | undefined) {

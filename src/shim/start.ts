@@ -18,8 +18,9 @@ import { builtin, childProcess } from '../sys/lazy-builtins.js';
 export async function runStart(args: ShimArgs): Promise<string | Uint8Array> {
   const input: StartInput = readStartInput(args);
   const { loadConfig, DEFAULT_CONFIG_PATH } = await import('./config.js');
-  // the config FILE this start reads, if the C launcher could reuse what it says
-  const cachedFile = input.configBody ? undefined : input.configPath || (process.env.TSSHIM_CONFIG ? undefined : DEFAULT_CONFIG_PATH);
+  // the config FILE this start reads (named by the runtime options, TSSHIM_CONFIG or the
+  // default path, as loadConfig picks it): the C launcher reuses what it says while unchanged
+  const cachedFile = input.configBody?.trim() ? undefined : input.configPath || process.env.TSSHIM_CONFIG || DEFAULT_CONFIG_PATH;
   const stamp = cachedFile ? stampConfigFile(cachedFile) : undefined;
   const config = loadConfig({ path: input.configPath, body: input.configBody });
   const bundle = process.cwd();
@@ -34,7 +35,10 @@ export async function runStart(args: ShimArgs): Promise<string | Uint8Array> {
   if (server) {
     try {
       chmodSync(sock, 0o600);
-      spawnDaemon(args, sock, server, key, input);
+      if (input.shimCgroup) (await import('./shim-cgroup.js')).checkShimCgroup(input.shimCgroup);
+      const pid = spawnDaemon(args, sock, server, key, input);
+      // the first container's ShimCgroup: its daemon serves the whole group
+      if (input.shimCgroup) await joinOrKill(pid, input.shimCgroup);
     } catch (err) {
       // leave nothing behind: the socket we bound is useless without a daemon
       try {
@@ -100,7 +104,21 @@ async function answers(sock: string): Promise<boolean> {
   return (await probeSocket(sock)) === 'answers';
 }
 
-function spawnDaemon(args: ShimArgs, sock: string, server: Server, key: string, input: StartInput): void {
+async function joinOrKill(pid: number, cgroup: string): Promise<void> {
+  const { joinShimCgroup } = await import('./shim-cgroup.js');
+  try {
+    joinShimCgroup(pid, cgroup);
+  } catch (err) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+    throw err;
+  }
+}
+
+function spawnDaemon(args: ShimArgs, sock: string, server: Server, key: string, input: StartInput): number {
   const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
   const argv = [
     ...daemonNodeFlags(),
@@ -124,8 +142,11 @@ function spawnDaemon(args: ShimArgs, sock: string, server: Server, key: string, 
     stdio: ['ignore', 'ignore', 'ignore', fd],
     env: daemonEnv(process.env, key, input.ttrpcAddress ? { TTRPC_ADDRESS: input.ttrpcAddress } : {}),
   });
+  child.once('error', () => undefined); // a failed spawn is reported below, through the missing pid
   child.unref();
-  if (child.pid) adjustOomScore(child.pid);
+  if (!child.pid) throw new Error('cannot start the shim daemon');
+  adjustOomScore(child.pid);
+  return child.pid;
 }
 
 /** the daemon gets containerd's oom_score_adj + 1, like the reference shim */

@@ -90,6 +90,7 @@ export const CLD_DUMPED = 3;
 
 const TIOCGWINSZ = 0x5413;
 const TIOCSWINSZ = 0x5414;
+const FIONREAD = 0x541b;
 
 const F_GETFD = 1;
 const F_SETFD = 2;
@@ -320,6 +321,13 @@ export function getWinsize(fd: number): { rows: number; cols: number } {
   const ws = Buffer.alloc(8);
   check('ioctl(TIOCGWINSZ)', load().ioctlBuf([fd, TIOCGWINSZ, ws]), `fd ${fd}`);
   return { rows: ws.readUInt16LE(0), cols: ws.readUInt16LE(2) };
+}
+
+/** ioctl(fd, FIONREAD): bytes written to a pipe and not read yet (either end of it) */
+export function unreadBytes(fd: number): number {
+  const n = Buffer.alloc(4);
+  check('ioctl(FIONREAD)', load().ioctlBuf([fd, FIONREAD, n]), `fd ${fd}`);
+  return n.readInt32LE(0);
 }
 
 // ---- fd flags ------------------------------------------------------------------------

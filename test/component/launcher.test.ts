@@ -21,9 +21,22 @@ import { configCachePath } from '../../src/shim/config-cache.js';
 import { DAEMON_GLIBC_TUNABLES } from '../../src/shim/daemon-launch.js';
 import { Any } from '../../src/proto/gen/google/protobuf/any.js';
 import { Options as RuntimeOptions } from '../../src/proto/gen/runtimeoptions/v1/options.js';
+import { Options as RuncOptions } from '../../src/proto/gen/containerd/runc/v1/options.js';
+import { CreateOptions as LinuxRuncCreateOptions } from '../../src/proto/gen/containerd/linux/runc/runc.js';
+import { cgroupLayout, readProcessCgroups } from '../../src/sys/cgroups.js';
 import { DeleteResponse, ConnectRequest, ConnectResponse, ShutdownRequest } from '../../src/proto/gen/containerd/task/v2/shim.js';
 import { TASK_SERVICE_V2, TypeUrl } from '../../src/proto/typeurls.js';
 import { TtrpcClient } from '../../src/ttrpc/client.js';
+
+/** runc options as the Go client's WithShimCgroup sends them: runc Options (runc runtimes) or the legacy CreateOptions */
+function runcOptions(o: { shimCgroup?: string; legacy?: boolean; binaryName?: string }): Uint8Array {
+  if (o.legacy) {
+    const value = LinuxRuncCreateOptions.encode(LinuxRuncCreateOptions.fromPartial({ shimCgroup: o.shimCgroup, ioUid: 0, noPivotRoot: true })).finish();
+    return Any.encode(Any.fromPartial({ typeUrl: TypeUrl.LinuxRuncCreateOptions, value: Buffer.from(value) })).finish();
+  }
+  const value = RuncOptions.encode(RuncOptions.fromPartial({ shimCgroup: o.shimCgroup, binaryName: o.binaryName, systemdCgroup: false, ioGid: 5 })).finish();
+  return Any.encode(Any.fromPartial({ typeUrl: TypeUrl.RuncOptions, value: Buffer.from(value) })).finish();
+}
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const LAUNCHER = path.join(ROOT, 'bin/containerd-shim-tsshim-v2');
@@ -93,21 +106,51 @@ function expectedAddress(bundle: string, id: string, address = containerdAddress
   return unixAddress(socketPath(DEFAULT_SOCKET_DIR, address, NS, key));
 }
 
-/** pids of daemons serving sock (from their command line) */
+/**
+ * pids of daemons serving sock: the processes holding the socket listening there (the
+ * daemon's command line reads like the runc shim's, without the socket)
+ */
 function daemonPids(sock: string): number[] {
+  const inodes = new Set<string>();
+  for (const line of fs.readFileSync('/proc/net/unix', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    // Num RefCount Protocol Flags Type St Inode Path; flags 00010000 = listening
+    if (f[7] === sock && f[3] === '00010000') inodes.add(f[6]!);
+  }
   const out: number[] = [];
+  if (inodes.size === 0) return out;
   for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    let args: string[];
+    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
+    let fds: string[];
     try {
-      args = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
+      fds = fs.readdirSync(`/proc/${e}/fd`);
     } catch {
       continue;
     }
-    const i = args.indexOf('-socket');
-    if (i > 0 && args[i + 1] === sock && args.includes('serve') && alive(Number(e))) out.push(Number(e));
+    const holds = fds.some((fd) => {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${e}/fd/${fd}`));
+        return m !== null && inodes.has(m[1]!);
+      } catch {
+        return false;
+      }
+    });
+    if (holds && alive(Number(e))) out.push(Number(e));
   }
   return out;
+}
+
+/** /proc/<pid>/cmdline as arguments, without the NUL padding a rewritten one ends with */
+function cmdline(pid: number): string[] {
+  const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  while (args.length > 0 && args[args.length - 1] === '') args.pop();
+  return args;
+}
+
+/** the daemon's command line once it has booted and renamed itself (process-name.ts) */
+async function bootedCmdline(pid: number, argv0: string): Promise<string[]> {
+  for (let i = 0; i < 400 && cmdline(pid)[0] !== argv0; i++) await new Promise((r) => setTimeout(r, 25));
+  return cmdline(pid);
 }
 
 /** fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, session, …] */
@@ -282,6 +325,11 @@ describe('launcher start: the daemon', () => {
     // what /proc/<pid>/environ shows: ':' may read as '\0'.
     const raw = fs.readFileSync(`/proc/${daemon}/environ`, 'latin1');
     expect(raw).toMatch(new RegExp(`(^|\0)GLIBC_TUNABLES=glibc\\.malloc\\.tcache_count=7[:\0]${DAEMON_GLIBC_TUNABLES.replaceAll('.', '\\.')}\0`));
+    // named like the runc shim: `ps`, `pgrep containerd-shim` and `pgrep -f` find it
+    expect(await bootedCmdline(daemon, alias)).toEqual([alias, '-namespace', NS, '-id', 'd1', '-address', containerdAddress]);
+    expect(fs.readFileSync(`/proc/${daemon}/comm`, 'utf8')).toBe('containerd-shim\n');
+    expect(execFileSync('pgrep', ['-f', `^${alias} -namespace ${NS} -id d1 -address `], { encoding: 'utf8' }).trim().split('\n')).toEqual([String(daemon)]);
+    expect(execFileSync('pgrep', ['-x', 'containerd-shim'], { encoding: 'utf8' }).trim().split('\n')).toContain(String(daemon));
     // its own session, /dev/null stdio (containerd waits for its pipes to close)
     expect(Number(procStat(daemon)?.[3])).toBe(daemon); // session id
     for (const fd of [0, 1, 2]) expect(fs.readlinkSync(`/proc/${daemon}/fd/${fd}`)).toBe('/dev/null');
@@ -366,10 +414,12 @@ describe('launcher start: stdin', () => {
     await cleanupSocket(sock);
   });
 
-  it('a tsshim config (TSSHIM_CONFIG) goes to Node', () => {
+  it('TSSHIM_CONFIG naming a missing or relative file goes to Node', () => {
     const bundle = makeBundle('cfg', '{}');
-    const r = runShim('start', { id: 'c1', bundle, env: { ...NO_NODE, TSSHIM_CONFIG: path.join(dir, 'none.toml') } });
-    expect(r.status).not.toBe(0);
+    for (const file of [path.join(dir, 'none.toml'), 'relative.toml']) {
+      const r = runShim('start', { id: 'c1', bundle, env: { ...NO_NODE, TSSHIM_CONFIG: file } });
+      expect(r.status, file).not.toBe(0);
+    }
   });
 });
 
@@ -399,11 +449,11 @@ describe('launcher start: runtime options naming a config file (CRI)', () => {
   }
 
   /** a start that must go through Node: fails without it, then works with it */
-  function nodeStart(id: string, bundle: string, input: Uint8Array, want: string): void {
-    const without = runShim('start', { id, bundle, env: NO_NODE, input });
+  function nodeStart(id: string, bundle: string, input: Uint8Array, want: string, env: Record<string, string> = {}): void {
+    const without = runShim('start', { id, bundle, env: { ...env, ...NO_NODE }, input });
     if (without.stdout.toString().startsWith('unix://')) sockOf(without.stdout.toString());
     expect(without.status).not.toBe(0);
-    const r = runShim('start', { id, bundle, input });
+    const r = runShim('start', { id, bundle, input, env });
     if (r.stdout.toString().startsWith('unix://')) sockOf(r.stdout.toString().trim());
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
@@ -411,8 +461,8 @@ describe('launcher start: runtime options naming a config file (CRI)', () => {
   }
 
   /** a start without Node (its daemon, if it spawns one, dies at once) */
-  function fastStart(id: string, bundle: string, input: Uint8Array, want: string): void {
-    const r = runShim('start', { id, bundle, env: NO_NODE, input });
+  function fastStart(id: string, bundle: string, input: Uint8Array, want: string, env: Record<string, string> = {}): void {
+    const r = runShim('start', { id, bundle, env: { ...env, ...NO_NODE }, input });
     if (r.stdout.toString().startsWith('unix://')) sockOf(r.stdout.toString());
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
@@ -453,7 +503,7 @@ describe('launcher start: runtime options naming a config file (CRI)', () => {
     const odd: Array<[string, Uint8Array]> = [
       ['config body', options(cfg, { body: '[shim]\ngroup = "pod"\n' })],
       ['unknown field', options(cfg, { extra: Uint8Array.from([0x20, 0x01]) })],
-      ['runc options', options(cfg, { typeUrl: TypeUrl.RuncOptions })],
+      ['another type', options(cfg, { typeUrl: 'containerd.runhcs.v1.Options' })],
       ['JSON type', options(cfg, { typeUrl: `types.containerd.io/${TypeUrl.RuntimeOptions}` })],
       ['relative path', options(path.relative(b2, cfg))],
       ['truncated', options(cfg).subarray(0, 20)],
@@ -477,6 +527,46 @@ describe('launcher start: runtime options naming a config file (CRI)', () => {
     expect(fs.readFileSync(configCachePath(cfg), 'utf8')).not.toContain(`${fs.statSync(cfg).size} pod`);
     expect(runShim('start', { id: 'o2', bundle: b2, env: NO_NODE, input }).status).not.toBe(0);
     expect(daemonPids(sock)).toEqual(daemons);
+    await cleanupSocket(sock);
+  });
+
+  it('TSSHIM_CONFIG naming the file: the first start goes through Node and caches it; later ones do not need Node until the file changes', async () => {
+    const cfg = configFile('env.toml', '[shim]\ngroup = "pod"\n');
+    const env = { TSSHIM_CONFIG: cfg };
+    const none = new Uint8Array(0);
+    const pod = JSON.stringify({ annotations: { [SB]: `env-${process.pid}` } });
+    const b1 = makeBundle('env1', pod);
+    const b2 = makeBundle('env2', pod);
+    const want = expectedFor(b1, 'e1', 'pod');
+    const sock = sockOf(want);
+    await cleanupSocket(sock);
+    fs.rmSync(configCachePath(cfg), { force: true });
+
+    nodeStart('e1', b1, none, want, env);
+    const st = fs.statSync(cfg);
+    expect(fs.readFileSync(configCachePath(cfg), 'utf8')).toBe(`${Math.trunc(st.mtimeMs)} ${st.size} pod ${DEFAULT_SOCKET_DIR}\n`);
+    const daemons = daemonPids(sock);
+    expect(daemons).toHaveLength(1);
+    fastStart('e2', b2, none, want, env);
+    // runc options name no config: TSSHIM_CONFIG still does, same fast path
+    fastStart('e2', b2, runcOptions({}), want, env);
+    expect(daemonPids(sock)).toEqual(daemons);
+
+    // the file changed: Node again, which records the new fingerprint
+    const later = new Date(Date.now() - 1800_000);
+    fs.appendFileSync(cfg, '# changed\n');
+    fs.utimesSync(cfg, later, later);
+    nodeStart('e2', b2, none, want, env);
+    fastStart('e2', b2, none, want, env);
+    // a changed group scope is what the new fingerprint carries
+    fs.writeFileSync(cfg, '[shim]\ngroup = "container"\n');
+    fs.utimesSync(cfg, HOUR_AGO(), HOUR_AGO());
+    const wantContainer = expectedFor(b2, 'e2', 'container');
+    expect(wantContainer).not.toBe(want);
+    await cleanupSocket(sockOf(wantContainer));
+    nodeStart('e2', b2, none, wantContainer, env);
+    fastStart('e2', b2, none, wantContainer, env);
+    await cleanupSocket(sockOf(wantContainer));
     await cleanupSocket(sock);
   });
 
@@ -513,6 +603,116 @@ describe('launcher start: runtime options naming a config file (CRI)', () => {
       expect(plain).not.toBe(expectedFor(bundles[1]!.bundle, bundles[1]!.id, 'pod', sdir));
       await cleanupSocket(sockOf(firstWant));
     }
+  });
+});
+
+describe('launcher start: ShimCgroup of runc options', () => {
+  // every cgroup hierarchy of this host: v1 controllers and cgroup2 (unified on hybrid)
+  const layout = cgroupLayout();
+  const hierarchies = [...layout.v1.map((m) => m.mountPoint), ...(layout.unified ? [layout.unified.mountPoint] : [])];
+  const parent = `/tsshim-launcher-${process.pid}`;
+  /** fails every Node start but the daemon's: proves a start took the C fast path while its daemon runs */
+  let onlyDaemonNode: Record<string, string>;
+
+  beforeAll(() => {
+    for (const h of hierarchies) {
+      for (const c of ['first', 'second', 'ts']) {
+        fs.mkdirSync(path.join(h, parent, c), { recursive: true });
+        // a v1 cpuset cgroup takes no process before it has cpus and mems (ENOSPC)
+        for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+          for (const d of [path.join(h, parent), path.join(h, parent, c)]) {
+            if (fs.existsSync(path.join(d, f))) fs.writeFileSync(path.join(d, f), fs.readFileSync(path.join(h, f)));
+          }
+        }
+      }
+    }
+    const preload = path.join(dir, 'only-daemon.cjs');
+    fs.writeFileSync(preload, "if (!process.argv.includes('serve')) { process.stdout.write('node ran'); process.exit(97); }\n");
+    onlyDaemonNode = { NODE_OPTIONS: `--require=${preload}` };
+  });
+
+  afterAll(async () => {
+    for (const h of hierarchies) {
+      for (const c of ['first', 'second', 'ts', '']) {
+        const d = path.join(h, parent, c);
+        for (let i = 0; i < 100; i++) {
+          try {
+            fs.rmdirSync(d);
+            break;
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT') break;
+            await new Promise((r) => setTimeout(r, 50)); // a killed daemon still leaving
+          }
+        }
+      }
+    }
+  });
+
+  /** every hierarchy's line of /proc/<pid>/cgroup names `cgroup` */
+  function expectIn(pid: number, cgroup: string): void {
+    const cg = readProcessCgroups(pid);
+    for (const m of layout.v1) for (const c of m.controllers) expect(cg.v1[c], `${c} of ${pid}`).toBe(cgroup);
+    if (layout.unified) expect(cg.unified, `cgroup2 of ${pid}`).toBe(cgroup);
+  }
+
+  it('the fast start moves its new daemon into the cgroup, in every hierarchy; the group keeps the first container\'s', async () => {
+    const pod = JSON.stringify({ annotations: { [SB]: `cg-${process.pid}` } });
+    const b1 = makeBundle('cg1', pod);
+    const b2 = makeBundle('cg2', pod);
+    const want = expectedAddress(b1, 'g1');
+    const sock = sockOf(want);
+    await cleanupSocket(sock);
+    for (const legacy of [false, true]) {
+      const r = runShim('start', { id: 'g1', bundle: b1, env: onlyDaemonNode, input: runcOptions({ shimCgroup: `${parent}/first`, legacy, binaryName: 'runc' }) });
+      expect(r.stdout.toString(), legacy ? 'CreateOptions' : 'Options').toBe(want);
+      expect(r.status).toBe(0);
+      const [daemon] = daemonPids(sock);
+      expectIn(daemon!, `${parent}/first`);
+      // another container of the pod: the running daemon stays where the first one put it
+      const second = runShim('start', { id: 'g2', bundle: b2, env: onlyDaemonNode, input: runcOptions({ shimCgroup: `${parent}/second` }) });
+      expect(second.status).toBe(0);
+      expect(daemonPids(sock)).toEqual([daemon]);
+      expectIn(daemon!, `${parent}/first`);
+      await cleanupSocket(sock);
+    }
+  });
+
+  it('the TypeScript start does the same', async () => {
+    // an escaped annotation value: only Node can group it
+    const b = makeBundle('cgts', `{"annotations":{"${SB}":"cg\\u002dts-${process.pid}"}}`);
+    const input = runcOptions({ shimCgroup: `${parent}/ts` });
+    expect(runShim('start', { id: 't1', bundle: b, env: onlyDaemonNode, input }).stdout.toString()).toBe('node ran');
+    const r = runShim('start', { id: 't1', bundle: b, input });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const sock = sockOf(r.stdout.toString().trim());
+    const [daemon] = daemonPids(sock);
+    expectIn(daemon!, `${parent}/ts`);
+    await cleanupSocket(sock);
+  });
+
+  it('a cgroup no hierarchy has fails start, and leaves no daemon and no socket (fast and TypeScript start)', async () => {
+    const missing = `${parent}/missing`;
+    const fast = makeBundle('cgmiss', JSON.stringify({ annotations: { [SB]: `cgm-${process.pid}` } }));
+    const viaNode = makeBundle('cgmissts', `{"annotations":{"${SB}":"cgm\\u002dts-${process.pid}"}}`);
+    for (const [bundle, env] of [
+      [fast, onlyDaemonNode],
+      [viaNode, {}],
+    ] as const) {
+      const r = runShim('start', { id: 'm1', bundle, env, input: runcOptions({ shimCgroup: missing }) });
+      expect(r.status).not.toBe(0);
+      expect(r.stdout.toString()).toMatch(new RegExp(`^tsshim start: cannot move the shim into its cgroup ${missing}`));
+    }
+    const sock = expectedAddress(fast, 'm1').slice('unix://'.length);
+    expect(fs.existsSync(sock)).toBe(false);
+    const shims = fs.readdirSync('/proc').filter((e) => {
+      try {
+        return /^\d+$/.test(e) && alive(Number(e)) && cmdline(Number(e)).join(' ').includes(` -namespace ${NS} -id m1 `);
+      } catch {
+        return false;
+      }
+    });
+    expect(shims).toEqual([]);
   });
 });
 

@@ -9,11 +9,11 @@
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { closeSync, constants, createReadStream, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GRPC_NOT_FOUND, grpcCode, type TaskExitPayload } from './harness/containerd-api.js';
 import { PrivateContainerd, type CtrResult, type PrivateContainerdOptions } from './harness/private-containerd.js';
-import { isLive, mountPointsUnder, zombieChildrenOf } from './harness/proc-fs.js';
+import { isLive, mountPointsUnder, readCmdline, zombieChildrenOf } from './harness/proc-fs.js';
 import { BUSYBOX_IMAGE } from './harness/test-images.js';
 import { waitUntil } from './harness/wait-until.js';
 
@@ -542,6 +542,22 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
         timeoutMs: 5_000,
         what: `no zombie children of shim(s) ${shims.map((s) => s.pid).join(',')}`,
       });
+      await removeTask(id);
+    });
+
+    it("the shim's process reads like the runc shim's: containerd-shim-… -namespace … -id … -address …", async () => {
+      const id = newId('name');
+      const initPid = await runDetached(id, ['sleep', '600']);
+      const shims = cd.shimProcessesFor(id, initPid);
+      expect(shims.length).toBe(1);
+      const pid = shims[0]!.pid;
+      // what operators' `ps`, `pgrep containerd-shim` and `pgrep -f` see
+      const argv = readCmdline(pid);
+      expect(basename(argv[0] ?? '')).toMatch(/^containerd-shim-/);
+      expect(argv.slice(1)).toEqual(['-namespace', cd.namespace, '-id', id, '-address', cd.address]);
+      expect(readFileSync(`/proc/${pid}/comm`, 'utf8')).toBe('containerd-shim\n');
+      const pgrep = execFileSync('pgrep', ['-f', `^[^ ]*containerd-shim-[^ ]* -namespace ${cd.namespace} -id ${id} -address `], { encoding: 'utf8' });
+      expect(pgrep.trim().split('\n')).toEqual([String(pid)]);
       await removeTask(id);
     });
 

@@ -39,4 +39,41 @@ describe('shim logger', () => {
     expect(() => silent.info('nothing')).not.toThrow();
     fs.rmSync(dir, { recursive: true });
   });
+
+  it("a shim's last lines: wait (bounded) for room in a full pipe, and settle once the reader took everything", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-log-'));
+    const fifo = path.join(dir, 'log');
+    execFileSync('mkfifo', [fifo]);
+    const reader = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+    const fd = fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+    const dest = new LogFifoDestination(fd);
+    dest.write('first\n');
+    // unread bytes: not settled, after the bound
+    let t = Date.now();
+    expect(dest.settle(100)).toBe(false);
+    expect(Date.now() - t).toBeGreaterThanOrEqual(95);
+    fs.readSync(reader, Buffer.alloc(64));
+    expect(dest.settle(100)).toBe(true);
+
+    // fill the pipe; a final line waits for room until its deadline, then is dropped
+    const line = `${'x'.repeat(200)}\n`;
+    while (dest.dropped === 0) dest.write(line);
+    while (dest.dropped === 1) dest.write('y\n'); // the last page's room too
+    dest.final(150);
+    t = Date.now();
+    dest.write('last\n');
+    expect(Date.now() - t).toBeGreaterThanOrEqual(140);
+    expect(dest.dropped).toBe(3);
+    // a reader that drains the pipe meanwhile lets the final line through
+    const drain = execFileSync('sh', ['-c', `(sleep 0.1; dd if=${fifo} of=/dev/null bs=64k count=1 iflag=nonblock 2>/dev/null) & echo started`], {
+      encoding: 'utf8',
+    });
+    expect(drain.trim()).toBe('started');
+    dest.final(5000);
+    dest.write('last\n');
+    expect(dest.dropped).toBe(3);
+    fs.closeSync(fd);
+    fs.closeSync(reader);
+    fs.rmSync(dir, { recursive: true });
+  });
 });

@@ -236,6 +236,24 @@ export class ContainerdApi {
     return this.unary(this.versionClient, 'Version', {});
   }
 
+  /**
+   * Creates the task of a container made by `ctr container create`, with task options (an
+   * Any) ctr cannot pass. rootfs: the container snapshot's mounts (the client's job).
+   */
+  async createTask(
+    containerId: string,
+    rootfs: Array<{ type: string; source: string; options: string[] }>,
+    options?: { typeUrl: string; value: Uint8Array },
+  ): Promise<{ pid: number }> {
+    // protobufjs's bundled google.protobuf.Any keeps its proto field names
+    const any = options ? { type_url: options.typeUrl, value: Buffer.from(options.value) } : undefined;
+    return this.unary(this.tasksClient, 'Create', { containerId, rootfs, options: any }, 30_000);
+  }
+
+  async startTask(containerId: string): Promise<{ pid: number }> {
+    return this.unary(this.tasksClient, 'Start', { containerId, execId: '' }, 30_000);
+  }
+
   async getTask(containerId: string, execId = ''): Promise<TaskProcess> {
     const res = await this.unary<{ process: TaskProcess }>(this.tasksClient, 'Get', { containerId, execId });
     return res.process;

@@ -90,6 +90,8 @@ export interface PrivateContainerdOptions {
   /** Last word on the generated config (a parsed config.toml object) before it is written. */
   editConfig?: (config: Record<string, unknown>) => void;
   startTimeoutMs?: number;
+  /** Extra environment for containerd, which its shims inherit (e.g. TSSHIM_CONFIG). */
+  env?: Record<string, string>;
 }
 
 export interface CtrOptions {
@@ -375,7 +377,10 @@ export class PrivateContainerd {
   private daemonEnv(): Record<string, string> {
     const prefix = this.options.pathPrefix ?? [shimBinDir];
     const versionDir = this.binaries?.binDir;
-    return { PATH: [...prefix, ...(versionDir ? [versionDir] : []), this.options.basePath ?? process.env.PATH ?? SYSTEM_PATH].join(':') };
+    return {
+      ...this.options.env,
+      PATH: [...prefix, ...(versionDir ? [versionDir] : []), this.options.basePath ?? process.env.PATH ?? SYSTEM_PATH].join(':'),
+    };
   }
 
   /** Resolves (fetching on first use) the binaries of this instance's containerd line. */

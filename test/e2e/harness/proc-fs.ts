@@ -50,7 +50,11 @@ export function isLive(pid: number): boolean {
 export function readCmdline(pid: number): string[] {
   try {
     const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return raw.split('\0').filter((part, i, all) => part !== '' || i < all.length - 1);
+    // a command line rewritten in place (setproctitle-style, as tsshim's daemon does) ends
+    // in NUL padding: trailing empty strings are not arguments
+    const args = raw.split('\0');
+    while (args.length > 0 && args[args.length - 1] === '') args.pop();
+    return args;
   } catch {
     return [];
   }
