@@ -15,6 +15,7 @@ import { NativeBackend } from '../../src/backends/native/backend.js';
 import { onPath } from '../../src/backends/runc/backend.js';
 import { ShimError } from '../../src/core/errors.js';
 import { CapturedOutput, NAMESPACE, type NativeEnv, type Spec, bundle, cgroupDirsUnder, exitOf, isRoot, repoRoot, setupNative, teardownNative } from './native-fixtures.js';
+import { LOOPBACK_PROBE, LOOPBACK_UP } from '../e2e/harness/loopback-probe.js';
 
 const TSRUN = path.join(repoRoot, 'bin/tsrun');
 const RUNTIMES = ['runc', 'native', 'tsrun'] as const;
@@ -40,23 +41,6 @@ interface Run {
   stderr?: string;
 }
 
-/**
- * The loopback interface seen from inside: its flags (IFF_UP is 0x1), `ip link`'s view and
- * a TCP round trip over 127.0.0.1 (retried while the listener is not up yet; any other
- * error, such as "Network is unreachable" with lo down, is printed at once).
- */
-const LOOPBACK_PROBE = [
-  'echo flags=$(cat /sys/class/net/lo/flags)',
-  'ip link show lo | head -n1 | grep -q "[<,]UP[,>]" && echo link=UP || echo link=DOWN',
-  'nc -l -p 7777 & listener=$!',
-  'for i in $(seq 1 50); do',
-  '  r=$(echo over-lo | nc 127.0.0.1 7777 2>&1) && break',
-  '  case "$r" in *refused*) sleep 0.1 ;; *) echo "connect=$r"; break ;; esac',
-  'done',
-  'kill $listener 2>/dev/null; wait',
-].join('\n');
-
-const LOOPBACK_UP = 'flags=0x9\nlink=UP\nover-lo\n';
 
 function errorDetail(message: string): string {
   const at = message.indexOf('exec: ');

@@ -1,0 +1,19 @@
+/**
+ * A shell script run inside a container to see its loopback interface: its flags (IFF_UP is
+ * 0x1), `ip link`'s view and a TCP round trip over 127.0.0.1 (retried while the listener is not
+ * up yet; any other error, such as "Network is unreachable" with lo down, is printed at once).
+ * Shared by the ctr suite and the native/runc parity component test.
+ */
+export const LOOPBACK_PROBE = [
+  'echo flags=$(cat /sys/class/net/lo/flags)',
+  'ip link show lo | head -n1 | grep -q "[<,]UP[,>]" && echo link=UP || echo link=DOWN',
+  'nc -l -p 7777 & listener=$!',
+  'for i in $(seq 1 50); do',
+  '  r=$(echo over-lo | nc 127.0.0.1 7777 2>&1) && break',
+  '  case "$r" in *refused*) sleep 0.1 ;; *) echo "connect=$r"; break ;; esac',
+  'done',
+  'kill $listener 2>/dev/null; wait',
+].join('\n');
+
+/** what LOOPBACK_PROBE prints when lo is up, as runc leaves it in a new network namespace */
+export const LOOPBACK_UP = 'flags=0x9\nlink=UP\nover-lo\n';
