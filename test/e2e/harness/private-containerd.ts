@@ -191,6 +191,10 @@ export class PrivateContainerd {
   readonly fifoDir: string;
   readonly namespace: string;
   readonly line: ContainerdLine;
+  /** the level containerd logs at (at debug it passes -debug to its shims) */
+  get logLevel(): NonNullable<PrivateContainerdOptions['logLevel']> {
+    return this.options.logLevel ?? 'info';
+  }
   readonly cgroupRoot: string;
   readonly options: PrivateContainerdOptions;
 
