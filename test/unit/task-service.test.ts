@@ -50,3 +50,34 @@ describe('Task service: undecodable payloads', () => {
     expect(calls).toEqual([]);
   });
 });
+
+describe('Task service: Exec', () => {
+  it('reads the process spec whatever its type URL says, as the runc shim does', async () => {
+    const { ExecProcessRequest } = await import('../../src/proto/gen/containerd/task/v2/shim.js');
+    const dir = mkdtempSync(join(tmpdir(), 'task-svc-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const server = new TtrpcServer({ errorToStatus });
+    const execs: unknown[] = [];
+    const core = { exec: async (...args: unknown[]) => void execs.push(args) } as unknown as TaskCore;
+    registerTaskService(server, core, {
+      shutdown: () => undefined,
+      decodeOptions: () => ({ runc: {} }),
+      shimPid: process.pid,
+      log: { debug: () => undefined, warn: () => undefined },
+    });
+    const path = join(dir, 's.sock');
+    server.listen(await listenPipe({ path }));
+    cleanups.push(() => server.close());
+    const client = await TtrpcClient.connect(path, { timeoutMs: 2000 });
+    cleanups.push(() => client.close());
+    const spec = { args: ['true'], cwd: '/' };
+    const request = ExecProcessRequest.encode(
+      ExecProcessRequest.fromPartial({ id: 'c1', execId: 'e1', spec: { typeUrl: 'types.example/not.a.Process', value: Buffer.from(JSON.stringify(spec)) } }),
+    ).finish();
+    await client.call(TASK_SERVICE_V2, 'Exec', request);
+    expect(execs).toEqual([['c1', 'e1', expect.objectContaining({ terminal: false }), spec]]);
+    // no spec at all is still refused
+    const none = ExecProcessRequest.encode(ExecProcessRequest.fromPartial({ id: 'c1', execId: 'e2' })).finish();
+    await expect(client.call(TASK_SERVICE_V2, 'Exec', none)).rejects.toMatchObject({ code: Code.InvalidArgument });
+  });
+});
