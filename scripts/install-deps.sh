@@ -10,9 +10,12 @@
 #   host: scripts/setup-host.sh (cgroup fix for crun), test images (cached in .cache/)
 #   containerd 1.7 and 2.1 (Debian trixie/sid), fetched but NOT installed, for the e2e suites
 #         on every containerd: scripts/fetch-containerd.sh (cached in .cache/containerd/)
+#   runsc from bookworm-backports (gVisor 2024, systrap platform), fetched but NOT installed:
+#         scripts/fetch-runsc.sh (cached in .cache/runsc/), the gvisor e2e suites run on both
 #
 # Environment: TSSHIM_SKIP_BUILD=1 skips `npm run build`; TSSHIM_SKIP_CONTAINERD_FETCH=1 skips
-# fetching containerd 1.7/2.1 (their e2e files then fail with a hint to run this script).
+# fetching containerd 1.7/2.1 and the backports runsc (their e2e files then fail with a hint to
+# run this script).
 set -euo pipefail
 
 repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,6 +41,7 @@ packages=(
   util-linux # unshare, nsenter
   tar coreutils
   podman     # the native executor's CLI (bin/tsrun) is tested as podman's --runtime
+  runsc      # gVisor 2022 (ptrace platform): the gvisor backend's default runsc
 )
 missing=()
 for pkg in "${packages[@]}"; do
@@ -56,7 +60,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 else
   say "apt packages present"
 fi
-for cmd in containerd ctr containerd-shim-runc-v2 runc crun busybox gcc script; do
+for cmd in containerd ctr containerd-shim-runc-v2 runc crun runsc busybox gcc script; do
   command -v "$cmd" >/dev/null || die "$cmd not found on PATH after installing packages"
 done
 
@@ -124,5 +128,6 @@ if [ "${TSSHIM_SKIP_CONTAINERD_FETCH:-0}" != 1 ]; then
   for line in 1.7 2.1; do
     bash scripts/fetch-containerd.sh "$line" >/dev/null || die "scripts/fetch-containerd.sh $line failed"
   done
+  bash scripts/fetch-runsc.sh >/dev/null || die "scripts/fetch-runsc.sh failed"
 fi
 say "done"
