@@ -135,7 +135,8 @@ const UNUSED_PLUGINS_V2 = ['io.containerd.snapshotter.v1.blockfile', 'io.contain
 const SHIM_SOCKET_DIR = '/run/containerd/s';
 // Default state roots of runc (runc shim) and crun (tsshim's default); both append the namespace.
 const DEFAULT_RUNTIME_ROOTS = ['/run/containerd/runc', '/run/containerd/crun'];
-const NON_SHIM_EXES = new Set(['ctr', 'runc', 'crun', 'containerd', 'script']);
+// runsc: its runsc-sandbox and gofer processes inherit the shim's environment and cwd
+const NON_SHIM_EXES = new Set(['ctr', 'runc', 'crun', 'runsc', 'containerd', 'script']);
 
 const running = new Set<PrivateContainerd>();
 let exitHookInstalled = false;
@@ -621,6 +622,24 @@ export class PrivateContainerd {
       const exe = readExe(pid);
       if (exe && NON_SHIM_EXES.has(basename(exe))) continue;
       const stat = readStat(pid);
+      if (stat) out.push(stat);
+    }
+    return out;
+  }
+
+  /**
+   * gVisor's processes started for this instance (runsc-sandbox, gofers, `runsc wait`/exec
+   * proxies): exe runsc, and the shim's TTRPC_ADDRESS in their environment or a bundle as cwd.
+   */
+  runscProcesses(): ProcStat[] {
+    const out: ProcStat[] = [];
+    const taskDir = join(this.state, 'io.containerd.runtime.v2.task');
+    for (const pid of listPids()) {
+      if (pid === process.pid || !isLive(pid)) continue;
+      const exe = readExe(pid);
+      if (!exe || !basename(exe).startsWith('runsc')) continue;
+      const ours = readEnviron(pid).get('TTRPC_ADDRESS') === this.ttrpcAddress || (readCwd(pid) ?? '').startsWith(`${taskDir}/`);
+      const stat = ours ? readStat(pid) : undefined;
       if (stat) out.push(stat);
     }
     return out;
