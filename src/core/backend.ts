@@ -95,6 +95,11 @@ export interface CreateResult {
    * the backend reports this init's exit as an ExitEvent with `containerId` set.
    */
   exitReportedById?: boolean;
+  /**
+   * The runtime takes the process's stdio at start, not at create (runsc app containers): the
+   * core keeps its ends of the stdio open until Start has run.
+   */
+  stdioTakenAtStart?: boolean;
 }
 
 export interface ExecInput {

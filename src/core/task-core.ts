@@ -127,6 +127,8 @@ export class Container {
   pendingInitExit: ExitEvent | undefined;
   /** the init's pid is its sandbox's: its exit comes by container id, not by pid */
   exitReportedById = false;
+  /** the runtime takes the init's stdio at Start: our ends of it stay open until then */
+  stdioTakenAtStart = false;
 
   constructor(
     readonly id: string,
@@ -392,7 +394,8 @@ export class TaskCore {
         });
         this.sandboxes.join(input.id, sandbox);
         container.exitReportedById = r.exitReportedById === true;
-        io.afterSpawn();
+        container.stdioTakenAtStart = r.stdioTakenAtStart === true;
+        if (!container.stdioTakenAtStart) io.afterSpawn();
         if (r.consoleFd !== undefined) io.attachConsole(r.consoleFd);
         container.backendContainer = r.container;
         this.deps.events.publish({
@@ -458,12 +461,14 @@ export class TaskCore {
     try {
       await container.backend.start(container.backendContainer!);
     } catch (err) {
+      if (container.stdioTakenAtStart) container.ios.get(init)?.afterSpawn();
       init.starting = false;
       const held = init.heldExit;
       // no start event went out, so no exit event may follow; just release waiters
       if (held) init.markExited(held.status, held.at);
       throw err;
     }
+    if (container.stdioTakenAtStart) container.ios.get(init)?.afterSpawn();
     init.state = 'running';
     this.deps.events.publish({ topic: '/tasks/start', containerId: container.id, pid: init.pid });
     init.starting = false;

@@ -98,11 +98,14 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
   const title = `ctr e2e: ${options.label ?? runtime}${options.skipReason ? ` (skipped: ${options.skipReason})` : ''}`;
 
   // `it`, minus the checks this runtime skips for a stated reason
-  const it = ((name: string, ...rest: unknown[]) => {
+  const itUnlessSkipped = (name: string, ...rest: unknown[]): void => {
     const reason = options.skipChecks?.[name];
     if (reason !== undefined) return vitestIt.skip(`${name} (skipped: ${reason})`, () => undefined);
     return (vitestIt as (n: string, ...r: unknown[]) => void)(name, ...rest);
-  }) as typeof vitestIt;
+  };
+  const it = Object.assign(itUnlessSkipped, {
+    skipIf: (condition: boolean) => (condition ? vitestIt.skip : itUnlessSkipped),
+  }) as unknown as typeof vitestIt;
 
   describe.skipIf(options.skipReason !== undefined)(title, () => {
     let cd: PrivateContainerd;

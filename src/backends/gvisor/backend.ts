@@ -31,7 +31,7 @@ import type {
 import { ShimError, unimplemented } from '../../core/errors.js';
 import { childProcess } from '../../sys/lazy-builtins.js';
 import { RuncBackend, asRunc, runtimeRoot, type RuncContainer, type WantingExitSource } from '../runc/backend.js';
-import type { RuncCli, RuntimeVerb } from '../runc/cli.js';
+import type { RuncCli, RuntimeVerb, StdioFds } from '../runc/cli.js';
 import type { GvisorConfig, GvisorNetwork, GvisorPlatform } from '../../shim/config.js';
 import { bestPlatform } from './platform.js';
 import { RunscCli, parseWaitOutput } from './runsc-cli.js';
@@ -113,8 +113,12 @@ export function networkForSpec(bundle: string): GvisorNetwork {
 }
 
 class GvisorContainer {
-  /** an app container joining a pod's sandbox (not its creator) */
-  constructor(readonly joinsSandbox: boolean) {}
+  constructor(
+    /** an app container joining a pod's sandbox (not its creator) */
+    readonly joinsSandbox: boolean,
+    /** its stdio, which runsc takes at start for an app container */
+    readonly stdio: StdioFds,
+  ) {}
   /** the `runsc wait` child of an app container, while it runs */
   waiter?: ChildProcess;
 }
@@ -172,19 +176,23 @@ export class GvisorBackend extends RuncBackend {
     const r = await super.create(input);
     const c = asRunc(r.container);
     const placement = input.sandbox ?? { sandboxId: input.id, creates: true };
-    this.extra.set(c, new GvisorContainer(!placement.creates));
+    const stdio: StdioFds = input.stdio.terminal ? ['ignore', 'ignore', 'ignore'] : [input.stdio.stdin, input.stdio.stdout, input.stdio.stderr];
+    this.extra.set(c, new GvisorContainer(!placement.creates, stdio));
     if (placement.creates) {
       this.sandboxPids.set(placement.sandboxId, r.pid);
       return r;
     }
-    // an app container of a pod: the pid is its sandbox's, its exit comes from `runsc wait`
-    return { ...r, exitReportedById: true };
+    // an app container of a pod: the pid is its sandbox's, its exit comes from `runsc wait`,
+    // and runsc start (not create) hands it its stdio
+    return { ...r, exitReportedById: true, stdioTakenAtStart: true };
   }
 
   override async start(bc: BackendContainer): Promise<void> {
     const c = asRunc(bc);
     try {
-      await super.start(bc);
+      const extra = this.extra.get(c);
+      if (extra?.joinsSandbox && !c.restored) await (c.cli as RunscCli).start(c.id, c.bundle, extra.stdio);
+      else await super.start(bc);
     } catch (err) {
       // runsc finds a missing executable only at start, with the sandbox up: a sandbox that
       // cannot run its container is useless, and a created task with a live pid is one
@@ -270,9 +278,20 @@ export class GvisorBackend extends RuncBackend {
     return { version: 1, data: metricsFromRunscStats(stats) };
   }
 
+  /**
+   * containerd pauses a task around a container checkpoint; runsc 2022 panics checkpointing a
+   * paused container ("invalid state transition: paused => stopped"), so the sandbox is resumed
+   * for the dump (gVisor stops its own kernel while saving) and paused again after.
+   */
   override async checkpoint(bc: BackendContainer, input: CheckpointInput): Promise<void> {
     const c = asRunc(bc);
-    await c.cli.checkpoint(c.id, c.bundle, { imagePath: input.path, leaveRunning: !input.exit });
+    const paused = (await c.cli.state(c.id, c.bundle)).status === 'paused';
+    if (paused) await c.cli.resume(c.id, c.bundle);
+    try {
+      await c.cli.checkpoint(c.id, c.bundle, { imagePath: input.path, leaveRunning: !input.exit });
+    } finally {
+      if (paused && !input.exit) await c.cli.pause(c.id, c.bundle).catch(() => undefined);
+    }
   }
 
   override async delete(bc: BackendContainer, opts: { force: boolean }): Promise<void> {

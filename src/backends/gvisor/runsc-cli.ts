@@ -46,6 +46,16 @@ export class RunscCli extends RuncCli {
     await this.run('create', args, { bundle, stdio });
   }
 
+  /**
+   * runsc start of an app container hands its own stdio to the container (runsc create of a
+   * sub-container only records it) and spawns the container's gofer, which inherits start's
+   * stdio and outlives it: never pipes there, or the call would last as long as the container.
+   * Errors come from the --log file.
+   */
+  override async start(id: string, bundle: string, stdio: StdioFds = ['ignore', 'ignore', 'ignore']): Promise<void> {
+    await this.run('start', ['start', id], { bundle, stdio });
+  }
+
   /** `restore` creates the sandbox from the image and runs it (--detach: returns once it runs) */
   override async restore(id: string, bundle: string, o: RestoreArgs, stdio: StdioFds): Promise<void> {
     const args = ['restore', '--image-path', o.imagePath, '--bundle', bundle, '--pid-file', o.pidFile];

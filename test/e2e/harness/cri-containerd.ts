@@ -12,6 +12,10 @@
  *   tsshim-noann       like tsshim, without pod_annotations (the annotation must NOT reach it)
  *   tsshim-alias-runc  io.containerd.tsshim-runc.v2 (alias link), ConfigPath of tsshim-crun
  *   tsshim-alias-crun  io.containerd.tsshim-crun.v2 (alias link), ConfigPath of tsshim
+ *   tsshim-gvisor      io.containerd.tsshim-gvisor.v2 (alias link), ConfigPath = TOML with a
+ *                      [gvisor] table and gVisor's own [runsc_config] (runsc state: <dir>/runsc)
+ *   runsc              the gVisor reference: io.containerd.runc.v2 with BinaryName = a wrapper
+ *                      adding runsc's flags (network host: the pod's netns), Root <dir>/runsc-ref
  *
  * Backends keep their state in separate roots (runc: cd.runtimeRoot, crun: <dir>/crun, native:
  * <dir>/native), so a
@@ -28,6 +32,7 @@ import { crunUsableWith, type ContainerdLine } from './containerd-versions.js';
 import { CriClient } from './cri-api.js';
 import { PrivateContainerd, type CriRuntime } from './private-containerd.js';
 import { cacheDir, shimBinDir, tsshimBinary } from './repo-paths.js';
+import { RUNSC_DEBIAN, gvisorConfigToml, runscWrapper, type RunscBuild } from '../gvisor-flags.js';
 
 export const TSSHIM_BACKEND_ANNOTATION = 'io.tsshim.backend';
 const CNI_RESULTS_DIR = '/var/lib/cni/results';
@@ -46,7 +51,9 @@ export type CriHandler =
   | 'tsshim-shared'
   | 'tsshim-noann'
   | 'tsshim-alias-runc'
-  | 'tsshim-alias-crun';
+  | 'tsshim-alias-crun'
+  | 'tsshim-gvisor'
+  | 'runsc';
 
 export interface CriContainerd {
   cd: PrivateContainerd;
@@ -65,6 +72,8 @@ export interface CriContainerd {
 
 export interface CriContainerdOptions {
   line: ContainerdLine;
+  /** the runsc the gVisor handlers run (default: bookworm's) */
+  runsc?: RunscBuild;
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
 }
 
@@ -82,7 +91,7 @@ export function cniResultsOf(sandboxId: string): string[] {
 /** Creates (idempotently) the alias links the alias handlers need, next to nothing else. */
 export function ensureAliasLinks(): string {
   mkdirSync(aliasLinkDir, { recursive: true });
-  for (const backend of ['runc', 'crun']) {
+  for (const backend of ['runc', 'crun', 'gvisor']) {
     const link = join(aliasLinkDir, `containerd-shim-tsshim-${backend}-v2`);
     let current: string | undefined;
     try {
@@ -118,6 +127,7 @@ function tsshimToml(backend: keyof BackendRoots, roots: BackendRoots, crunBinary
 
 export async function launchCriContainerd(options: CriContainerdOptions): Promise<CriContainerd> {
   const realCrun = crunUsableWith(options.line);
+  const gvisorBuild = options.runsc ?? RUNSC_DEBIAN;
   const paths = (cd: PrivateContainerd) => ({
     roots: { runc: cd.runtimeRoot, crun: join(cd.dir, 'crun'), native: join(cd.dir, 'native') },
     configs: {
@@ -125,6 +135,7 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
       crun: join(cd.dir, 'tsshim-crun.toml'),
       native: join(cd.dir, 'tsshim-native.toml'),
       shared: join(cd.dir, 'tsshim-shared.toml'),
+      gvisor: join(cd.dir, 'tsshim-gvisor.toml'),
     },
   });
   const runtimes = (cd: PrivateContainerd): Record<CriHandler, CriRuntime> => {
@@ -143,6 +154,8 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
       'tsshim-noann': tsshim(configs.runc, false),
       'tsshim-alias-runc': tsshim(configs.crun, true, 'io.containerd.tsshim-runc.v2'),
       'tsshim-alias-crun': tsshim(configs.runc, true, 'io.containerd.tsshim-crun.v2'),
+      'tsshim-gvisor': tsshim(configs.gvisor, true, 'io.containerd.tsshim-gvisor.v2'),
+      runsc: { runtimeType: 'io.containerd.runc.v2', options: { BinaryName: runscWrapper(cd, gvisorBuild, 'host'), Root: join(cd.dir, 'runsc-ref') } },
     };
   };
 
@@ -162,6 +175,11 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
   writeFileSync(configs.crun, tsshimToml('crun', roots, crunBinary));
   writeFileSync(configs.native, tsshimToml('native', roots, crunBinary));
   writeFileSync(configs.shared, tsshimToml('native', roots, crunBinary, 'namespace'));
+  // the platform in gVisor's shim format ([runsc_config]), the rest in tsshim's [gvisor]
+  writeFileSync(
+    configs.gvisor,
+    `${gvisorConfigToml(cd, gvisorBuild, { probePlatform: true })}[runsc_config]\nplatform = "${gvisorBuild.platform}"\n`,
+  );
   // the fingerprints tsshim's start leaves in the socket dir go with these config files
   cd.addCleanup('afterStop', async () => {
     for (const file of Object.values(configs)) rmSync(configCachePath(file), { force: true });

@@ -637,8 +637,12 @@ export class PrivateContainerd {
     for (const pid of listPids()) {
       if (pid === process.pid || !isLive(pid)) continue;
       const exe = readExe(pid);
-      if (!exe || !basename(exe).startsWith('runsc')) continue;
-      const ours = readEnviron(pid).get('TTRPC_ADDRESS') === this.ttrpcAddress || (readCwd(pid) ?? '').startsWith(`${taskDir}/`);
+      if (!basename(exe ?? '').startsWith('runsc') && !basename(readCmdline(pid)[0] ?? '').startsWith('runsc')) continue;
+      // runsc-sandbox runs with a clean environment in its own root: its --root names ours
+      const ours =
+        readCmdline(pid).some((a) => a.startsWith(`--root=${this.dir}/`) || a.startsWith(`${this.dir}/`)) ||
+        readEnviron(pid).get('TTRPC_ADDRESS') === this.ttrpcAddress ||
+        (readCwd(pid) ?? '').startsWith(`${taskDir}/`);
       const stat = ours ? readStat(pid) : undefined;
       if (stat) out.push(stat);
     }
