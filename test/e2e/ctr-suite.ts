@@ -46,6 +46,8 @@ export interface CtrSuiteOptions {
 
 /** What extraChecks get from the suite. */
 export interface CtrSuiteContext {
+  /** vitest's `it`, minus the checks skipChecks names */
+  it: typeof vitestIt;
   cd: () => PrivateContainerd;
   newId: (tag: string) => string;
   runArgs: (flags: string[], id: string, command: string[]) => string[];
@@ -158,7 +160,7 @@ export function defineCtrSuite(runtime: string, options: CtrSuiteOptions = {}): 
 
     if (options.extraChecks) {
       describe('runtime-specific', () => {
-        options.extraChecks!({ cd: () => cd, newId, runArgs, ctrExpect });
+        options.extraChecks!({ it, cd: () => cd, newId, runArgs, ctrExpect });
       });
     }
 

@@ -39,6 +39,8 @@ import { metricsFromRunscStats } from './stats.js';
 
 export const DEFAULT_RUNSC_ROOT = '/run/containerd/runsc';
 const SANDBOX_STOP_TIMEOUT_MS = 5_000;
+/** runsc 20221219 (bookworm) hangs in checkpoint --leave-running; 20240729 (backports) does not */
+const LEAVE_RUNNING_WORKS_SINCE = 20230101;
 
 export interface GvisorBackendOptions {
   config: GvisorConfig;
@@ -130,6 +132,7 @@ export class GvisorBackend extends RuncBackend {
   /** sandbox id → host pid of its runsc-sandbox process */
   private readonly sandboxPids = new Map<string, number>();
   private platform: GvisorPlatform | undefined;
+  private readonly releases = new Map<string, Promise<number | undefined>>();
 
   constructor(o: GvisorBackendOptions) {
     const exits = new GvisorExitSource(o.exits);
@@ -285,6 +288,14 @@ export class GvisorBackend extends RuncBackend {
    */
   override async checkpoint(bc: BackendContainer, input: CheckpointInput): Promise<void> {
     const c = asRunc(bc);
+    if (!input.exit) {
+      const release = await this.releaseDate(c.cli.binary);
+      if (release !== undefined && release < LEAVE_RUNNING_WORKS_SINCE) {
+        throw unimplemented(
+          `gvisor backend: runsc ${release} hangs in "checkpoint --leave-running" after writing the image; use a newer runsc (e.g. bookworm-backports') or checkpoint with exit`,
+        );
+      }
+    }
     const paused = (await c.cli.state(c.id, c.bundle)).status === 'paused';
     if (paused) await c.cli.resume(c.id, c.bundle);
     try {
@@ -292,6 +303,21 @@ export class GvisorBackend extends RuncBackend {
     } finally {
       if (paused && !input.exit) await c.cli.pause(c.id, c.bundle).catch(() => undefined);
     }
+  }
+
+  /** runsc's release date (`runsc version 0.0~20221219.0` → 20221219), asked once per binary */
+  private releaseDate(binary: string): Promise<number | undefined> {
+    let p = this.releases.get(binary);
+    if (!p) {
+      p = new Promise((resolve) => {
+        childProcess().execFile(binary, ['--version'], { timeout: 5_000 }, (err, stdout) => {
+          const m = /version\s+\S*?(\d{8})/.exec(String(stdout));
+          resolve(err || !m ? undefined : Number(m[1]));
+        });
+      });
+      this.releases.set(binary, p);
+    }
+    return p;
   }
 
   override async delete(bc: BackendContainer, opts: { force: boolean }): Promise<void> {
