@@ -23,8 +23,6 @@ const GVISOR_CRI_SKIPS: Readonly<Record<string, string>> = {
     'runsc rejects rshared root propagation ("root mount propagation option must specify private or slave")',
   'shared PID namespace (shareProcessNamespace): a stopped container takes its leftover children along':
     'the check reads host cgroups for the container\'s processes; gVisor runs them inside the sandbox',
-  "the pod's shim killed with SIGKILL: containerd cleans up, the pod's processes die, removal leaves nothing":
-    'NOT DONE: after the shim is SIGKILLed containerd had not removed the pod\'s bundles within 15 s (under investigation)',
 };
 
 defineCriSuite({
