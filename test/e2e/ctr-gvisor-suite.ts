@@ -4,7 +4,7 @@
  * containerd-shim-runsc-v1), in the same file. Checks gVisor itself cannot pass are skipped
  * with the reason, for both, when the reference fails them too.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,6 +68,26 @@ export function gvisorChecks({ it, cd, newId, runArgs, ctrExpect }: CtrSuiteCont
   });
 }
 
+/** tsshim only: what a broken gVisor setup answers at Create */
+export function gvisorBadInputChecks({ it, cd, newId, ctrExpect }: CtrSuiteContext): void {
+  const cases: Array<[string, string, RegExp]> = [
+    ['a missing runsc (platform probed)', 'binary = "/nonexistent/runsc"', /runsc binary "\/nonexistent\/runsc" not found/],
+    ['a missing runsc (platform set)', 'binary = "/nonexistent/runsc"\nplatform = "ptrace"', /runtime binary "\/nonexistent\/runsc" not found/],
+    ['an unknown platform', 'platform = "xen"', /gvisor.platform must be one of "systrap", "ptrace", "kvm" \(got "xen"\)/],
+  ];
+  for (const [what, table, message] of cases) it(`${what}: a clear error at Create, nothing left behind`, async () => {
+    const id = newId('bad');
+    const file = join(cd().dir, `${id}.toml`);
+    writeFileSync(file, `backend = "gvisor"\n[gvisor]\nroot = "${join(cd().dir, 'runsc-bad')}"\n${table}\n`);
+    const result = await cd().ctr(['run', '--runtime', 'io.containerd.tsshim.v2', '--runtime-config-path', file, '--rm', BUSYBOX_IMAGE, id, 'true']);
+    expect(result.exitCode).not.toBe(0);
+    expect(result.stderr).toMatch(message);
+    expect(await cd().listTasks()).not.toContainEqual(expect.objectContaining({ id }));
+    await ctrExpect(['container', 'rm', id], undefined).catch(() => undefined);
+    await waitUntil(() => cd().shimProcessesFor(id).length === 0, { what: `shim of ${id} to exit` });
+  });
+}
+
 /** measured on this machine: checks one runsc build cannot pass */
 function buildSkips(build: RunscBuild): Record<string, string> {
   if (build.platform !== 'ptrace') return {};
@@ -104,7 +124,10 @@ export function defineGvisorCtrSuites(build: RunscBuild, version: '1.6' | '1.7' 
     skipReason: build.missing,
     skipChecks: { ...GVISOR_SKIPS, ...buildSkips(build) },
     sandboxPids: true,
-    extraChecks: gvisorChecks,
+    extraChecks: (ctx) => {
+      gvisorChecks(ctx);
+      gvisorBadInputChecks(ctx);
+    },
   });
 }
 /**
