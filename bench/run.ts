@@ -10,9 +10,12 @@
  * Then the pod benchmarks (bench/pod-benchmarks.ts): pods through CRI, runc handler vs tsshim
  * handler in one CRI-enabled containerd (pod start latency, shim memory per pod).
  *
+ * Then the gVisor rows (bench/gvisor-benchmarks.ts): tsshim's gvisor backend against runsc
+ * behind containerd's runc shim.
+ *
  * Environment: TSSHIM_BENCH_RUNS (latency samples, default 20), TSSHIM_BENCH_MEMORY_RUNS
  * (default 1), TSSHIM_BENCH_LIFECYCLE_RUNS (default 30), TSSHIM_BENCH_JSON=<file> (also
- * write the results as JSON), TSSHIM_BENCH_ONLY (`ctr`, `lifecycle` or `pods`: run only
+ * write the results as JSON), TSSHIM_BENCH_ONLY (`ctr`, `lifecycle`, `pods` or `gvisor`: run only
  * that part), TSSHIM_BENCH_VARIANTS (ctr part: only the runtimes whose label contains one of
  * these comma-separated words, plus the reference), plus the pod benchmarks' own variables.
  */
@@ -24,6 +27,7 @@ import { BUSYBOX_IMAGE } from '../test/e2e/harness/test-images.js';
 import { BENCHMARKS, type BenchContext, type Benchmark, type Statistic } from './benchmarks.js';
 import { printLifecycleTable, runLifecycleBenchmarks } from './lifecycle-benchmarks.js';
 import { printPodTable, runPodBenchmarks, type PodBenchResult } from './pod-benchmarks.js';
+import { printGvisorTable, runGvisorBenchmarks, type GvisorBenchResult } from './gvisor-benchmarks.js';
 import { REFERENCE, selectRuntimes, type BenchRuntime } from './runtimes.js';
 import { median, percentile } from './stats.js';
 import { describeFloor, idleNodeServerMemory } from './node-floor.js';
@@ -116,11 +120,31 @@ async function main(): Promise<number> {
   const only = process.env.TSSHIM_BENCH_ONLY;
   if (only === 'pods') return podsOnly();
   if (only === 'lifecycle') return lifecycleOnly();
+  if (only === 'gvisor') return gvisorOnly();
   const code = await ctrBenchmarks();
   if (code !== 0 || only === 'ctr') return code;
   const lifecycle = await lifecycleOnly();
   if (lifecycle !== 0) return lifecycle;
-  return podsOnly();
+  const pods = await podsOnly();
+  if (pods !== 0) return pods;
+  return gvisorOnly();
+}
+
+async function gvisorOnly(): Promise<number> {
+  console.log('');
+  console.log('tsshim bench: gVisor, tsshim gvisor backend vs runsc behind the runc shim...');
+  let result: GvisorBenchResult;
+  try {
+    result = await runGvisorBenchmarks();
+  } catch (err) {
+    console.log(`NOT MEASURED: gVisor: ${errorText(err)}`);
+    return 0;
+  }
+  console.log('');
+  printGvisorTable(result);
+  jsonResult.gvisor = result;
+  writeJson();
+  return 0;
 }
 
 async function lifecycleOnly(): Promise<number> {

@@ -11,11 +11,14 @@
 #   host: scripts/setup-host.sh (cgroup fix for crun), test images (cached in .cache/)
 #   containerd 1.7 and 2.1 (Debian trixie/sid), fetched but NOT installed, for the e2e suites
 #         on every containerd: scripts/fetch-containerd.sh (cached in .cache/containerd/)
+#   runsc from bookworm-backports (gVisor 2024, systrap platform), fetched but NOT installed:
+#         scripts/fetch-runsc.sh (cached in .cache/runsc/), the gvisor e2e suites run on both
 #   Docker 26 (Debian trixie's docker.io + docker-cli), fetched but NOT installed, for the Docker
 #         e2e suite: scripts/fetch-docker.sh (cached in .cache/docker/)
 #
 # Environment: TSSHIM_SKIP_BUILD=1 skips `npm run build`; TSSHIM_SKIP_CONTAINERD_FETCH=1 skips
-# fetching containerd 1.7/2.1 (their e2e files then fail with a hint to run this script);
+# fetching containerd 1.7/2.1 and the backports runsc (their e2e files then fail with a hint to
+# run this script);
 # TSSHIM_SKIP_DOCKER_FETCH=1 skips fetching Docker (the Docker e2e file fetches it on first use).
 set -euo pipefail
 
@@ -44,6 +47,7 @@ packages=(
   podman     # the native executor's CLI (bin/tsrun) is tested as podman's --runtime
   systemd dbus   # a real systemd (+ D-Bus system bus) as PID 1 of a private namespace: the systemd cgroup driver's tests
   skopeo     # turns the OCI test image into a docker-archive for `docker load` (Docker e2e)
+  runsc      # gVisor 2022 (ptrace platform): the gvisor backend's default runsc
 )
 missing=()
 for pkg in "${packages[@]}"; do
@@ -62,7 +66,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 else
   say "apt packages present"
 fi
-for cmd in containerd ctr containerd-shim-runc-v2 runc crun busybox gcc script skopeo; do
+for cmd in containerd ctr containerd-shim-runc-v2 runc crun runsc busybox gcc script skopeo; do
   command -v "$cmd" >/dev/null || die "$cmd not found on PATH after installing packages"
 done
 
@@ -130,6 +134,7 @@ if [ "${TSSHIM_SKIP_CONTAINERD_FETCH:-0}" != 1 ]; then
   for line in 1.7 2.1; do
     bash scripts/fetch-containerd.sh "$line" >/dev/null || die "scripts/fetch-containerd.sh $line failed"
   done
+  bash scripts/fetch-runsc.sh >/dev/null || die "scripts/fetch-runsc.sh failed"
 fi
 if [ "${TSSHIM_SKIP_DOCKER_FETCH:-0}" != 1 ]; then
   bash scripts/fetch-docker.sh >/dev/null || die "scripts/fetch-docker.sh failed"

@@ -3,14 +3,26 @@
  * the native executor, runsc, kata). Backends never see protobuf types; the core never
  * talks to a runtime binary or the kernel directly.
  *
+ * Sandboxes: the core decides which sandbox a container creates or joins and when a sandbox
+ * lost its last container (src/core/sandbox.ts); sandbox backends act on it.
+ *
  * Exits: a backend declares where its process exits come from (`exits`). The core
  * subscribes BEFORE asking the backend to spawn anything, so an exit that happens before
  * create/exec returns is buffered, never lost (the Go shim's "subscribe before spawn").
  */
 
+import type { SandboxPlacement } from './sandbox.js';
+
+export type { SandboxPlacement } from './sandbox.js';
+
 /** One exit, as the reaper (or runsc wait, or a VM agent) saw it. */
 export interface ExitEvent {
   pid: number;
+  /**
+   * Set when the exit is a container's init whose host pid other containers share (an app
+   * container in a gVisor pod reports the sandbox's pid): the core routes it by this id.
+   */
+  containerId?: string;
   /** exit code, or 128 + signal number when killed by a signal */
   status: number;
   at: Date;
@@ -70,12 +82,24 @@ export interface CreateInput {
   options: RuncLikeOptions;
   /** restore from a checkpoint image at start (empty: plain create) */
   checkpoint?: string;
+  /** the sandbox this container creates or joins, as the core decided (absent: its own) */
+  sandbox?: SandboxPlacement;
 }
 
 export interface CreateResult {
   pid: number;
   /** pty master fd, when stdio.terminal */
   consoleFd?: number;
+  /**
+   * The pid is not this container's own (it is its sandbox's, shared with other containers):
+   * the backend reports this init's exit as an ExitEvent with `containerId` set.
+   */
+  exitReportedById?: boolean;
+  /**
+   * The runtime takes the process's stdio at start, not at create (runsc app containers): the
+   * core keeps its ends of the stdio open until Start has run.
+   */
+  stdioTakenAtStart?: boolean;
 }
 
 export interface ExecInput {
@@ -146,6 +170,12 @@ export interface Backend {
   checkpoint(c: BackendContainer, input: CheckpointInput): Promise<void>;
   /** remove the container from the runtime; force also kills what still runs */
   delete(c: BackendContainer, opts: { force: boolean }): Promise<void>;
+  /**
+   * The last container of a sandbox (design idiom 5) has been deleted: tear down what the
+   * sandbox still holds. Absent for backends whose sandbox is trivial (one per container,
+   * gone with it).
+   */
+  closeSandbox?(sandboxId: string, namespace: string): Promise<void>;
   /** `delete` binary action after a dead shim: must work from the bundle alone */
   cleanupAfterCrash(input: { id: string; namespace: string; bundle: string; options: RuncLikeOptions }): Promise<void>;
 }

@@ -28,6 +28,7 @@ import type { EventSink } from './events.js';
 import { ExecProcess, InitProcess, ProcessRecord, TaskStatus } from './process.js';
 import { validateId } from './identifiers.js';
 import { SerialQueue } from './serial-queue.js';
+import { SandboxMembership, placementOf } from './sandbox.js';
 
 /** Go's zero time.Time: what containerd expects as exited_at of a live process */
 export const ZERO_TIME = new Date(-62135596800000);
@@ -150,6 +151,10 @@ export class Container {
   rootfsMounted = false;
   /** init exit waiting for the container's execs to exit first */
   pendingInitExit: ExitEvent | undefined;
+  /** the init's pid is its sandbox's: its exit comes by container id, not by pid */
+  exitReportedById = false;
+  /** the runtime takes the init's stdio at Start: our ends of it stay open until then */
+  stdioTakenAtStart = false;
 
   constructor(
     readonly id: string,
@@ -189,6 +194,7 @@ export class TaskCore {
   private readonly earlyExits = new Map<Backend, Map<number, ExitEvent>>();
   private spawning = 0;
   private readonly emptyListeners: Array<() => void> = [];
+  private readonly sandboxes = new SandboxMembership();
 
   constructor(private readonly deps: TaskCoreDeps) {}
 
@@ -214,6 +220,11 @@ export class TaskCore {
   }
 
   private onExit(backend: Backend, e: ExitEvent): void {
+    if (e.containerId !== undefined) {
+      const container = this.containers.get(e.containerId);
+      if (container?.backend === backend && container.exitReportedById) this.handleExit(container, container.init, e);
+      return;
+    }
     const owner = this.byPid.get(backend)?.get(e.pid);
     if (!owner) {
       // Reaped before create/exec told us the pid, or an orphan: keep it only while a
@@ -238,6 +249,7 @@ export class TaskCore {
   private adopt(container: Container, proc: ProcessRecord, pid: number): void {
     const backend = container.backend;
     proc.pid = pid;
+    if (proc === container.init && container.exitReportedById) return;
     const early = this.earlyExits.get(backend)?.get(pid);
     if (early) {
       this.earlyExits.get(backend)!.delete(pid);
@@ -401,6 +413,7 @@ export class TaskCore {
           ioGid: input.options.ioGid,
         });
         container.ios.set(init, io);
+        const sandbox = placementOf(input.id, spec.annotations);
         const r = await backend.create({
           id: input.id,
           namespace: this.deps.namespace,
@@ -408,8 +421,12 @@ export class TaskCore {
           stdio: io.stdio,
           options: input.options,
           checkpoint: input.checkpoint || undefined,
+          sandbox,
         });
-        io.afterSpawn();
+        this.sandboxes.join(input.id, sandbox);
+        container.exitReportedById = r.exitReportedById === true;
+        container.stdioTakenAtStart = r.stdioTakenAtStart === true;
+        if (!container.stdioTakenAtStart) io.afterSpawn();
         if (r.consoleFd !== undefined) io.attachConsole(r.consoleFd);
         container.backendContainer = r.container;
         this.deps.events.publish({
@@ -441,7 +458,8 @@ export class TaskCore {
   private async discard(container: Container, io: ProcessIo | undefined): Promise<void> {
     this.containers.delete(container.id);
     container.init.state = 'deleted';
-    if (container.init.pid) this.byPid.get(container.backend)?.delete(container.init.pid);
+    this.forgetInitPid(container);
+    this.sandboxes.leave(container.id);
     if (container.backendContainer) {
       await container.backend.delete(container.backendContainer, { force: true }).catch((err) => {
         this.deps.log.warn({ err, id: container.id }, 'cleanup after failed create');
@@ -474,12 +492,14 @@ export class TaskCore {
     try {
       await container.backend.start(container.backendContainer!);
     } catch (err) {
+      if (container.stdioTakenAtStart) container.ios.get(init)?.afterSpawn();
       init.starting = false;
       const held = init.heldExit;
       // no start event went out, so no exit event may follow; just release waiters
       if (held) init.markExited(held.status, held.at);
       throw err;
     }
+    if (container.stdioTakenAtStart) container.ios.get(init)?.afterSpawn();
     init.state = 'running';
     this.deps.events.publish({ topic: '/tasks/start', containerId: container.id, pid: init.pid });
     init.starting = false;
@@ -560,7 +580,7 @@ export class TaskCore {
       const wasCreated = init.state === 'created';
       // From here on an exit of the init (e.g. the runtime killing a never-started
       // container) must not produce a TaskExit after the TaskDelete.
-      this.byPid.get(container.backend)?.delete(init.pid);
+      this.forgetInitPid(container);
       init.state = 'deleted';
       if (container.backendContainer) {
         try {
@@ -568,7 +588,9 @@ export class TaskCore {
         } catch (err) {
           if (!(err instanceof ShimError && err.code === 'NotFound')) {
             init.state = wasCreated ? 'created' : 'stopped';
-            if (init.pid && !init.exit) this.byPid.get(container.backend)?.set(init.pid, { container, proc: init });
+            if (init.pid && !init.exit && !container.exitReportedById) {
+              this.byPid.get(container.backend)?.set(init.pid, { container, proc: init });
+            }
             throw err;
           }
         }
@@ -584,6 +606,7 @@ export class TaskCore {
       }
       this.deps.oom?.unwatch(id);
       this.containers.delete(id);
+      await this.leaveSandbox(container);
       this.deps.onDeleted?.(container.bundle);
       const view = this.exitView(init);
       this.deps.events.publish({
@@ -596,6 +619,20 @@ export class TaskCore {
       });
       this.checkEmpty();
       return view;
+    });
+  }
+
+  /** an init pid shared with other containers (its sandbox's) belongs to the sandbox's creator */
+  private forgetInitPid(container: Container): void {
+    if (container.init.pid && !container.exitReportedById) this.byPid.get(container.backend)?.delete(container.init.pid);
+  }
+
+  /** the one place that decides a sandbox lost its last container */
+  private async leaveSandbox(container: Container): Promise<void> {
+    const left = this.sandboxes.leave(container.id);
+    if (!left?.last || !container.backend.closeSandbox) return;
+    await container.backend.closeSandbox(left.sandboxId, this.deps.namespace).catch((err) => {
+      this.deps.log.warn({ err, id: container.id, sandbox: left.sandboxId }, 'close sandbox');
     });
   }
 

@@ -94,6 +94,20 @@ export class BackendRegistry {
         writeBundleState(input.bundle, { backend: 'native', binary: '', root, systemdCgroup: systemd });
         return b;
       }
+      case 'gvisor': {
+        const table = config.gvisor;
+        const root = join(input.options.root || table.root, this.namespace);
+        // one backend per distinct runsc setup; the handler's [runsc_config] is part of it
+        const key = `gvisor|${root}|${JSON.stringify(table)}`;
+        let b = this.instances.get(key);
+        if (b === undefined) {
+          const { GvisorBackend } = await import('../backends/gvisor/backend.js');
+          b = this.instances.get(key) ?? new GvisorBackend({ config: table, root, exits: this.exits });
+          this.instances.set(key, b);
+        }
+        writeBundleState(input.bundle, { backend: 'gvisor', binary: input.options.binaryName || table.binary, root, systemdCgroup: false });
+        return b;
+      }
       default:
         throw unimplemented(`backend "${name}" is not implemented yet in this tsshim build`);
     }

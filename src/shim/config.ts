@@ -26,6 +26,33 @@ export interface RuncLikeConfig {
   systemdCgroup: boolean;
 }
 
+export const GVISOR_PLATFORMS = ['systrap', 'ptrace', 'kvm'] as const;
+export type GvisorPlatform = (typeof GVISOR_PLATFORMS)[number];
+export const GVISOR_NETWORKS = ['sandbox', 'host', 'none'] as const;
+export type GvisorNetwork = (typeof GVISOR_NETWORKS)[number];
+
+/** `[gvisor]`: how tsshim drives runsc (src/backends/gvisor) */
+export interface GvisorConfig {
+  binary: string;
+  /** runsc state root; the namespace is appended */
+  root: string;
+  /** undefined: the best platform that boots on this host, probed once and cached */
+  platform?: GvisorPlatform;
+  /** undefined: `host` inside a pod's network namespace (the spec names one), else `none` */
+  network?: GvisorNetwork;
+  /** runsc --overlay2 value ("root:memory", "none", ...); undefined: runsc's own default */
+  overlay?: string;
+  /** runsc --debug-log directory or file pattern (turns --debug on); undefined: none */
+  debugLog?: string;
+  /** further runsc global flags, as written (`--file-access=shared`) */
+  flags: string[];
+  /**
+   * `[runsc_config]` (gVisor's shim config format: keys are runsc flag names, values their
+   * values): flags that override everything above
+   */
+  runscConfig: Record<string, string>;
+}
+
 export interface ShimConfig {
   backend: BackendName;
   shim: {
@@ -38,6 +65,7 @@ export interface ShimConfig {
   runc: RuncLikeConfig;
   crun: RuncLikeConfig;
   native: { root: string; systemdCgroup: boolean };
+  gvisor: GvisorConfig;
   /** where the config came from, for messages */
   source: string;
 }
@@ -57,6 +85,8 @@ export function defaultConfig(): ShimConfig {
     // the reference shim keeps crun's state under runc's root too (BinaryName = crun)
     crun: { binary: 'crun', root: '/run/containerd/runc', systemdCgroup: false },
     native: { root: '/run/tsshim/native', systemdCgroup: false },
+    // gVisor's own shim keeps runsc's state there too
+    gvisor: { binary: 'runsc', root: '/run/containerd/runsc', flags: [], runscConfig: {} },
     source: 'defaults',
   };
 }
@@ -175,6 +205,52 @@ export function parseConfig(text: string, source: string): ShimConfig {
   }
   const nativeSd = bool(native, 'systemd_cgroup', 'native.systemd_cgroup');
   if (nativeSd !== undefined) cfg.native.systemdCgroup = nativeSd;
+
+  const gvisor = table('gvisor');
+  const gBinary = str(gvisor, 'binary', 'gvisor.binary');
+  if (gBinary !== undefined) {
+    if (!gBinary) throw bad('gvisor.binary', 'a non-empty string');
+    cfg.gvisor.binary = gBinary;
+  }
+  const gRoot = str(gvisor, 'root', 'gvisor.root');
+  if (gRoot !== undefined) {
+    if (!gRoot.startsWith('/')) throw bad('gvisor.root', 'an absolute path');
+    cfg.gvisor.root = gRoot;
+  }
+  const platform = str(gvisor, 'platform', 'gvisor.platform');
+  if (platform !== undefined) {
+    if (!(GVISOR_PLATFORMS as readonly string[]).includes(platform)) {
+      throw bad('gvisor.platform', `one of ${GVISOR_PLATFORMS.map((p) => `"${p}"`).join(', ')} (got "${platform}")`);
+    }
+    cfg.gvisor.platform = platform as GvisorPlatform;
+  }
+  const network = str(gvisor, 'network', 'gvisor.network');
+  if (network !== undefined) {
+    if (!(GVISOR_NETWORKS as readonly string[]).includes(network)) {
+      throw bad('gvisor.network', `one of ${GVISOR_NETWORKS.map((n) => `"${n}"`).join(', ')} (got "${network}")`);
+    }
+    cfg.gvisor.network = network as GvisorNetwork;
+  }
+  const overlay = str(gvisor, 'overlay', 'gvisor.overlay');
+  if (overlay !== undefined) cfg.gvisor.overlay = overlay;
+  const debugLog = str(gvisor, 'debug_log', 'gvisor.debug_log');
+  if (debugLog !== undefined) cfg.gvisor.debugLog = debugLog;
+  const flags = gvisor.flags;
+  if (flags !== undefined) {
+    if (!Array.isArray(flags) || !flags.every((f) => typeof f === 'string' && f.startsWith('-'))) {
+      throw bad('gvisor.flags', 'an array of runsc flags ("--name=value")');
+    }
+    cfg.gvisor.flags = flags as string[];
+  }
+  // gVisor's shim format, so a handler's existing runsc config works unchanged
+  const runscConfig = table('runsc_config');
+  for (const [key, value] of Object.entries(runscConfig)) {
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(key)) throw bad(`runsc_config.${key}`, 'named like a runsc flag');
+    if (typeof value !== 'string' && typeof value !== 'boolean' && typeof value !== 'number') {
+      throw bad(`runsc_config.${key}`, 'a string, number or boolean');
+    }
+    cfg.gvisor.runscConfig[key] = String(value);
+  }
   return cfg;
 }
 

@@ -45,6 +45,17 @@ async function cleanUp(args: ShimArgs, bundle: string): Promise<Uint8Array> {
       });
       await backend.cleanupAfterCrash({ id, namespace: args.namespace, bundle, options: {} });
     }
+  } else if (state?.backend === 'gvisor') {
+    // `runsc delete --force` stops the sandbox (and its gofers) of a container whose shim died
+    const { GvisorBackend } = await import('../backends/gvisor/backend.js');
+    const { defaultConfig } = await import('./config.js');
+    const config = { ...defaultConfig().gvisor, binary: state.binary };
+    const backend = new GvisorBackend({
+      config,
+      root: state.root,
+      exits: { subscribe: () => { throw new Error('delete action reaps nothing'); } },
+    });
+    if (backend.hasState(state.root, id)) await backend.cleanupAfterCrash({ id, namespace: args.namespace, bundle, options: {} });
   } else if (state?.backend === 'native' && existsSync(join(state.root, id))) {
     const { NativeBackend } = await import('../backends/native/backend.js');
     if (!pid) {
@@ -108,6 +119,7 @@ async function defaultState(namespace: string) {
   try {
     const { loadConfig } = await import('./config.js');
     const cfg = loadConfig();
+    if (cfg.backend === 'gvisor') return { backend: cfg.backend, binary: cfg.gvisor.binary, root: join(cfg.gvisor.root, namespace), systemdCgroup: false };
     if (cfg.backend === 'native') return { backend: cfg.backend, binary: '', root: join(cfg.native.root, namespace), systemdCgroup: cfg.native.systemdCgroup };
     const table = cfg.backend === 'crun' ? cfg.crun : cfg.runc;
     return { backend: cfg.backend, binary: table.binary, root: join(table.root, namespace), systemdCgroup: table.systemdCgroup };

@@ -13,7 +13,7 @@
 import { execa } from 'execa';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, it as vitestIt } from 'vitest';
 import { iptablesRulesFor } from './harness/cni-network.js';
 import type { ContainerdLine } from './harness/containerd-versions.js';
 import {
@@ -29,14 +29,31 @@ import { isLive, mountPointsUnder, readCmdline, readEnviron, readExe } from './h
 import { BUSYBOX_IMAGE } from './harness/test-images.js';
 import { NAMESPACE_GROUP_KEY } from '../../src/shim/address.js';
 import { waitUntil } from './harness/wait-until.js';
+import type { RunscBuild } from './gvisor-flags.js';
 
 export interface CriSuiteOptions {
   line: ContainerdLine;
-  /** `runc`: the reference (io.containerd.runc.v2); `tsshim`: ours. */
-  handler: 'runc' | 'tsshim' | 'tsshim-native';
+  /** `runc`: the reference (io.containerd.runc.v2); `tsshim`: ours; `runsc`: the gVisor reference. */
+  handler: 'runc' | 'tsshim' | 'tsshim-native' | 'tsshim-gvisor' | 'runsc';
   label?: string;
   skipReason?: string;
+  /** the runsc build the gVisor handlers run */
+  runsc?: RunscBuild;
+  /** checks this runtime cannot pass for a reason of its own: test title → that reason */
+  skipChecks?: Readonly<Record<string, string>>;
+  /** a sandbox runtime (gVisor): the pod's containers run in one runsc-sandbox process */
+  sandboxProcess?: string;
 }
+
+/** the handlers that are containerd's own runc shim */
+const RUNC_SHIM_HANDLERS = new Set(['runc', 'runsc']);
+const RUNTIME_TYPES: Record<CriSuiteOptions['handler'], string> = {
+  runc: 'io.containerd.runc.v2',
+  runsc: 'io.containerd.runc.v2',
+  tsshim: 'io.containerd.tsshim.v2',
+  'tsshim-native': 'io.containerd.tsshim.v2',
+  'tsshim-gvisor': 'io.containerd.tsshim-gvisor.v2',
+};
 
 const MiB = 1024 * 1024;
 const HTTP_PORT = 8080;
@@ -93,7 +110,7 @@ function bundleIds(env: CriContainerd): string[] {
 function expectShimKind(pid: number, handler: string): void {
   const exe = basename(readExe(pid) ?? '');
   const argv = readCmdline(pid).join(' ');
-  if (handler === 'runc') {
+  if (RUNC_SHIM_HANDLERS.has(handler)) {
     expect(exe).toBe('containerd-shim-runc-v2');
     return;
   }
@@ -148,11 +165,21 @@ export function defineCriSuite(options: CriSuiteOptions): void {
   const { line, handler } = options;
   const title = `CRI e2e: containerd ${line}, handler ${handler}${options.label ? ` (${options.label})` : ''}${options.skipReason ? ` (skipped: ${options.skipReason})` : ''}`;
 
+  // `it`, minus the checks this runtime skips for a stated reason
+  const itUnlessSkipped = (name: string, ...rest: unknown[]): void => {
+    const reason = options.skipChecks?.[name];
+    if (reason !== undefined) return vitestIt.skip(`${name} (skipped: ${reason})`, () => undefined);
+    return (vitestIt as (n: string, ...r: unknown[]) => void)(name, ...rest);
+  };
+  const it = Object.assign(itUnlessSkipped, {
+    skipIf: (condition: boolean) => (condition ? vitestIt.skip : itUnlessSkipped),
+  }) as unknown as typeof vitestIt;
+
   describe.skipIf(options.skipReason !== undefined)(title, () => {
     let env: CriContainerd;
 
     beforeAll(async () => {
-      env = await launchCriContainerd({ line });
+      env = await launchCriContainerd({ line, runsc: options.runsc });
     });
 
     afterAll(async () => {
@@ -213,7 +240,7 @@ export function defineCriSuite(options: CriSuiteOptions): void {
         const status = await env.cri.podSandboxStatus(sandboxId, true);
         expect(status.status.state).toBe('SANDBOX_READY');
         expect(status.status.runtimeHandler).toBe(handler);
-        expect(verboseInfo(status.info).runtimeType).toBe(handler === 'runc' ? 'io.containerd.runc.v2' : 'io.containerd.tsshim.v2');
+        expect(verboseInfo(status.info).runtimeType).toBe(RUNTIME_TYPES[handler]);
         for (const id of [web, worker]) expect((await env.cri.containerStatus(id)).status.state).toBe('CONTAINER_RUNNING');
       });
 
@@ -224,6 +251,12 @@ export function defineCriSuite(options: CriSuiteOptions): void {
         shimPid = [...parents][0]!;
         expectShimKind(shimPid, handler);
         expect(env.cd.shimProcesses().map((p) => p.pid)).toEqual([shimPid]);
+        if (options.sandboxProcess) {
+          // one sandbox for the pod: the pause container's and both apps' pid is its process
+          expect(new Set(pids).size).toBe(1);
+          const sandboxes = env.cd.runscProcesses().filter((p) => readCmdline(p.pid)[0] === options.sandboxProcess);
+          expect(sandboxes.map((p) => p.pid)).toEqual([pids[0]]);
+        }
       });
 
       it('the pod IP answers from the host (httpd in the pod)', async () => {

@@ -134,9 +134,9 @@ export class RuncBackend implements Backend {
   readonly capabilities: BackendCapabilities;
   readonly exits: WantingExitSource;
   readonly binary: string;
-  private readonly root: string | undefined;
+  protected readonly root: string | undefined;
   private readonly systemdCgroup: boolean;
-  private readonly timeouts: Partial<Record<RuntimeVerb, number>>;
+  protected readonly timeouts: Partial<Record<RuntimeVerb, number>>;
   private readonly consoleSockets: ConsoleSocketFactory;
   private readonly criu: boolean;
   /** `<binary>:<verb>` → whether the runtime has that verb, probed once */
@@ -169,8 +169,13 @@ export class RuncBackend implements Backend {
     return new RuncCli({ binary: this.binary, root: this.root ?? DEFAULT_RUNTIME_ROOT, timeouts: this.timeouts }).features();
   }
 
+  /** the CLI a new container is driven with (runsc adds per-container flags from the spec) */
+  protected cliForCreate(input: CreateInput): RuncCli {
+    return this.cliFor(input.options, input.namespace);
+  }
+
   async create(input: CreateInput): Promise<{ container: BackendContainer } & CreateResult> {
-    const cli = this.cliFor(input.options, input.namespace);
+    const cli = this.cliForCreate(input);
     const c = new RuncContainer(input.id, input.bundle, input.namespace, cli, input.options);
     const pidFile = join(input.bundle, INIT_PID_FILE);
     if (input.checkpoint) await this.requireCriu(cli, 'restore');
@@ -367,7 +372,7 @@ export class RuncBackend implements Backend {
   }
 
   /** criu on this host and the verb in this runtime (Debian's crun 1.8.1 has neither checkpoint nor restore) */
-  private async requireCriu(cli: RuncCli, verb: 'checkpoint' | 'restore'): Promise<void> {
+  protected async requireCriu(cli: RuncCli, verb: 'checkpoint' | 'restore'): Promise<void> {
     if (!this.criu) throw unimplemented(`${verb} requires criu, which is not installed`);
     let known = this.verbSupport.get(`${cli.binary}:${verb}`);
     if (known === undefined) {
@@ -381,7 +386,7 @@ export class RuncBackend implements Backend {
    * Runs fn with a console socket when a terminal is wanted; receives the pty master the
    * runtime sends during fn. The socket is always closed.
    */
-  private async withConsole(
+  protected async withConsole(
     terminal: boolean,
     timeoutMs: number,
     fn: (consoleSocket: string | undefined) => Promise<void>,
@@ -403,7 +408,7 @@ export class RuncBackend implements Backend {
   }
 }
 
-function asRunc(c: BackendContainer): RuncContainer {
+export function asRunc(c: BackendContainer): RuncContainer {
   if (c instanceof RuncContainer) return c;
   throw internal(`container ${c.id} was not created by the runc backend`);
 }

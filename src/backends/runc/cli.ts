@@ -45,6 +45,8 @@ export const DEFAULT_TIMEOUTS: Readonly<Record<RuntimeVerb, number>> = {
   update: 10_000,
   checkpoint: 300_000,
   features: 5_000,
+  // runsc: `events --stats` answers at once
+  events: 10_000,
 };
 
 export interface RuncCliConfig {
@@ -193,7 +195,7 @@ function passFd<T>(fd: number | 'ignore'): T {
   return fd as unknown as T;
 }
 
-interface RunOptions {
+export interface RunOptions {
   bundle?: string;
   /** container process stdio passed through (create/exec/restore); otherwise stderr is captured */
   stdio?: StdioFds;
@@ -232,7 +234,7 @@ export class RuncCli {
   readonly binary: string;
   readonly root: string;
   readonly systemdCgroup: boolean;
-  private readonly timeouts: Record<RuntimeVerb, number>;
+  protected readonly timeouts: Record<RuntimeVerb, number>;
 
   constructor(config: RuncCliConfig) {
     this.binary = config.binary;
@@ -243,6 +245,11 @@ export class RuncCli {
 
   timeoutOf(verb: RuntimeVerb): number {
     return this.timeouts[verb];
+  }
+
+  /** flags before the verb; runtimes with flags of their own (runsc) add them here */
+  protected globalArgs(bundle?: string): string[] {
+    return globalArgs(this, bundle);
   }
 
   async create(id: string, bundle: string, o: CreateArgs, stdio: StdioFds): Promise<void> {
@@ -341,7 +348,7 @@ export class RuncCli {
    * Processes that get the container's stdio (create/exec/restore) cannot have their
    * stderr captured (it is the container's), so the log file is the error source there.
    */
-  private async run(verb: RuntimeVerb, verbArgs: string[], o: RunOptions): Promise<string> {
+  protected async run(verb: RuntimeVerb, verbArgs: string[], o: RunOptions): Promise<string> {
     const logPath = o.bundle !== undefined ? runtimeLogPath(o.bundle) : undefined;
     const logOffset = logPath ? await sizeOf(logPath) : 0;
     const timeout = this.timeouts[verb];
@@ -357,7 +364,7 @@ export class RuncCli {
       stripFinalNewline: false,
     };
     const { execa } = await loadExeca();
-    const result = await execa(this.binary, [...globalArgs(this, o.bundle), ...verbArgs], options);
+    const result = await execa(this.binary, [...this.globalArgs(o.bundle), ...verbArgs], options);
     if (!result.failed) return typeof result.stdout === 'string' ? result.stdout : '';
 
     // no exit code, no signal, no timeout: the runtime never ran (ENOENT, EACCES, ...)

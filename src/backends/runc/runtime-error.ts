@@ -21,7 +21,8 @@ export type RuntimeVerb =
   | 'update'
   | 'checkpoint'
   | 'restore'
-  | 'features';
+  | 'features'
+  | 'events';
 
 /** How the runtime invocation ended, besides its exit code and text. */
 export interface RuntimeFailureContext {
@@ -52,6 +53,8 @@ const CONTAINER_NOT_FOUND = [
   /error opening file `[^`]*\/status`: no such file or directory/i,
   // crun delete of an unknown id
   /cannot open directory '[^']*': no such file or directory/i,
+  // runsc: loading container "c1": file does not exist
+  /loading (container|sandbox)\b[^:]*: file does not exist/i,
 ];
 
 /** kill of a process that is gone (containerd: NotFound "process already finished") */
@@ -81,6 +84,8 @@ const WRONG_STATE = [
   /is not in [`'"][^`'"]*[`'"]( or [`'"][^`'"]*[`'"])? state/i, // crun delete of a running container
   /\bcannot (start|exec|delete|pause|resume|update|checkpoint|kill)\b[^:]*\b(container|process)\b/i, // runc
   /exec\.fifo`?: no such file or directory/i, // crun start of an already started container
+  /cannot signal container [`'"][^`'"]*[`'"] in state/i, // runsc 2022: kill of a created container
+  /container [`'"]?[^`'"]*[`'"]? in state \w+ cannot be/i,
 ];
 
 function matches(patterns: RegExp[], text: string): boolean {

@@ -20,6 +20,10 @@
  *
  * The runc-typed handlers carry runc options, so no ConfigPath reaches tsshim: it reads its
  * default config (none on a test machine: the defaults), the options' Root and BinaryName.
+ *   tsshim-gvisor      io.containerd.tsshim-gvisor.v2 (alias link), ConfigPath = TOML with a
+ *                      [gvisor] table and gVisor's own [runsc_config] (runsc state: <dir>/runsc)
+ *   runsc              the gVisor reference: io.containerd.runc.v2 with BinaryName = a wrapper
+ *                      adding runsc's flags (network host: the pod's netns), Root <dir>/runsc-ref
  *
  * Backends keep their state in separate roots (runc: cd.runtimeRoot, crun: <dir>/crun, native:
  * <dir>/native), so a
@@ -36,6 +40,7 @@ import { crunUsableWith, type ContainerdLine } from './containerd-versions.js';
 import { CriClient } from './cri-api.js';
 import { PrivateContainerd, type CriRuntime } from './private-containerd.js';
 import { cacheDir, shimBinDir, tsshimBinary } from './repo-paths.js';
+import { RUNSC_DEBIAN, gvisorConfigToml, runscWrapper, type RunscBuild } from '../gvisor-flags.js';
 
 export const TSSHIM_BACKEND_ANNOTATION = 'io.tsshim.backend';
 const CNI_RESULTS_DIR = '/var/lib/cni/results';
@@ -56,7 +61,9 @@ export type CriHandler =
   | 'tsshim-alias-runc'
   | 'tsshim-alias-crun'
   | 'tsshim-runc-typed'
-  | 'tsshim-native-runc-typed';
+  | 'tsshim-native-runc-typed'
+  | 'tsshim-gvisor'
+  | 'runsc';
 
 export interface CriContainerd {
   cd: PrivateContainerd;
@@ -75,6 +82,8 @@ export interface CriContainerd {
 
 export interface CriContainerdOptions {
   line: ContainerdLine;
+  /** the runsc the gVisor handlers run (default: bookworm's) */
+  runsc?: RunscBuild;
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   /** containerd in a cgroup of its own under the instance's cgroup root (PrivateContainerdOptions.daemonCgroup) */
   daemonCgroup?: boolean;
@@ -105,7 +114,7 @@ export function cniResultsOf(sandboxId: string): string[] {
 /** Creates (idempotently) the alias links the alias handlers need, next to nothing else. */
 export function ensureAliasLinks(): string {
   mkdirSync(aliasLinkDir, { recursive: true });
-  for (const backend of ['runc', 'crun', 'native']) {
+  for (const backend of ['runc', 'crun', 'native', 'gvisor']) {
     const link = join(aliasLinkDir, `containerd-shim-tsshim-${backend}-v2`);
     let current: string | undefined;
     try {
@@ -145,6 +154,7 @@ function tsshimToml(backend: keyof BackendRoots, roots: BackendRoots, crunBinary
 
 export async function launchCriContainerd(options: CriContainerdOptions): Promise<CriContainerd> {
   const realCrun = crunUsableWith(options.line);
+  const gvisorBuild = options.runsc ?? RUNSC_DEBIAN;
   const paths = (cd: PrivateContainerd) => ({
     roots: { runc: cd.runtimeRoot, crun: join(cd.dir, 'crun'), native: join(cd.dir, 'native') },
     configs: {
@@ -152,6 +162,7 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
       crun: join(cd.dir, 'tsshim-crun.toml'),
       native: join(cd.dir, 'tsshim-native.toml'),
       shared: join(cd.dir, 'tsshim-shared.toml'),
+      gvisor: join(cd.dir, 'tsshim-gvisor.toml'),
     },
   });
   const runtimes = (cd: PrivateContainerd): Record<CriHandler, CriRuntime> => {
@@ -180,6 +191,8 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
         runtimePath: join(aliasLinkDir, 'containerd-shim-tsshim-native-v2'),
         options: { Root: roots.native },
       },
+      'tsshim-gvisor': tsshim(configs.gvisor, true, 'io.containerd.tsshim-gvisor.v2'),
+      runsc: { runtimeType: 'io.containerd.runc.v2', options: { BinaryName: runscWrapper(cd, gvisorBuild, 'host'), Root: join(cd.dir, 'runsc-ref') } },
     };
   };
 
@@ -201,6 +214,11 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
   writeFileSync(configs.crun, tsshimToml('crun', roots, crunBinary, undefined, options.systemdCgroup));
   writeFileSync(configs.native, tsshimToml('native', roots, crunBinary, undefined, options.systemdCgroup));
   writeFileSync(configs.shared, tsshimToml('native', roots, crunBinary, 'namespace', options.systemdCgroup));
+  // the platform in gVisor's shim format ([runsc_config]), the rest in tsshim's [gvisor]
+  writeFileSync(
+    configs.gvisor,
+    `${gvisorConfigToml(cd, gvisorBuild, { probePlatform: true })}[runsc_config]\nplatform = "${gvisorBuild.platform}"\n`,
+  );
   // the fingerprints tsshim's start leaves in the socket dir go with these config files
   cd.addCleanup('afterStop', async () => {
     for (const file of Object.values(configs)) rmSync(configCachePath(file), { force: true });

@@ -150,7 +150,8 @@ const UNUSED_PLUGINS_V2 = ['io.containerd.snapshotter.v1.blockfile', 'io.contain
 const SHIM_SOCKET_DIR = '/run/containerd/s';
 // Default state roots of runc (runc shim) and crun (tsshim's default); both append the namespace.
 const DEFAULT_RUNTIME_ROOTS = ['/run/containerd/runc', '/run/containerd/crun'];
-const NON_SHIM_EXES = new Set(['ctr', 'runc', 'crun', 'containerd', 'script']);
+// runsc: its runsc-sandbox and gofer processes inherit the shim's environment and cwd
+const NON_SHIM_EXES = new Set(['ctr', 'runc', 'crun', 'runsc', 'containerd', 'script']);
 
 /** the default PATH of a service on a node (systemd's; containerd's unit sets none) */
 export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -651,6 +652,28 @@ export class PrivateContainerd {
       const exe = readExe(pid);
       if (exe && NON_SHIM_EXES.has(basename(exe))) continue;
       const stat = readStat(pid);
+      if (stat) out.push(stat);
+    }
+    return out;
+  }
+
+  /**
+   * gVisor's processes started for this instance (runsc-sandbox, gofers, `runsc wait`/exec
+   * proxies): exe runsc, and the shim's TTRPC_ADDRESS in their environment or a bundle as cwd.
+   */
+  runscProcesses(): ProcStat[] {
+    const out: ProcStat[] = [];
+    const taskDir = join(this.state, 'io.containerd.runtime.v2.task');
+    for (const pid of listPids()) {
+      if (pid === process.pid || !isLive(pid)) continue;
+      const exe = readExe(pid);
+      if (!basename(exe ?? '').startsWith('runsc') && !basename(readCmdline(pid)[0] ?? '').startsWith('runsc')) continue;
+      // runsc-sandbox runs with a clean environment in its own root: its --root names ours
+      const ours =
+        readCmdline(pid).some((a) => a.startsWith(`--root=${this.dir}/`) || a.startsWith(`${this.dir}/`)) ||
+        readEnviron(pid).get('TTRPC_ADDRESS') === this.ttrpcAddress ||
+        (readCwd(pid) ?? '').startsWith(`${taskDir}/`);
+      const stat = ours ? readStat(pid) : undefined;
       if (stat) out.push(stat);
     }
     return out;

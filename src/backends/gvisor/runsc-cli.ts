@@ -1,0 +1,100 @@
+/**
+ * runsc, gVisor's runtime CLI. Its verbs are runc's (create/start/state/kill/delete/exec/ps/
+ * pause/resume/checkpoint/restore), so it is RuncCli with runsc's global flags
+ * (`--platform`, `--network`, `--overlay2`, `--debug-log`, ...) and the verbs whose flags
+ * differ (create/restore/checkpoint) or that runc lacks (`wait`, `events --stats`).
+ */
+import { RuncCli, type CheckpointArgs, type CreateArgs, type RestoreArgs, type RuncCliConfig, type StdioFds } from '../runc/cli.js';
+import { internal } from '../../core/errors.js';
+
+export interface RunscCliConfig extends RuncCliConfig {
+  /** runsc global flags after --root/--log, already composed (`--platform=ptrace`, ...) */
+  flags: readonly string[];
+}
+
+/** What `runsc events --stats <id>` prints: one JSON object (gVisor's runsc/cmd/events.go). */
+export interface RunscStats {
+  cpu?: { usage?: { total?: number; kernel?: number; user?: number; percpu?: number[] } };
+  memory?: {
+    cache?: number;
+    usage?: { limit?: number; usage?: number; max?: number; failcnt?: number };
+    swap?: { limit?: number; usage?: number; max?: number; failcnt?: number };
+    kernel?: { limit?: number; usage?: number; max?: number; failcnt?: number };
+    kernelTCP?: { limit?: number; usage?: number; max?: number; failcnt?: number };
+    raw?: Record<string, number>;
+  };
+  pids?: { current?: number; limit?: number };
+}
+
+export class RunscCli extends RuncCli {
+  readonly flags: readonly string[];
+
+  constructor(config: RunscCliConfig) {
+    super(config);
+    this.flags = config.flags;
+  }
+
+  protected override globalArgs(bundle?: string): string[] {
+    return [...super.globalArgs(bundle), ...this.flags];
+  }
+
+  /** runsc create has no --no-pivot/--no-new-keyring (gVisor has no pivot_root nor keyrings to skip) */
+  override async create(id: string, bundle: string, o: CreateArgs, stdio: StdioFds): Promise<void> {
+    const args = ['create', '--bundle', bundle, '--pid-file', o.pidFile];
+    if (o.consoleSocket) args.push('--console-socket', o.consoleSocket);
+    args.push(id);
+    await this.run('create', args, { bundle, stdio });
+  }
+
+  /**
+   * runsc start of an app container hands its own stdio to the container (runsc create of a
+   * sub-container only records it) and spawns the container's gofer, which inherits start's
+   * stdio and outlives it: never pipes there, or the call would last as long as the container.
+   * Errors come from the --log file.
+   */
+  override async start(id: string, bundle: string, stdio: StdioFds = ['ignore', 'ignore', 'ignore']): Promise<void> {
+    await this.run('start', ['start', id], { bundle, stdio });
+  }
+
+  /** `restore` creates the sandbox from the image and runs it (--detach: returns once it runs) */
+  override async restore(id: string, bundle: string, o: RestoreArgs, stdio: StdioFds): Promise<void> {
+    const args = ['restore', '--image-path', o.imagePath, '--bundle', bundle, '--pid-file', o.pidFile];
+    if (o.consoleSocket) args.push('--console-socket', o.consoleSocket);
+    args.push('--detach', id);
+    await this.run('restore', args, { bundle, stdio });
+  }
+
+  /** gVisor saves its own state: none of CRIU's options apply */
+  override async checkpoint(id: string, bundle: string, o: CheckpointArgs): Promise<void> {
+    const args = ['checkpoint', '--image-path', o.imagePath];
+    if (o.leaveRunning) args.push('--leave-running');
+    args.push(id);
+    await this.run('checkpoint', args, { bundle });
+  }
+
+  async stats(id: string, bundle: string): Promise<RunscStats> {
+    const out = await this.run('events', ['events', '--stats', id], { bundle });
+    try {
+      const event = JSON.parse(out) as { type?: string; data?: RunscStats };
+      return event.data ?? {};
+    } catch (err) {
+      throw internal(`unexpected runsc events output: ${out.slice(0, 200)}`, err);
+    }
+  }
+
+  /** argv of `runsc wait <id>`, which the backend runs for as long as the container lives */
+  waitCommand(id: string): { file: string; args: string[] } {
+    return { file: this.binary, args: [...super.globalArgs(undefined), ...this.flags, 'wait', id] };
+  }
+}
+
+/** `{"id":"c1","exitStatus":137}` → 137 (runsc already maps a signal to 128 + signo) */
+export function parseWaitOutput(stdout: string): number | undefined {
+  const line = stdout.trim().split('\n').pop() ?? '';
+  try {
+    const parsed = JSON.parse(line) as { exitStatus?: unknown };
+    return typeof parsed.exitStatus === 'number' && Number.isInteger(parsed.exitStatus) ? parsed.exitStatus : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * How the e2e suites and the bench run gVisor: tsshim's gvisor backend (a TOML config named by
+ * the runtime options, as CRI's ConfigPath does) and the reference, containerd's runc shim with
+ * `--runc-binary` pointing at a wrapper script that adds the same runsc flags.
+ *
+ * Both get `--overlay2=none --file-access=shared`: the suites read and write the container's
+ * rootfs from the host (runsc 2024's default overlay keeps writes in a private filestore, and
+ * exclusive file access caches what the host changes).
+ */
+import { chmodSync, existsSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { PrivateContainerd } from './harness/private-containerd.js';
+import { repoRoot } from './harness/repo-paths.js';
+import { configCachePath } from '../../src/shim/config-cache.js';
+
+export interface RunscBuild {
+  /** label for titles: "runsc 2022 (bookworm)" */
+  label: string;
+  binary: string;
+  platform: 'ptrace' | 'systrap';
+  /** why this build cannot run here, if it cannot */
+  missing?: string;
+}
+
+export const RUNSC_DEBIAN: RunscBuild = {
+  label: 'runsc 2022 (bookworm, ptrace)',
+  binary: '/usr/bin/runsc',
+  platform: 'ptrace',
+  missing: existsSync('/usr/bin/runsc') ? undefined : 'runsc not installed: run scripts/install-deps.sh',
+};
+
+const backportsBinary = join(repoRoot, '.cache', 'runsc', 'backports', 'bin', 'runsc');
+export const RUNSC_BACKPORTS: RunscBuild = {
+  label: 'runsc 2024 (bookworm-backports, systrap)',
+  binary: backportsBinary,
+  platform: 'systrap',
+  missing: existsSync(backportsBinary) ? undefined : 'backports runsc not fetched: run scripts/fetch-runsc.sh',
+};
+
+export const SUITE_RUNSC_FLAGS = ['--overlay2=none', '--file-access=shared'];
+
+function tag(build: RunscBuild): string {
+  return build.platform;
+}
+
+/** tsshim's config for the gvisor backend; `platform` left out lets the backend probe it */
+export function gvisorConfigToml(cd: PrivateContainerd, build: RunscBuild, opts: { probePlatform?: boolean } = {}): string {
+  const lines = [
+    'backend = "gvisor"',
+    '[gvisor]',
+    `binary = "${build.binary}"`,
+    `root = "${join(cd.dir, 'runsc')}"`,
+    ...(opts.probePlatform ? [] : [`platform = "${build.platform}"`]),
+    `flags = [${SUITE_RUNSC_FLAGS.map((f) => JSON.stringify(f)).join(', ')}]`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/** `ctr run` flags for tsshim + gvisor (the config file dated back, as on a node) */
+export function gvisorRunFlags(build: RunscBuild): (cd: PrivateContainerd) => string[] {
+  return (cd) => {
+    const file = join(cd.dir, `tsshim-gvisor-${tag(build)}.toml`);
+    if (!existsSync(file)) {
+      writeFileSync(file, gvisorConfigToml(cd, build));
+      const past = new Date(Date.now() - 5000);
+      utimesSync(file, past, past);
+      cd.addCleanup('afterStop', async () => rmSync(configCachePath(file), { force: true }));
+    }
+    return ['--runtime-config-path', file];
+  };
+}
+
+/** a runc-compatible wrapper: runsc with the flags tsshim's backend passes */
+export function runscWrapper(cd: PrivateContainerd, build: RunscBuild, network = 'none'): string {
+  const file = join(cd.dir, `runsc-${tag(build)}-${network}.sh`);
+  if (!existsSync(file)) {
+    const flags = [`--platform=${build.platform}`, `--network=${network}`, ...SUITE_RUNSC_FLAGS].join(' ');
+    writeFileSync(file, `#!/bin/sh\nexec ${build.binary} ${flags} "$@"\n`);
+    chmodSync(file, 0o755);
+  }
+  return file;
+}
+
+/** `ctr run` flags for the reference: containerd's runc shim driving runsc through the wrapper */
+export function runscReferenceRunFlags(build: RunscBuild): (cd: PrivateContainerd) => string[] {
+  return (cd) => ['--runc-binary', runscWrapper(cd, build), '--runc-root', join(cd.dir, 'runsc-ref')];
+}
