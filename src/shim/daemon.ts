@@ -35,7 +35,12 @@ const INHERITED_LISTENER_FD = 3;
  */
 const FINAL_LOG_MS = 500;
 
-export async function runDaemon(args: ShimArgs): Promise<void> {
+export interface DaemonOptions {
+  /** the group's listening socket, when not inherited as fd 3 (a spare's adoption) */
+  listenerFd?: number;
+}
+
+export async function runDaemon(args: ShimArgs, opts: DaemonOptions = {}): Promise<void> {
   const bundle = process.cwd();
   // A config error here is logged; Create reports it to containerd with the details.
   let config;
@@ -98,7 +103,8 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
 
   let shuttingDown = false;
   const socketPath = args.socket;
-  const inherited = isSocket(INHERITED_LISTENER_FD);
+  const listenerFd = opts.listenerFd ?? INHERITED_LISTENER_FD;
+  const inherited = isSocket(listenerFd);
   // the socket file's inode now, while the path is certainly ours
   const socketIno = socketPath ? fileInode(socketPath) : undefined;
 
@@ -156,7 +162,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
   });
 
   if (!inherited && !socketPath) throw new Error('serve: no inherited listener (fd 3) and no -socket');
-  listener = await listenPipe(inherited ? { fd: INHERITED_LISTENER_FD } : { path: socketPath! });
+  listener = await listenPipe(inherited ? { fd: listenerFd } : { path: socketPath! });
   ttrpc.listen(listener);
 
   process.on('SIGTERM', () => void exit('SIGTERM'));
