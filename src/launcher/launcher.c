@@ -1704,8 +1704,10 @@ static void spawn_spare(const char *spare_path, const struct args *a, long long 
 
 	pid_t pid = fork();
 	if (pid == 0) {
-		if (setsid() < 0 || fork() != 0)
+		if (fork() != 0)
 			_exit(0); /* the middle process: the spare is nobody's child of ours */
+		if (setsid() < 0) /* a session of its own, led by it, as a spawned daemon's */
+			_exit(127);
 		sigset_t all;
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);
