@@ -32,6 +32,8 @@ import { acceptConnection, recvFdMessage, waitReadable } from '../sys/ffi.js';
 import { setCommandLine, setEnvironArea } from './process-name.js';
 
 export const SPARE_FLAG = '-spare';
+/** what `ps` shows for a waiting spare: `tsshim-spare -address <containerd> -control <socket>` */
+export const SPARE_PROCESS_NAME = 'tsshim-spare';
 const CONTROL_FD = 3;
 const PAYLOAD_VERSION = 'tsshim-spare-1';
 const CHECK_MS = 1000;
@@ -86,7 +88,7 @@ function socketPathOf(address: string): string {
 export function waitForAdoption(a: SpareArgs): Adoption | undefined {
   // what `ps` shows while we wait (the argv area was padded by the launcher for the
   // daemon's command line later)
-  setCommandLine(['tsshim-spare', '-address', a.address]);
+  setCommandLine([SPARE_PROCESS_NAME, '-address', a.address, '-control', a.controlPath]);
   // the file the launcher bound for us just before it started us (a socket's fstat
   // gives the socket's inode, not the file's)
   const controlIno = inode(a.controlPath);
