@@ -1442,7 +1442,7 @@ static pid_t spawn_daemon(const struct args *a, const char *sock, int listen_fd,
  * its group to instead of paying Node's boot on containerd's critical path.
  * ------------------------------------------------------------------------------------ */
 
-#define SPARE_READY_MS 300   /* a live spare answers a connect at once */
+#define SPARE_READY_MS 1000  /* an idle spare answers at once; a booting one is still sooner than a spawn */
 #define SPARE_ADOPT_MS 2000  /* from the hand-over to listening: a cold start's budget */
 #define SPARE_PAD 512        /* argv room for the daemon's command line (process-name.ts) */
 #define SPARE_PAYLOAD_VERSION "tsshim-spare-1"
