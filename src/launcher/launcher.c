@@ -38,7 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1446,6 +1448,12 @@ static pid_t spawn_daemon(const struct args *a, const char *sock, int listen_fd,
 #define SPARE_ADOPT_MS 2000  /* from the hand-over to listening: a cold start's budget */
 #define SPARE_PAD 512        /* argv room for the daemon's command line (process-name.ts) */
 #define SPARE_PAYLOAD_VERSION "tsshim-spare-1"
+/*
+ * A spare boots at a lower CPU priority: it must not compete with the container whose start
+ * booted it (on a busy node, every start is followed by a spare's boot). Adoption gives it
+ * back the priority a spawned daemon has.
+ */
+#define SPARE_NICE 10
 
 static void hash_str(struct sha256 *h, const char *s)
 {
@@ -1508,6 +1516,29 @@ static void set_timeout(int fd, int opt, int ms)
 	(void)setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
 }
 
+/* every thread of pid gets our nice value (nice is per thread on Linux); false on any failure */
+static bool renice_threads(pid_t pid)
+{
+	errno = 0;
+	int mine = getpriority(PRIO_PROCESS, 0);
+	if (mine == -1 && errno != 0)
+		return false;
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%ld/task", (long)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return false;
+	bool ok = true;
+	struct dirent *e;
+	while (ok && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		ok = setpriority(PRIO_PROCESS, (id_t)strtol(e->d_name, NULL, 10), mine) == 0 || errno == ESRCH;
+	}
+	closedir(d);
+	return ok;
+}
+
 /* appends s and its NUL to buf (grown as needed); false on ENOMEM */
 static bool put_field(char **buf, size_t *len, size_t *cap, const char *s)
 {
@@ -1562,7 +1593,7 @@ static bool adopt_spare(const char *spare_path, const struct args *a, const char
 		close(fd); /* a spare that said nothing in time: it exits when it sees EOF */
 		return false;
 	}
-	bool ok = same_cgroups((pid_t)pid) && (!shim_cgroup || join_shim_cgroup((pid_t)pid, shim_cgroup, cgroup_mounts) == 0);
+	bool ok = renice_threads((pid_t)pid) && same_cgroups((pid_t)pid) && (!shim_cgroup || join_shim_cgroup((pid_t)pid, shim_cgroup, cgroup_mounts) == 0);
 	if (ok)
 		adjust_oom_score((pid_t)pid);
 
@@ -1707,6 +1738,9 @@ static void spawn_spare(const char *spare_path, const struct args *a, long long 
 		if (fork() != 0)
 			_exit(0); /* the middle process: the spare is nobody's child of ours */
 		if (setsid() < 0) /* a session of its own, led by it, as a spawned daemon's */
+			_exit(127);
+		errno = 0;
+		if (nice(SPARE_NICE) == -1 && errno != 0)
 			_exit(127);
 		sigset_t all;
 		sigemptyset(&all);

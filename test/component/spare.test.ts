@@ -213,6 +213,9 @@ describe.skipIf(!fastPathPossible)('spare daemons', () => {
     // a spare is idle where it cannot hold anything: /, /dev/null stdio, its own session
     expect(fs.readlinkSync(`/proc/${spare}/cwd`)).toBe('/');
     for (const fd of [0, 1, 2]) expect(fs.readlinkSync(`/proc/${spare}/fd/${fd}`)).toBe('/dev/null');
+    // … and at a lower CPU priority, every thread (field 19 of stat: nice)
+    const niceOf = (pid: number) => fs.readdirSync(`/proc/${pid}/task`).map((t) => Number(procStat(Number(t))?.[16]));
+    expect(new Set(niceOf(spare))).toEqual(new Set([Number(procStat(spawned[0]!)?.[16]) + 10]));
 
     const t0 = Date.now();
     // containerd sets NAMESPACE per namespace: the only variable a spare's key ignores
@@ -239,6 +242,7 @@ describe.skipIf(!fastPathPossible)('spare daemons', () => {
     expect(fs.readFileSync(`/proc/${adopted}/cgroup`, 'utf8')).toBe(fs.readFileSync(`/proc/${cold}/cgroup`, 'utf8'));
     expect(fs.readFileSync(`/proc/${adopted}/oom_score_adj`, 'utf8')).toBe(fs.readFileSync(`/proc/${cold}/oom_score_adj`, 'utf8'));
     expect(Number(procStat(adopted)?.[3])).toBe(adopted);
+    expect(new Set(niceOf(adopted))).toEqual(new Set(niceOf(cold)));
     for (const fd of [0, 1, 2]) expect(fs.readlinkSync(`/proc/${adopted}/fd/${fd}`)).toBe('/dev/null');
     expect(await waitFor(() => cmdline(adopted)[0] === LAUNCHER)).toBe(true);
     expect(cmdline(adopted)).toEqual([LAUNCHER, '-namespace', NS, '-id', 'a2', '-address', cd.address]);
