@@ -20,6 +20,10 @@ import { configCachePath } from '../../src/shim/config-cache.js';
 import { ConnectRequest, ConnectResponse, ShutdownRequest } from '../../src/proto/gen/containerd/task/v2/shim.js';
 import { TASK_SERVICE_V2 } from '../../src/proto/typeurls.js';
 import { TtrpcClient } from '../../src/ttrpc/client.js';
+import { Any } from '../../src/proto/gen/google/protobuf/any.js';
+import { Options as RuncOptions } from '../../src/proto/gen/containerd/runc/v1/options.js';
+import { TypeUrl } from '../../src/proto/typeurls.js';
+import { cgroupLayout, readProcessCgroups } from '../../src/sys/cgroups.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const LAUNCHER = path.join(ROOT, 'bin/containerd-shim-tsshim-v2');
@@ -44,11 +48,11 @@ function baseEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', TTRPC_ADDRESS: path.join(dir, 'none.ttrpc'), ...extra };
 }
 
-function start(id: string, bundle: string, address: string, env: Record<string, string> = {}) {
+function start(id: string, bundle: string, address: string, env: Record<string, string> = {}, input?: Uint8Array) {
   const r = spawnSync(LAUNCHER, ['-namespace', NS, '-address', address, '-publish-binary', '/bin/false', '-id', id, 'start'], {
     cwd: bundle,
     env: baseEnv(env),
-    input: Buffer.alloc(0),
+    input: input ? Buffer.from(input) : Buffer.alloc(0),
     timeout: 20_000,
   });
   if (r.error) throw r.error;
@@ -263,6 +267,56 @@ describe.skipIf(!fastPathPossible)('spare daemons', () => {
     const last = sparesOf(cd.address);
     await cd.close();
     expect(await waitFor(() => last.every((p) => !alive(p)), 5000)).toBe(true);
+  });
+
+  it('ShimCgroup of runc options: the adopted spare is moved there, in every hierarchy, as a spawned daemon is', async () => {
+    const layout = cgroupLayout();
+    const hierarchies = [...layout.v1.map((m) => m.mountPoint), ...(layout.unified ? [layout.unified.mountPoint] : [])];
+    const cgroup = `/tsshim-spare-${process.pid}`;
+    for (const h of hierarchies) {
+      fs.mkdirSync(path.join(h, cgroup), { recursive: true });
+      for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+        if (fs.existsSync(path.join(h, cgroup, f))) fs.writeFileSync(path.join(h, cgroup, f), fs.readFileSync(path.join(h, f)));
+      }
+    }
+    const options = Any.encode(
+      Any.fromPartial({ typeUrl: TypeUrl.RuncOptions, value: Buffer.from(RuncOptions.encode(RuncOptions.fromPartial({ shimCgroup: cgroup })).finish()) }),
+    ).finish();
+    const cd = await fakeContainerd('g.sock');
+    try {
+      const b0 = makeBundle('g0');
+      const sock0 = expectedSock(b0, 'g0', cd.address);
+      expect(start('g0', b0, cd.address, {}, options).status).toBe(0);
+      const spare = await bootedSpare(cd.address);
+      // the spare waits where its launcher was (containerd's cgroup), not in the shim cgroup
+      expect(fs.readFileSync(`/proc/${spare}/cgroup`, 'utf8')).toBe(fs.readFileSync('/proc/self/cgroup', 'utf8'));
+      const b1 = makeBundle('g1');
+      const sock1 = expectedSock(b1, 'g1', cd.address);
+      const r = start('g1', b1, cd.address, {}, options);
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      expect(daemonPids(sock1)).toEqual([spare]);
+      const cg = readProcessCgroups(spare);
+      for (const m of layout.v1) for (const c of m.controllers) expect(cg.v1[c], c).toBe(cgroup);
+      if (layout.unified) expect(cg.unified).toBe(cgroup);
+      expect(fs.readFileSync(`/proc/${spare}/cgroup`, 'utf8')).toBe(fs.readFileSync(`/proc/${daemonPids(sock0)[0]}/cgroup`, 'utf8'));
+      await connectAndShutdown(sock1, 'g1');
+      await connectAndShutdown(sock0, 'g0');
+    } finally {
+      await cd.close();
+      await waitFor(() => sparesOf(cd.address).length === 0, 5000);
+      for (const h of hierarchies) {
+        for (let i = 0; i < 100; i++) {
+          try {
+            fs.rmdirSync(path.join(h, cgroup));
+            break;
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT') break;
+            await sleep(50);
+          }
+        }
+      }
+    }
   });
 
   it('a killed spare, a stopped (hung) spare and a spare of another containerd each cost a cold start, not a failed one', async () => {
