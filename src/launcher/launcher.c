@@ -1676,8 +1676,50 @@ static bool adopt_spare(const char *spare_path, const struct args *a, const char
  * ours (containerd's pipes, the group's socket), in its own session, reparented away
  * from us so containerd never waits for it. Best effort: any failure just means no spare.
  */
-static void spawn_spare(const char *spare_path, const struct args *a, long long idle_sec)
+/*
+ * Remove the control sockets of spares that died without removing theirs (killed, or a
+ * Node that never booted): files named spare-* in the socket dir that no socket is bound
+ * to (/proc/net/unix). Listed before /proc/net/unix is read, so a spare bound meanwhile is
+ * kept; one wrongly removed would only leave (spares exit when their socket goes).
+ * Never connects: that would wake a live spare of another key and cost it.
+ */
+static void sweep_dead_spares(const char *socket_dir)
 {
+	DIR *d = opendir(socket_dir);
+	if (!d)
+		return;
+	char *names[64];
+	size_t n = 0;
+	struct dirent *e;
+	while (n < sizeof names / sizeof *names && (e = readdir(d)) != NULL)
+		if (strncmp(e->d_name, "spare-", 6) == 0 && (names[n] = strdup(e->d_name)) != NULL)
+			n++;
+	closedir(d);
+	char *unix_text;
+	size_t len;
+	if (n > 0 && read_file("/proc/net/unix", 64u << 20, &unix_text, &len)) {
+		char *text = realloc(unix_text, len + 1);
+		if (text) {
+			text[len] = '\0';
+			for (size_t i = 0; i < n; i++) {
+				char path[PATH_MAX + 2];
+				/* a path is the last field of its line */
+				int plen = snprintf(path, sizeof path, " %s/%s\n", socket_dir, names[i]);
+				if (plen > 0 && (size_t)plen < sizeof path && !strstr(text, path)) {
+					path[plen - 1] = '\0';
+					unlink(path + 1);
+				}
+			}
+		}
+		free(text ? text : unix_text);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+}
+
+static void spawn_spare(const char *spare_path, const struct args *a, const char *socket_dir, long long idle_sec)
+{
+	sweep_dead_spares(socket_dir);
 	int cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (cfd < 0)
 		return;
@@ -1838,7 +1880,7 @@ started:
 			dup2(null_fd, STDERR_FILENO);
 			close(null_fd);
 		}
-		spawn_spare(spare_path, a, settings.spare_idle_sec);
+		spawn_spare(spare_path, a, settings.socket_dir, settings.spare_idle_sec);
 	}
 	_exit(0);
 }

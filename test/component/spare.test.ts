@@ -322,9 +322,15 @@ describe.skipIf(!fastPathPossible)('spare daemons', () => {
   it('a killed spare, a stopped (hung) spare and a spare of another containerd each cost a cold start, not a failed one', async () => {
     const a = await fakeContainerd('k.sock');
     const other = await fakeContainerd('other.sock');
+    // the control socket of a spare that died without removing it (as one killed does)
+    const dead = path.join(DEFAULT_SOCKET_DIR, `spare-dead${process.pid}`);
+    // (a socket file whose socket is gone: any file no socket is bound to stands for one)
+    fs.writeFileSync(dead, '');
     const b0 = makeBundle('k0');
     start('k0', b0, a.address);
     expectedSock(b0, 'k0', a.address);
+    // a start that boots a spare sweeps dead ones' sockets
+    expect(fs.existsSync(dead)).toBe(false);
 
     // killed
     const killed = await bootedSpare(a.address);
