@@ -28,7 +28,7 @@
  * control socket was removed or replaced (the socket dir cleaned up).
  */
 import { closeSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { acceptConnection, recvFdMessage, waitReadable } from '../sys/ffi.js';
+import { acceptConnection, mallocTrim, recvFdMessage, v8LowMemoryNotification, waitReadable } from '../sys/ffi.js';
 import { setCommandLine, setEnvironArea } from './process-name.js';
 
 export const SPARE_FLAG = '-spare';
@@ -95,6 +95,14 @@ export function waitForAdoption(a: SpareArgs): Adoption | undefined {
   const containerdSocket = socketPathOf(a.address);
   const containerdIno = inode(containerdSocket);
   if (controlIno === undefined || containerdIno === undefined) return quit(a, controlIno);
+  // what booting left behind (garbage, freed C heap) is given back before the wait, as a
+  // daemon does when idle (memory-trimmer.ts): a spare may wait for minutes
+  try {
+    v8LowMemoryNotification();
+  } catch {
+    // a node without the symbol: malloc only
+  }
+  mallocTrim();
   const deadline = Date.now() + a.idleSec * 1000;
   for (;;) {
     const left = deadline - Date.now();
