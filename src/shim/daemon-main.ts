@@ -24,7 +24,7 @@ const args = parseArgs(adoption ? adoption.argv : process.argv.slice(2));
 // `ps`/`pgrep containerd-shim` find us as they find every other shim (process-name.ts)
 setCommandLine(shimCommandLine({ binary: shimBinaryName(), namespace: args.namespace, id: args.id, address: args.address, debug: args.debug }));
 
-runDaemon(args, { listenerFd: adoption?.listenerFd })
+runDaemon(args, { listenerFd: adoption?.listenerFd, adopted: adoption !== undefined })
   .then(() => {
     if (adoption) confirmAdoption(adoption);
   })

@@ -38,6 +38,8 @@ const FINAL_LOG_MS = 500;
 export interface DaemonOptions {
   /** the group's listening socket, when not inherited as fd 3 (a spare's adoption) */
   listenerFd?: number;
+  /** this daemon was a spare booted ahead of its start (logged, for operators and benches) */
+  adopted?: boolean;
 }
 
 export async function runDaemon(args: ShimArgs, opts: DaemonOptions = {}): Promise<void> {
@@ -175,7 +177,7 @@ export async function runDaemon(args: ShimArgs, opts: DaemonOptions = {}): Promi
   process.on('unhandledRejection', (err) => {
     logger.error({ err: (err as Error)?.message ?? String(err) }, 'unhandled rejection');
   });
-  logger.info({ socket: socketPath, group: process.env.TSSHIM_GROUP }, 'shim serving');
+  logger.info({ socket: socketPath, group: process.env.TSSHIM_GROUP, spare: opts.adopted === true }, 'shim serving');
 }
 
 function isSocket(fd: number): boolean {
