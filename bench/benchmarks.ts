@@ -142,4 +142,32 @@ function memoryBenchmark(containers: number): Benchmark {
   };
 }
 
-export const BENCHMARKS: Benchmark[] = [runTrueLatency, memoryBenchmark(1), memoryBenchmark(10)];
+/**
+ * What a spare costs while it waits (src/shim/spare.ts): the memory of the one spare a
+ * start of this runtime leaves booted. Only tsshim runtimes with spares have one.
+ */
+const spareMemory: Benchmark = {
+  title: 'idle spare daemon memory',
+  unit: 'MiB',
+  samples: () => envInt('TSSHIM_BENCH_MEMORY_RUNS', 1),
+  warmup: 0,
+  statistics: ['median'],
+  measures: (rt) => rt.runtime === 'io.containerd.tsshim.v2' && !rt.warm && !rt.containerdEnv,
+  values: [
+    { key: 'rss', label: 'RSS' },
+    { key: 'pss', label: 'PSS' },
+    { key: 'anon', label: 'anonymous' },
+  ],
+  async sample(ctx, rt) {
+    await ctrOrThrow(ctx, ctx.runArgs(rt, ['--rm'], ctx.newId('spare'), ['/bin/true']));
+    await waitUntil(() => ctx.cd.spareProcesses().length === 1, { timeoutMs: 20_000, what: 'a booted spare' });
+    // settled, as shimMemory does
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const spare = ctx.cd.spareProcesses()[0]!;
+    const m = readMemory(spare.pid);
+    if (!m) throw new Error(`spare ${spare.pid} vanished`);
+    return { rss: m.rssKb / 1024, pss: m.pssKb / 1024, anon: m.anonKb / 1024 };
+  },
+};
+
+export const BENCHMARKS: Benchmark[] = [runTrueLatency, memoryBenchmark(1), memoryBenchmark(10), spareMemory];

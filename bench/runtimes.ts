@@ -64,18 +64,18 @@ function tsshimVariant(backend: 'default' | 'runc' | 'crun', grouped = false, wa
  * documented way besides the runtime options: a config file with the defaults, old
  * enough for `start` to fingerprint it, so that the C launcher answers later starts.
  */
-function tsshimConfigEnvVariant(): BenchRuntime {
+function tsshimConfigEnvVariant(label = 'tsshim (native), TSSHIM_CONFIG', config = '[shim]\ngroup = "pod"\n'): BenchRuntime {
   const base = tsshimVariant('default');
   let file: string | undefined;
   return {
     ...base,
-    label: 'tsshim (native), TSSHIM_CONFIG',
+    label,
     containerdEnv() {
       if (!file) {
         const dir = mkdtempSync(join(tmpdir(), 'tsshim-bench-config-'));
         const configFile = join(dir, 'config.toml');
         file = configFile;
-        writeFileSync(configFile, '[shim]\ngroup = "pod"\n');
+        writeFileSync(configFile, config);
         const hourAgo = new Date(Date.now() - 3600_000);
         utimesSync(configFile, hourAgo, hourAgo);
         // the file and the fingerprint `start` leaves of it
@@ -100,6 +100,8 @@ export const BENCH_RUNTIMES: BenchRuntime[] = [
   REFERENCE,
   tsshimVariant('default'),
   tsshimConfigEnvVariant(),
+  // every start spawns its daemon, as the first start on an idle node does (no spare booted yet)
+  tsshimConfigEnvVariant('tsshim (native), no spare', '[shim]\nspare = false\n'),
   tsshimVariant('runc'),
   tsshimVariant('crun'),
   tsshimVariant('default', true),

@@ -81,6 +81,7 @@ function header(root, values) {
     `#define TSSHIM_DAEMON_FLAGS ${flags.map((f) => `${cString(f)},`).join(' ')}`,
     `#define TSSHIM_DAEMON_GLIBC_TUNABLES ${cString(values.DAEMON_GLIBC_TUNABLES)}`,
     `#define TSSHIM_SOCKET_DIR ${cString(cfg.shim.socketDir)}`,
+    `#define TSSHIM_SPARE_IDLE_SEC ${Number(cfg.shim.spareIdleSec)}`,
     `#define TSSHIM_DEFAULT_CONFIG ${cString(values.DEFAULT_CONFIG_PATH)}`,
     `#define TSSHIM_NAMESPACE_GROUP_KEY ${cString(values.NAMESPACE_GROUP_KEY)}`,
     `#define TSSHIM_CONFIG_CACHE_PREFIX ${cString(values.CONFIG_CACHE_PREFIX)}`,

@@ -38,7 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1021,10 +1023,12 @@ static bool start_options(const struct args *a, const uint8_t *in, size_t in_len
  * The config cache: what a Node start learnt from a config file (src/shim/config-cache.ts)
  * ------------------------------------------------------------------------------------ */
 
-/* shim.group and shim.socket_dir: all of the config that decides the address */
+/* shim.group and shim.socket_dir: all of the config that decides the address; and spares */
 struct shim_settings {
 	enum scope scope;
 	char socket_dir[64];
+	long long spare_idle_sec; /* shim.spare_idle; 0: no spares */
+	char config_id[PATH_MAX + 64]; /* which config file, as it was: part of a spare's key */
 };
 
 /* stat's mtimeMs the way Node computes it (a double: sec * 1e3 + nsec / 1e6), truncated */
@@ -1110,6 +1114,12 @@ static bool cached_settings(const char *config_path, struct shim_settings *out)
 	if (!sp)
 		return false;
 	size_t scope_len = (size_t)(sp - p);
+	const char *after_scope = sp + 1;
+	long long spare_idle;
+	if (!parse_number(&after_scope, end, &spare_idle))
+		return false;
+	out->spare_idle_sec = spare_idle;
+	snprintf(out->config_id, sizeof out->config_id, "%s %lld %lld", config_path, mtime, size);
 	if (scope_len == 3 && memcmp(p, "pod", 3) == 0)
 		out->scope = SCOPE_POD;
 	else if (scope_len == 9 && memcmp(p, "container", 9) == 0)
@@ -1118,7 +1128,7 @@ static bool cached_settings(const char *config_path, struct shim_settings *out)
 		out->scope = SCOPE_NAMESPACE;
 	else
 		return false;
-	const char *dir = sp + 1;
+	const char *dir = after_scope;
 	size_t dir_len = (size_t)(end - dir);
 	if (dir_len >= sizeof out->socket_dir || !plain_dir(dir, dir_len))
 		return false;
@@ -1161,6 +1171,8 @@ static bool start_settings(const struct args *a, struct shim_settings *out, char
 		return false;
 	out->scope = SCOPE_POD;
 	snprintf(out->socket_dir, sizeof out->socket_dir, "%s", TSSHIM_SOCKET_DIR);
+	out->spare_idle_sec = TSSHIM_SPARE_IDLE_SEC;
+	snprintf(out->config_id, sizeof out->config_id, "defaults");
 	return true;
 }
 
@@ -1427,6 +1439,382 @@ static pid_t spawn_daemon(const struct args *a, const char *sock, int listen_fd,
 	return pid;
 }
 
+/* ------------------------------------------------------------------------------------
+ * Spare daemons (src/shim/spare.ts): a daemon booted ahead of time that a `start` hands
+ * its group to instead of paying Node's boot on containerd's critical path.
+ * ------------------------------------------------------------------------------------ */
+
+#define SPARE_READY_MS 1000  /* an idle spare answers at once; a booting one is still sooner than a spawn */
+#define SPARE_ADOPT_MS 2000  /* from the hand-over to listening: a cold start's budget */
+#define SPARE_PAD 512        /* argv room for the daemon's command line (process-name.ts) */
+#define SPARE_PAYLOAD_VERSION "tsshim-spare-1"
+/*
+ * A spare boots at a lower CPU priority: it must not compete with the container whose start
+ * booted it (on a busy node, every start is followed by a spare's boot). Adoption gives it
+ * back the priority a spawned daemon has.
+ */
+#define SPARE_NICE 10
+
+static void hash_str(struct sha256 *h, const char *s)
+{
+	sha256_update(h, s, strlen(s) + 1); /* with the NUL: fields cannot run together */
+}
+
+/*
+ * <socket dir>/spare-<key>: one spare per containerd (address), release and name of this
+ * launcher, config file as it is now, and environment (what Node reads when it boots, and
+ * what the daemon runs its runtimes with). NAMESPACE is left out: containerd sets it per
+ * namespace, and the adopted daemon gets the whole environment of its `start` anyway.
+ */
+static bool spare_path_for(const struct args *a, const struct shim_settings *settings, char *out, size_t cap)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n <= 0)
+		return false;
+	exe[n] = '\0';
+	struct sha256 h;
+	uint8_t digest[SHA256_DIGEST_SIZE];
+	sha256_init(&h);
+	hash_str(&h, SPARE_PAYLOAD_VERSION);
+	hash_str(&h, exe);
+	hash_str(&h, self_name);
+	hash_str(&h, a->address);
+	hash_str(&h, settings->config_id);
+	for (char **e = environ; e && *e; e++)
+		if (!has_name(*e, "NAMESPACE"))
+			hash_str(&h, *e);
+	sha256_final(&h, digest);
+	char hex[33];
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	int len = snprintf(out, cap, "%s/spare-%s", settings->socket_dir, hex);
+	return len > 0 && (size_t)len < cap && (size_t)len < sizeof(((struct sockaddr_un *)0)->sun_path);
+}
+
+/* /proc/<pid>/cgroup, or "" if unreadable (never equal to a readable one) */
+static bool same_cgroups(pid_t pid)
+{
+	char path[64], *mine, *theirs;
+	size_t mine_len, theirs_len;
+	snprintf(path, sizeof path, "/proc/%ld/cgroup", (long)pid);
+	if (!read_file("/proc/self/cgroup", 1 << 20, &mine, &mine_len))
+		return false;
+	if (!read_file(path, 1 << 20, &theirs, &theirs_len)) {
+		free(mine);
+		return false;
+	}
+	bool same = mine_len == theirs_len && memcmp(mine, theirs, mine_len) == 0;
+	free(mine);
+	free(theirs);
+	return same;
+}
+
+static void set_timeout(int fd, int opt, int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	(void)setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
+}
+
+/* every thread of pid gets our nice value (nice is per thread on Linux); false on any failure */
+static bool renice_threads(pid_t pid)
+{
+	errno = 0;
+	int mine = getpriority(PRIO_PROCESS, 0);
+	if (mine == -1 && errno != 0)
+		return false;
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%ld/task", (long)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return false;
+	bool ok = true;
+	struct dirent *e;
+	while (ok && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		ok = setpriority(PRIO_PROCESS, (id_t)strtol(e->d_name, NULL, 10), mine) == 0 || errno == ESRCH;
+	}
+	closedir(d);
+	return ok;
+}
+
+/* appends s and its NUL to buf (grown as needed); false on ENOMEM */
+static bool put_field(char **buf, size_t *len, size_t *cap, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	if (*len + n > *cap) {
+		size_t c = (*cap + n) * 2;
+		char *bigger = realloc(*buf, c);
+		if (!bigger)
+			return false;
+		*buf = bigger;
+		*cap = c;
+	}
+	memcpy(*buf + *len, s, n);
+	*len += n;
+	return true;
+}
+
+/*
+ * Hand the group (listen_fd) to a live spare. True if the spare now serves it; false if
+ * there was none or it failed in any way (then it is dead or never saw the socket, and
+ * the caller spawns a daemon as before).
+ */
+static bool adopt_spare(const char *spare_path, const struct args *a, const char *sock, int listen_fd, const char *key,
+			const char *shim_cgroup, char *const *cgroup_mounts)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	set_timeout(fd, SO_SNDTIMEO, SPARE_READY_MS);
+	set_timeout(fd, SO_RCVTIMEO, SPARE_READY_MS);
+	struct sockaddr_un sa;
+	fill_addr(&sa, spare_path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		close(fd);
+		return false;
+	}
+	/* "R<pid>\n": it accepted us (and will accept nobody else) */
+	char ready[32];
+	size_t got = 0;
+	while (got < sizeof ready - 1 && (got == 0 || ready[got - 1] != '\n')) {
+		ssize_t n = read(fd, ready + got, sizeof ready - 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	ready[got] = '\0';
+	char *end;
+	long pid = got > 2 && ready[0] == 'R' ? strtol(ready + 1, &end, 10) : 0;
+	if (pid <= 1 || *end != '\n') {
+		close(fd); /* a spare that said nothing in time: it exits when it sees EOF */
+		return false;
+	}
+	bool ok = renice_threads((pid_t)pid) && same_cgroups((pid_t)pid) && (!shim_cgroup || join_shim_cgroup((pid_t)pid, shim_cgroup, cgroup_mounts) == 0);
+	if (ok)
+		adjust_oom_score((pid_t)pid);
+
+	/* the payload: what spawn_daemon would put in argv, envp and the cwd */
+	char *buf = NULL, num[32], cwd[PATH_MAX];
+	size_t len = 4, cap = 0;
+	char **env = ok ? node_env(key) : NULL;
+	ok = env && getcwd(cwd, sizeof cwd) && put_field(&buf, &len, &cap, SPARE_PAYLOAD_VERSION) && put_field(&buf, &len, &cap, cwd);
+	const char *tail[] = {
+		"-namespace", a->namespace, "-address", a->address, "-publish-binary",
+		a->publish_binary ? a->publish_binary : "", "-id", a->id, "-socket", sock,
+		a->debug ? "-debug" : NULL, "serve",
+	};
+	size_t ntail = sizeof tail / sizeof *tail, nargs = 0;
+	for (size_t i = 0; i < ntail; i++)
+		nargs += tail[i] != NULL;
+	snprintf(num, sizeof num, "%zu", nargs);
+	ok = ok && put_field(&buf, &len, &cap, num);
+	for (size_t i = 0; ok && i < ntail; i++)
+		if (tail[i])
+			ok = put_field(&buf, &len, &cap, tail[i]);
+	size_t nenv = 0;
+	while (env && env[nenv])
+		nenv++;
+	snprintf(num, sizeof num, "%zu", nenv);
+	ok = ok && put_field(&buf, &len, &cap, num);
+	for (size_t i = 0; ok && i < nenv; i++)
+		ok = put_field(&buf, &len, &cap, env[i]);
+	if (ok) {
+		uint32_t body = (uint32_t)(len - 4);
+		memcpy(buf, &body, 4); /* little-endian hosts only, as the rest of the shim */
+		struct iovec iov = { .iov_base = buf, .iov_len = len };
+		union {
+			char space[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} control;
+		memset(&control, 0, sizeof control);
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space };
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &listen_fd, sizeof(int));
+		set_timeout(fd, SO_SNDTIMEO, SPARE_ADOPT_MS);
+		ssize_t sent;
+		do
+			sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
+		while (sent < 0 && errno == EINTR);
+		/* the rest, if the socket buffer took only part (a huge environment) */
+		size_t off = sent > 0 ? (size_t)sent : 0;
+		ok = sent > 0;
+		while (ok && off < len) {
+			ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
+			if (n < 0 && errno == EINTR)
+				continue;
+			ok = n > 0;
+			off += ok ? (size_t)n : 0;
+		}
+	}
+	free(buf);
+	/* "A": it listens on the group's socket */
+	char ack = 0;
+	if (ok) {
+		set_timeout(fd, SO_RCVTIMEO, SPARE_ADOPT_MS);
+		ssize_t n;
+		do
+			n = read(fd, &ack, 1);
+		while (n < 0 && errno == EINTR);
+		ok = n == 1 && ack == 'A';
+	}
+	close(fd);
+	if (!ok)
+		kill((pid_t)pid, SIGKILL); /* it may hold the group's socket: it must not serve it */
+	return ok;
+}
+
+/*
+ * Boot a spare for the next `start` of this key, unless one is there: bind its control
+ * socket (the bind is the lock), then a detached Node with it as fd 3, nothing else of
+ * ours (containerd's pipes, the group's socket), in its own session, reparented away
+ * from us so containerd never waits for it. Best effort: any failure just means no spare.
+ */
+/*
+ * Remove the control sockets of spares that died without removing theirs (killed, or a
+ * Node that never booted): files named spare-* in the socket dir that no socket is bound
+ * to (/proc/net/unix). Listed before /proc/net/unix is read, so a spare bound meanwhile is
+ * kept; one wrongly removed would only leave (spares exit when their socket goes).
+ * Never connects: that would wake a live spare of another key and cost it.
+ */
+static void sweep_dead_spares(const char *socket_dir)
+{
+	DIR *d = opendir(socket_dir);
+	if (!d)
+		return;
+	char *names[64];
+	size_t n = 0;
+	struct dirent *e;
+	while (n < sizeof names / sizeof *names && (e = readdir(d)) != NULL)
+		if (strncmp(e->d_name, "spare-", 6) == 0 && (names[n] = strdup(e->d_name)) != NULL)
+			n++;
+	closedir(d);
+	char *unix_text;
+	size_t len;
+	if (n > 0 && read_file("/proc/net/unix", 64u << 20, &unix_text, &len)) {
+		char *text = realloc(unix_text, len + 1);
+		if (text) {
+			text[len] = '\0';
+			for (size_t i = 0; i < n; i++) {
+				char path[PATH_MAX + 2];
+				/* a path is the last field of its line */
+				int plen = snprintf(path, sizeof path, " %s/%s\n", socket_dir, names[i]);
+				if (plen > 0 && (size_t)plen < sizeof path && !strstr(text, path)) {
+					path[plen - 1] = '\0';
+					unlink(path + 1);
+				}
+			}
+		}
+		free(text ? text : unix_text);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+}
+
+static void spawn_spare(const char *spare_path, const struct args *a, const char *socket_dir, long long idle_sec)
+{
+	sweep_dead_spares(socket_dir);
+	int cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (cfd < 0)
+		return;
+	struct sockaddr_un sa;
+	fill_addr(&sa, spare_path);
+	if (bind(cfd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		/* a live spare, or the file of a dead one */
+		if (errno != EADDRINUSE || probe_daemon(spare_path) != ECONNREFUSED || unlink(spare_path) != 0 ||
+		    bind(cfd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+			close(cfd);
+			return;
+		}
+	}
+	if (listen(cfd, 8) != 0 || chmod(spare_path, 0600) != 0) {
+		unlink(spare_path);
+		close(cfd);
+		return;
+	}
+	char idle[32], pad[SPARE_PAD + 1];
+	snprintf(idle, sizeof idle, "%lld", idle_sec);
+	memset(pad, '-', SPARE_PAD);
+	pad[SPARE_PAD] = '\0';
+	size_t nflags = sizeof daemon_flags / sizeof *daemon_flags - 1;
+	char **argv = calloc(nflags + 8, sizeof *argv);
+	/* room in its environment block for the one it adopts (setEnvironArea in process-name.ts) */
+	char **base_env = node_env("-");
+	size_t nenv = 0, env_bytes = 0;
+	while (base_env && base_env[nenv])
+		env_bytes += strlen(base_env[nenv++]) + 1;
+	char **env = base_env ? calloc(nenv + 2, sizeof *env) : NULL;
+	char *env_pad = malloc(env_bytes + 4096 + sizeof "TSSHIM_SPARE_PAD=");
+	if (env && env_pad) {
+		memcpy(env, base_env, nenv * sizeof *env);
+		strcpy(env_pad, "TSSHIM_SPARE_PAD=");
+		memset(env_pad + strlen(env_pad), '-', env_bytes + 4096 - 1);
+		env_pad[strlen("TSSHIM_SPARE_PAD=") + env_bytes + 4096 - 1] = '\0';
+		env[nenv] = env_pad;
+	}
+	if (!argv || !env || !env_pad) {
+		unlink(spare_path);
+		close(cfd);
+		return;
+	}
+	size_t k = 0;
+	argv[k++] = (char *)TSSHIM_NODE;
+	for (size_t i = 0; i < nflags; i++)
+		argv[k++] = (char *)daemon_flags[i];
+	argv[k++] = daemon_entry_path;
+	argv[k++] = "-spare";
+	argv[k++] = (char *)spare_path;
+	argv[k++] = (char *)a->address;
+	argv[k++] = idle;
+	argv[k++] = pad;
+	argv[k] = NULL;
+
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (fork() != 0)
+			_exit(0); /* the middle process: the spare is nobody's child of ours */
+		if (setsid() < 0) /* a session of its own, led by it, as a spawned daemon's */
+			_exit(127);
+		errno = 0;
+		if (nice(SPARE_NICE) == -1 && errno != 0)
+			_exit(127);
+		sigset_t all;
+		sigemptyset(&all);
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		for (int sig = 1; sig < NSIG; sig++)
+			signal(sig, SIG_DFL);
+		/* dup2 clears close-on-exec; dup2(3, 3) would not, hence the fcntl */
+		if (cfd == 3 ? fcntl(3, F_SETFD, 0) != 0 : dup2(cfd, 3) != 3)
+			_exit(127);
+		int null_fd = open("/dev/null", O_RDWR);
+		if (null_fd < 0)
+			_exit(127);
+		for (int fd = 0; fd <= 2; fd++)
+			if (null_fd != fd && dup2(null_fd, fd) != fd)
+				_exit(127);
+		if (null_fd > 3)
+			close(null_fd);
+		cloexec_from(4);
+		/* not in a bundle: the spare has no business there, nor in any other cwd */
+		if (chdir("/") != 0)
+			_exit(127);
+		execve(TSSHIM_NODE, argv, env);
+		_exit(127);
+	}
+	if (pid > 0)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	else
+		unlink(spare_path);
+	close(cfd);
+}
+
 static _Noreturn void run_start(int argc, char **argv, const struct args *a)
 {
 	struct shim_settings settings;
@@ -1441,6 +1829,8 @@ static _Noreturn void run_start(int argc, char **argv, const struct args *a)
 		exec_node(argc, argv);
 	char address[sizeof sock + 8];
 	snprintf(address, sizeof address, "unix://%s", sock);
+	char spare_path[sizeof sock];
+	bool have_spare_path = false;
 
 	if (!mkdir_p(settings.socket_dir))
 		exec_node(argc, argv);
@@ -1449,6 +1839,11 @@ static _Noreturn void run_start(int argc, char **argv, const struct args *a)
 		int fd = bind_socket(sock);
 		if (fd < 0)
 			exec_node(argc, argv);
+		have_spare_path = settings.spare_idle_sec > 0 && spare_path_for(a, &settings, spare_path, sizeof spare_path);
+		if (have_spare_path && adopt_spare(spare_path, a, sock, fd, key, shim_cgroup, cgroup_mounts)) {
+			close(fd);
+			goto started;
+		}
 		pid_t pid = spawn_daemon(a, sock, fd, key);
 		if (pid < 0) {
 			int e = errno;
@@ -1472,10 +1867,21 @@ static _Noreturn void run_start(int argc, char **argv, const struct args *a)
 		/* ECONNREFUSED: stale socket, or a concurrent start between bind and listen */
 		exec_node(argc, argv);
 	}
+started:
 	if (!write_address(address))
 		start_failed("writing ./address", errno);
 	if (!write_all(STDOUT_FILENO, address, strlen(address)))
 		_exit(1);
+	/* containerd has its answer once our output is closed; the next spare boots off its path */
+	if (have_spare_path) {
+		int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null_fd >= 0) {
+			dup2(null_fd, STDOUT_FILENO);
+			dup2(null_fd, STDERR_FILENO);
+			close(null_fd);
+		}
+		spawn_spare(spare_path, a, settings.socket_dir, settings.spare_idle_sec);
+	}
 	_exit(0);
 }
 

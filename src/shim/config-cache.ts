@@ -5,7 +5,7 @@
  * learn `shim.group` and `shim.socket_dir`, the only settings that decide the address.
  *
  * After a Node `start` that loaded a config file, the cache holds one line:
- *   "<mtime ms, truncated> <size> <group scope> <socket dir>\n"
+ *   "<mtime ms, truncated> <size> <group scope> <spare idle seconds> <socket dir>\n"
  * in <default socket dir>/.tsshim-config-<sha256 hex of the config path>. The launcher
  * uses it only while the file's mtime and size still match; anything else goes to Node.
  */
@@ -52,7 +52,7 @@ export function stampConfigFile(configPath: string): FileStamp | undefined {
 export function writeConfigCache(
   configPath: string,
   before: FileStamp,
-  shim: { group: GroupScope; socketDir: string },
+  shim: { group: GroupScope; socketDir: string; spareIdleSec: number },
   cacheDir: string = DEFAULT_SOCKET_DIR,
 ): boolean {
   const after = stampConfigFile(configPath);
@@ -63,7 +63,7 @@ export function writeConfigCache(
   const tmp = `${file}.${process.pid}.tmp`;
   try {
     mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
-    writeFileSync(tmp, `${after.mtimeMs} ${after.size} ${shim.group} ${shim.socketDir}\n`, { mode: 0o600 });
+    writeFileSync(tmp, `${after.mtimeMs} ${after.size} ${shim.group} ${shim.spareIdleSec} ${shim.socketDir}\n`, { mode: 0o600 });
     renameSync(tmp, file);
     return true;
   } catch {

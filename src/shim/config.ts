@@ -61,6 +61,11 @@ export interface ShimConfig {
     logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
     /** pod annotation allowed to name the backend (issue: per-pod backend choice) */
     backendAnnotation: string;
+    /**
+     * Seconds a pre-booted spare daemon waits for a `start` to adopt it before it exits
+     * (src/shim/spare.ts); 0 = no spares (`spare = false`).
+     */
+    spareIdleSec: number;
   };
   runc: RuncLikeConfig;
   crun: RuncLikeConfig;
@@ -69,6 +74,11 @@ export interface ShimConfig {
   /** where the config came from, for messages */
   source: string;
 }
+
+/** `[shim] spare_idle` when not set */
+export const DEFAULT_SPARE_IDLE_SEC = 300;
+/** an upper bound, so that a typo cannot keep spares for days */
+const MAX_SPARE_IDLE_SEC = 24 * 3600;
 
 export function defaultConfig(): ShimConfig {
   return {
@@ -80,6 +90,9 @@ export function defaultConfig(): ShimConfig {
       socketDir: '/run/containerd/s',
       logLevel: 'info',
       backendAnnotation: 'io.tsshim.backend',
+      // Long enough to cover the gaps of a rollout or a burst of pods, short enough that an
+      // idle node does not keep a booted Node (~20 MiB RSS) around for long.
+      spareIdleSec: DEFAULT_SPARE_IDLE_SEC,
     },
     runc: { binary: 'runc', root: '/run/containerd/runc', systemdCgroup: false },
     // the reference shim keeps crun's state under runc's root too (BinaryName = crun)
@@ -181,6 +194,14 @@ export function parseConfig(text: string, source: string): ShimConfig {
   }
   const ann = str(shim, 'backend_annotation', 'shim.backend_annotation');
   if (ann !== undefined) cfg.shim.backendAnnotation = ann;
+  const spareIdle = shim.spare_idle;
+  if (spareIdle !== undefined) {
+    if (typeof spareIdle !== 'number' || !Number.isInteger(spareIdle) || spareIdle < 0 || spareIdle > MAX_SPARE_IDLE_SEC) {
+      throw bad('shim.spare_idle', `a whole number of seconds from 0 to ${MAX_SPARE_IDLE_SEC}`, spareIdle);
+    }
+    cfg.shim.spareIdleSec = spareIdle;
+  }
+  if (bool(shim, 'spare', 'shim.spare') === false) cfg.shim.spareIdleSec = 0;
 
   for (const name of ['runc', 'crun'] as const) {
     const t = table(name);

@@ -35,7 +35,14 @@ const INHERITED_LISTENER_FD = 3;
  */
 const FINAL_LOG_MS = 500;
 
-export async function runDaemon(args: ShimArgs): Promise<void> {
+export interface DaemonOptions {
+  /** the group's listening socket, when not inherited as fd 3 (a spare's adoption) */
+  listenerFd?: number;
+  /** this daemon was a spare booted ahead of its start (logged, for operators and benches) */
+  adopted?: boolean;
+}
+
+export async function runDaemon(args: ShimArgs, opts: DaemonOptions = {}): Promise<void> {
   const bundle = process.cwd();
   // A config error here is logged; Create reports it to containerd with the details.
   let config;
@@ -98,7 +105,8 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
 
   let shuttingDown = false;
   const socketPath = args.socket;
-  const inherited = isSocket(INHERITED_LISTENER_FD);
+  const listenerFd = opts.listenerFd ?? INHERITED_LISTENER_FD;
+  const inherited = isSocket(listenerFd);
   // the socket file's inode now, while the path is certainly ours
   const socketIno = socketPath ? fileInode(socketPath) : undefined;
 
@@ -156,7 +164,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
   });
 
   if (!inherited && !socketPath) throw new Error('serve: no inherited listener (fd 3) and no -socket');
-  listener = await listenPipe(inherited ? { fd: INHERITED_LISTENER_FD } : { path: socketPath! });
+  listener = await listenPipe(inherited ? { fd: listenerFd } : { path: socketPath! });
   ttrpc.listen(listener);
 
   process.on('SIGTERM', () => void exit('SIGTERM'));
@@ -169,7 +177,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
   process.on('unhandledRejection', (err) => {
     logger.error({ err: (err as Error)?.message ?? String(err) }, 'unhandled rejection');
   });
-  logger.info({ socket: socketPath, group: process.env.TSSHIM_GROUP }, 'shim serving');
+  logger.info({ socket: socketPath, group: process.env.TSSHIM_GROUP, spare: opts.adopted === true }, 'shim serving');
 }
 
 function isSocket(fd: number): boolean {

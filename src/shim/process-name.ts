@@ -25,13 +25,13 @@ export function shimCommandLine(a: { binary: string; namespace: string; id: stri
   return [a.binary, '-namespace', a.namespace, '-id', a.id, '-address', a.address, ...(a.debug ? ['-debug'] : [])];
 }
 
-/** [arg_start, arg_end) of this process: fields 48 and 49 of /proc/self/stat */
-function argArea(): { start: number; end: number } | undefined {
+/** [arg_start, arg_end) of this process: fields 48 and 49 of /proc/self/stat (50, 51: the environment's) */
+function argArea(first = 48): { start: number; end: number } | undefined {
   const stat = readFileSync('/proc/self/stat', 'latin1');
   // fields after the command name, which may contain spaces: [state (3), ppid (4), …]
   const fields = stat.slice(stat.lastIndexOf(')') + 2).trim().split(' ');
-  const start = Number(fields[48 - 3]);
-  const end = Number(fields[49 - 3]);
+  const start = Number(fields[first - 3]);
+  const end = Number(fields[first + 1 - 3]);
   return Number.isSafeInteger(start) && Number.isSafeInteger(end) && start > 0 && end > start ? { start, end } : undefined;
 }
 
@@ -72,5 +72,31 @@ function setProcessName(name: string): void {
     writeFileSync('/proc/self/comm', name.slice(0, 15));
   } catch {
     /* best effort */
+  }
+}
+
+/**
+ * What /proc/self/environ shows, rewritten like the command line: for a spare daemon
+ * (spare.ts) that took on its `start`'s environment, so that it reads exactly like a
+ * daemon spawned with it. Only safe once no entry of glibc's environ points into the
+ * original block (every variable was unset and set again: setenv copies). False if the
+ * area is too small (the spare boots with a padding variable to make room) or not writable.
+ */
+export function setEnvironArea(env: string[]): boolean {
+  const text = Buffer.from(env.map((e) => `${e}\0`).join(''));
+  try {
+    const area = argArea(50);
+    if (!area || text.length > area.end - area.start || env.some((e) => e.includes('\0'))) return false;
+    const buf = Buffer.alloc(area.end - area.start);
+    text.copy(buf);
+    const fd = openSync('/proc/self/mem', 'r+');
+    try {
+      writeSync(fd, buf, 0, buf.length, area.start);
+    } finally {
+      closeSync(fd);
+    }
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -158,6 +158,8 @@ interface Libc {
   spawnActionsDestroy: Fn<number>;
   spawnActionsAddDup2: Fn<number>;
   spawnActionsAddOpen: Fn<number>;
+  poll: Fn<number>;
+  accept4: Fn<number>;
 }
 
 let libc: Libc | undefined;
@@ -227,6 +229,8 @@ function load(): Libc {
     spawnActionsDestroy: fn('posix_spawn_file_actions_destroy', D.I32, [D.I64], false),
     spawnActionsAddDup2: fn('posix_spawn_file_actions_adddup2', D.I32, [D.I64, D.I32, D.I32], false),
     spawnActionsAddOpen: fn('posix_spawn_file_actions_addopen', D.I32, [D.I64, D.I32, D.String, D.I32, D.I32], false),
+    poll: fn('poll', D.I32, [D.U8Array, D.I64, D.I32]),
+    accept4: fn('accept4', D.I32, [D.I32, D.I64, D.I64, D.I32]),
   };
   return libc;
 }
@@ -490,6 +494,31 @@ export function socketpair(): [number, number] {
   const out = Buffer.alloc(8);
   check('socketpair', load().socketpair([AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, out]));
   return [out.readInt32LE(0), out.readInt32LE(4)];
+}
+
+const POLLIN = 1;
+
+/**
+ * Blocks the whole process (the event loop too) until fd is readable, hung up, or
+ * timeoutMs passed. Only for a process that has nothing else to do meanwhile: a spare
+ * daemon waiting to be adopted (src/shim/spare.ts). True when fd is ready.
+ */
+export function waitReadable(fd: number, timeoutMs: number): boolean {
+  // struct pollfd { int fd; short events; short revents; }
+  const pfd = Buffer.alloc(8);
+  pfd.writeInt32LE(fd, 0);
+  pfd.writeInt16LE(POLLIN, 4);
+  const r = load().poll([pfd, 1, Math.max(0, Math.trunc(timeoutMs))]);
+  if (r.value < 0) {
+    if (errnoName(r.errnoCode) === 'EINTR') return false;
+    throw new SysError('poll', r.errnoCode, `fd ${fd}`);
+  }
+  return r.value > 0;
+}
+
+/** accept4(fd, NULL, NULL, SOCK_CLOEXEC): a blocking, close-on-exec connection */
+export function acceptConnection(listenFd: number): number {
+  return check('accept4', load().accept4([listenFd, 0, 0, SOCK_CLOEXEC]), `fd ${listenFd}`);
 }
 
 /** close(2) for fds that Node does not own */

@@ -16,7 +16,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { groupKey, socketPath, unixAddress, DEFAULT_SOCKET_DIR } from '../../src/shim/address.js';
 import { readAnnotations } from '../../src/shim/start.js';
-import { DEFAULT_CONFIG_PATH, type GroupScope } from '../../src/shim/config.js';
+import { DEFAULT_CONFIG_PATH, DEFAULT_SPARE_IDLE_SEC, type GroupScope } from '../../src/shim/config.js';
 import { configCachePath } from '../../src/shim/config-cache.js';
 import { DAEMON_GLIBC_TUNABLES } from '../../src/shim/daemon-launch.js';
 import { Any } from '../../src/proto/gen/google/protobuf/any.js';
@@ -484,7 +484,7 @@ describe('launcher start: runtime options naming a config file (CRI)', () => {
 
     nodeStart('o1', b1, input, want);
     const st = fs.statSync(cfg);
-    expect(fs.readFileSync(configCachePath(cfg), 'utf8')).toBe(`${Math.trunc(st.mtimeMs)} ${st.size} pod ${DEFAULT_SOCKET_DIR}\n`);
+    expect(fs.readFileSync(configCachePath(cfg), 'utf8')).toBe(`${Math.trunc(st.mtimeMs)} ${st.size} pod ${DEFAULT_SPARE_IDLE_SEC} ${DEFAULT_SOCKET_DIR}\n`);
     const daemons = daemonPids(sock);
     expect(daemons).toHaveLength(1);
 
@@ -544,7 +544,7 @@ describe('launcher start: runtime options naming a config file (CRI)', () => {
 
     nodeStart('e1', b1, none, want, env);
     const st = fs.statSync(cfg);
-    expect(fs.readFileSync(configCachePath(cfg), 'utf8')).toBe(`${Math.trunc(st.mtimeMs)} ${st.size} pod ${DEFAULT_SOCKET_DIR}\n`);
+    expect(fs.readFileSync(configCachePath(cfg), 'utf8')).toBe(`${Math.trunc(st.mtimeMs)} ${st.size} pod ${DEFAULT_SPARE_IDLE_SEC} ${DEFAULT_SOCKET_DIR}\n`);
     const daemons = daemonPids(sock);
     expect(daemons).toHaveLength(1);
     fastStart('e2', b2, none, want, env);
@@ -591,7 +591,7 @@ describe('launcher start: runtime options naming a config file (CRI)', () => {
       const firstWant = expectedFor(first!.bundle, first!.id, scope, sdir);
       await cleanupSocket(sockOf(firstWant));
       nodeStart(first!.id, first!.bundle, input, firstWant);
-      expect(fs.readFileSync(configCachePath(cfg), 'utf8')).toMatch(new RegExp(` ${scope} ${sdir}\n$`));
+      expect(fs.readFileSync(configCachePath(cfg), 'utf8')).toMatch(new RegExp(` ${scope} ${DEFAULT_SPARE_IDLE_SEC} ${sdir}\n$`));
       for (const b of rest) {
         const want = expectedFor(b.bundle, b.id, scope, sdir);
         if (want !== firstWant) await cleanupSocket(sockOf(want));

@@ -13,7 +13,7 @@ let dir: string;
 let cacheDir: string;
 let cfg: string;
 const HOUR_AGO = new Date(Date.now() - 3600_000);
-const shim = { group: 'container' as const, socketDir: '/run/tsshim-test' };
+const shim = { group: 'container' as const, socketDir: '/run/tsshim-test', spareIdleSec: 300 };
 
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-config-cache-'));
@@ -26,13 +26,13 @@ beforeEach(() => {
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe('config cache', () => {
-  it('is named after the sha256 of the path and holds "<mtime ms> <size> <scope> <socket dir>"', () => {
+  it('is named after the sha256 of the path and holds "<mtime ms> <size> <scope> <spare idle s> <socket dir>"', () => {
     const file = configCachePath(cfg, cacheDir);
     expect(file).toBe(path.join(cacheDir, CONFIG_CACHE_PREFIX + createHash('sha256').update(cfg).digest('hex')));
     const stamp = stampConfigFile(cfg)!;
     expect(writeConfigCache(cfg, stamp, shim, cacheDir)).toBe(true);
     const st = fs.statSync(cfg);
-    expect(fs.readFileSync(file, 'utf8')).toBe(`${Math.trunc(st.mtimeMs)} ${st.size} container /run/tsshim-test\n`);
+    expect(fs.readFileSync(file, 'utf8')).toBe(`${Math.trunc(st.mtimeMs)} ${st.size} container 300 /run/tsshim-test\n`);
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
     expect(fs.readdirSync(cacheDir)).toEqual([path.basename(file)]);
   });

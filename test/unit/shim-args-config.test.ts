@@ -108,6 +108,18 @@ describe('config', () => {
       }
     });
   });
+  it('[shim] spare_idle and spare: seconds, 0 or false for none; bad values name the key', () => {
+    expect(parseConfig('', 'x').shim.spareIdleSec).toBe(300);
+    expect(parseConfig('[shim]\nspare_idle = 45\n', 'x').shim.spareIdleSec).toBe(45);
+    expect(parseConfig('[shim]\nspare_idle = 0\n', 'x').shim.spareIdleSec).toBe(0);
+    expect(parseConfig('[shim]\nspare = false\nspare_idle = 45\n', 'x').shim.spareIdleSec).toBe(0);
+    expect(parseConfig('[shim]\nspare = true\n', 'x').shim.spareIdleSec).toBe(300);
+    for (const bad of ['-1', '1.5', '"60"', '86401']) {
+      expect(() => parseConfig(`[shim]\nspare_idle = ${bad}\n`, 'x')).toThrow(/line 2: shim\.spare_idle must be a whole number of seconds from 0 to 86400/);
+    }
+    expect(() => parseConfig('[shim]\nspare = "no"\n', 'x')).toThrow(/shim\.spare must be true or false/);
+  });
+
   it('an explicitly named missing file is an error', () => {
     const missing = path.join(os.tmpdir(), `nope-${process.pid}.toml`);
     expect(() => loadConfig({ path: missing })).toThrow(/tsshim config/);

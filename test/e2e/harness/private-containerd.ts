@@ -152,6 +152,8 @@ const SHIM_SOCKET_DIR = '/run/containerd/s';
 const DEFAULT_RUNTIME_ROOTS = ['/run/containerd/runc', '/run/containerd/crun'];
 // runsc: its runsc-sandbox and gofer processes inherit the shim's environment and cwd
 const NON_SHIM_EXES = new Set(['ctr', 'runc', 'crun', 'runsc', 'containerd', 'script']);
+/** argv[0] of a waiting spare daemon (SPARE_PROCESS_NAME in src/shim/spare.ts) */
+const SPARE_PROCESS_NAME = 'tsshim-spare';
 
 /** the default PATH of a service on a node (systemd's; containerd's unit sets none) */
 export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -643,6 +645,7 @@ export class PrivateContainerd {
     for (const pid of listPids()) {
       if (pid === process.pid || pid === this.pid || !isLive(pid)) continue;
       const argv = readCmdline(pid);
+      if (argv[0] === SPARE_PROCESS_NAME) continue; // not serving anything: see spareProcesses()
       const addressIndex = argv.findIndex((a) => a === '-address' || a === '--address');
       const byArgv = addressIndex >= 0 && argv[addressIndex + 1] === this.address;
       const byEnv = !byArgv && readEnviron(pid).get('TTRPC_ADDRESS') === this.ttrpcAddress;
@@ -675,6 +678,20 @@ export class PrivateContainerd {
         (readCwd(pid) ?? '').startsWith(`${taskDir}/`);
       const stat = ours ? readStat(pid) : undefined;
       if (stat) out.push(stat);
+    }
+    return out;
+  }
+
+  /**
+   * Spare daemons booted for this instance (src/shim/spare.ts): waiting, named
+   * `tsshim-spare -address <our socket> -control <their socket>`. Not shims until adopted.
+   */
+  spareProcesses(): Array<{ pid: number; control: string }> {
+    const out: Array<{ pid: number; control: string }> = [];
+    for (const pid of listPids()) {
+      if (pid === process.pid || !isLive(pid)) continue;
+      const argv = readCmdline(pid);
+      if (argv[0] === SPARE_PROCESS_NAME && argv[2] === this.address) out.push({ pid, control: argv[4] ?? '' });
     }
     return out;
   }
@@ -821,7 +838,16 @@ export class PrivateContainerd {
       // no task state at all
     }
 
-    const leftovers = [...this.shimProcesses().map((p) => p.pid), ...this.killCgroupProcesses()];
+    // Spares leave by themselves within a second of containerd's socket going away (and
+    // remove their control socket); any still there are killed and their sockets removed.
+    const spares = this.spareProcesses();
+    try {
+      await waitUntil(() => spares.every((s) => !isLive(s.pid)), { timeoutMs: 3_000, what: 'spare daemons to leave' });
+    } catch {
+      // killed below
+    }
+    for (const s of spares) if (isLive(s.pid) && s.control.startsWith('/')) rmSync(s.control, { force: true });
+    const leftovers = [...this.shimProcesses().map((p) => p.pid), ...spares.map((s) => s.pid), ...this.killCgroupProcesses()];
     for (const pid of leftovers) {
       try {
         process.kill(pid, 'SIGKILL');
