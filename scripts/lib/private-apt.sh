@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Sourced by scripts/fetch-containerd.sh and scripts/fetch-docker.sh: download packages of a newer
+# Sourced by scripts/fetch-containerd.sh, scripts/fetch-docker.sh and scripts/fetch-runsc.sh: download packages of a newer
 # Debian suite WITHOUT touching the system's apt state. A private apt state (own sources list,
 # lists dir, cache dir, empty dpkg status) is passed to apt-get with -o options; the system's
 # apt sources, lists and dpkg database are never read or written.
