@@ -394,6 +394,47 @@ function processesUsing(dir) {
   return found;
 }
 
+/**
+ * Waiting spare daemons (src/shim/spare.ts: `tsshim-spare -address … -control <socket>`) of a
+ * release hold no container: an upgrade or an uninstall stops them (and removes their control
+ * sockets) instead of waiting for them. A start that was adopting one falls back to a spawn.
+ */
+function stopSpares(dir) {
+  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+  const stopped = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    let argv;
+    try {
+      argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').filter(Boolean);
+    } catch {
+      continue;
+    }
+    if (argv[0] !== 'tsshim-spare') continue;
+    let ours = (readlink(`/proc/${pid}/exe`) ?? '').startsWith(prefix);
+    if (!ours) {
+      try {
+        ours = fs.readFileSync(`/proc/${pid}/maps`, 'latin1').includes(` ${prefix}`);
+      } catch {
+        continue;
+      }
+    }
+    if (!ours) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+      stopped.push(pid);
+    } catch {
+      continue;
+    }
+    const control = argv[argv.indexOf('-control') + 1];
+    if (argv.includes('-control') && control?.startsWith('/')) fs.rmSync(control, { force: true });
+  }
+  // a killed process keeps its mappings until it is reaped by its parent (init): wait briefly
+  const deadline = Date.now() + 2000;
+  while (stopped.some((pid) => fs.existsSync(`/proc/${pid}/maps`)) && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+}
+
 function realDir(dir) {
   try {
     return fs.realpathSync(dir);
@@ -423,6 +464,7 @@ function prune(l, keep) {
       continue;
     }
     if (!RELEASE_RE.test(name) || name === keep) continue;
+    stopSpares(realDir(dir));
     const users = processesUsing(realDir(dir));
     if (users.length > 0) {
       say(`kept ${name}: still in use\n${describe(users)}`);
@@ -688,6 +730,7 @@ function uninstall(opts) {
 }
 
 function uninstallLocked(opts, l) {
+  stopSpares(realDir(l.lib));
   const users = processesUsing(realDir(l.lib));
   if (users.length > 0 && !opts.force) {
     throw new InstallError(`shims of this install are still running; stop their containers first, or run with --force:\n${describe(users)}`, 2);

@@ -8,11 +8,15 @@ export const LOOPBACK_PROBE = [
   'echo flags=$(cat /sys/class/net/lo/flags)',
   'ip link show lo | head -n1 | grep -q "[<,]UP[,>]" && echo link=UP || echo link=DOWN',
   'nc -l -p 7777 & listener=$!',
+  'sent=',
   'for i in $(seq 1 50); do',
-  '  r=$(echo over-lo | nc 127.0.0.1 7777 2>&1) && break',
+  '  r=$(echo over-lo | nc 127.0.0.1 7777 2>&1) && { sent=1; break; }',
   '  case "$r" in *refused*) sleep 0.1 ;; *) echo "connect=$r"; break ;; esac',
   'done',
-  'kill $listener 2>/dev/null; wait',
+  // after a connection the listener prints what it got and exits: wait for it (killing it at
+  // once could lose its line); a listener that got nothing is stopped, after 5 s at most
+  'if [ -n "$sent" ]; then (sleep 5; kill $listener 2>/dev/null) & guard=$!; wait $listener; kill $guard 2>/dev/null; else kill $listener 2>/dev/null; fi',
+  'wait',
 ].join('\n');
 
 /** what LOOPBACK_PROBE prints when lo is up, as runc leaves it in a new network namespace */
