@@ -131,7 +131,7 @@ export class PosixSpawnCommand implements RuntimeCommand {
     }
     let pid: number;
     try {
-      pid = ffi.posixSpawn(path, [req.file, ...req.args], env, fds);
+      pid = ffi.posixSpawn(path, [req.file, ...req.args], env, fds, { resetSignals: true });
     } catch (err) {
       for (const f of ours) ffi.closeFd(f);
       if (err instanceof ffi.SysError) {
