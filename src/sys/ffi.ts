@@ -228,17 +228,19 @@ function load(): Libc {
     memsetExternal: fn('memset', D.External, [D.I64, D.I32, D.I64], false),
     socketpair: fn('socketpair', D.I32, [D.I32, D.I32, D.I32, D.U8Array]),
     close: fn('close', D.I32, [D.I32]),
-    // posix_spawn and its file actions return an error number instead of setting errno
-    posixSpawn: fn('posix_spawn', D.I32, [D.I64, D.String, D.I64, D.I64, D.I64, D.I64], false),
-    spawnActionsInit: fn('posix_spawn_file_actions_init', D.I32, [D.I64], false),
-    spawnAttrInit: fn('posix_spawnattr_init', D.I32, [D.I64], false),
-    spawnAttrDestroy: fn('posix_spawnattr_destroy', D.I32, [D.I64], false),
-    spawnAttrSetFlags: fn('posix_spawnattr_setflags', D.I32, [D.I64, D.I32], false),
-    spawnAttrSetSigMask: fn('posix_spawnattr_setsigmask', D.I32, [D.I64, D.I64], false),
-    spawnAttrSetSigDefault: fn('posix_spawnattr_setsigdefault', D.I32, [D.I64, D.I64], false),
-    spawnActionsDestroy: fn('posix_spawn_file_actions_destroy', D.I32, [D.I64], false),
-    spawnActionsAddDup2: fn('posix_spawn_file_actions_adddup2', D.I32, [D.I64, D.I32, D.I32], false),
-    spawnActionsAddOpen: fn('posix_spawn_file_actions_addopen', D.I32, [D.I64, D.I32, D.String, D.I32, D.I32], false),
+    // posix_spawn and its file actions return an error number instead of setting errno; they
+    // are still loaded with errno: true, because only then does ffi-rs hand back the
+    // { value } the callers read (with false it returns the bare number)
+    posixSpawn: fn('posix_spawn', D.I32, [D.I64, D.String, D.I64, D.I64, D.I64, D.I64]),
+    spawnActionsInit: fn('posix_spawn_file_actions_init', D.I32, [D.I64]),
+    spawnAttrInit: fn('posix_spawnattr_init', D.I32, [D.I64]),
+    spawnAttrDestroy: fn('posix_spawnattr_destroy', D.I32, [D.I64]),
+    spawnAttrSetFlags: fn('posix_spawnattr_setflags', D.I32, [D.I64, D.I32]),
+    spawnAttrSetSigMask: fn('posix_spawnattr_setsigmask', D.I32, [D.I64, D.I64]),
+    spawnAttrSetSigDefault: fn('posix_spawnattr_setsigdefault', D.I32, [D.I64, D.I64]),
+    spawnActionsDestroy: fn('posix_spawn_file_actions_destroy', D.I32, [D.I64]),
+    spawnActionsAddDup2: fn('posix_spawn_file_actions_adddup2', D.I32, [D.I64, D.I32, D.I32]),
+    spawnActionsAddOpen: fn('posix_spawn_file_actions_addopen', D.I32, [D.I64, D.I32, D.String, D.I32, D.I32]),
     poll: fn('poll', D.I32, [D.U8Array, D.I64, D.I32]),
     accept4: fn('accept4', D.I32, [D.I32, D.I64, D.I64, D.I32]),
   };

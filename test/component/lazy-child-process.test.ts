@@ -84,9 +84,11 @@ const t0 = Date.now();
 let slowErr;
 try { await slowBackend.cliFor({}, 'ns').state('x'); } catch (err) { slowErr = { code: err.code, message: err.message }; }
 const slowMs = Date.now() - t0;
+let missingErr;
+try { await new RuncBackend({ binary: ${JSON.stringify(path.join(dir, 'no-such-runtime'))}, root: ${JSON.stringify(dir)}, exits: reaper, criuAvailable: false }).cliFor({}, 'ns').state('x'); } catch (err) { missingErr = { code: err.code, message: err.message }; }
 await new Promise((r) => setTimeout(r, 100));
 const builtins = heavy().filter((m) => !before.includes(m));
-console.log(JSON.stringify({ hasFeatures: typeof features?.ociVersionMin === 'string', stateErr, slowErr, slowMs, seen, builtins }));
+console.log(JSON.stringify({ hasFeatures: typeof features?.ociVersionMin === 'string', stateErr, slowErr, slowMs, missingErr, seen, builtins }));
 process.exit(0);
 `;
 
@@ -100,6 +102,7 @@ describe('the runc backend with the Reaper installed', () => {
         stateErr?: { code: string; message: string };
         slowErr?: { code: string; message: string };
         slowMs: number;
+        missingErr?: { code: string; message: string };
         seen: number[];
         builtins: string[];
       };
@@ -108,6 +111,8 @@ describe('the runc backend with the Reaper installed', () => {
       expect(out.stateErr?.message).toMatch(/does not exist|not found/i);
       expect(out.slowErr?.code).toBe('DeadlineExceeded'); // killed at the deadline
       expect(out.slowMs).toBeLessThan(5_000);
+      expect(out.missingErr?.code).toBe('FailedPrecondition'); // posix_spawn's ENOENT, by path
+      expect(out.missingErr?.message).toMatch(/not found/);
       expect(out.seen).toEqual([]); // runtime exits are not containers'
       expect(out.builtins).toEqual([]);
     } finally {
