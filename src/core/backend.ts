@@ -25,6 +25,8 @@ export interface ExitEvent {
   containerId?: string;
   /** exit code, or 128 + signal number when killed by a signal */
   status: number;
+  /** the signal number when killed by one (status alone cannot tell 137 from SIGKILL) */
+  signal?: number;
   at: Date;
 }
 

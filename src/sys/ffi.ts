@@ -155,6 +155,11 @@ interface Libc {
   close: Fn<number>;
   posixSpawn: Fn<number>;
   spawnActionsInit: Fn<number>;
+  spawnAttrInit: Fn<number>;
+  spawnAttrDestroy: Fn<number>;
+  spawnAttrSetFlags: Fn<number>;
+  spawnAttrSetSigMask: Fn<number>;
+  spawnAttrSetSigDefault: Fn<number>;
   spawnActionsDestroy: Fn<number>;
   spawnActionsAddDup2: Fn<number>;
   spawnActionsAddOpen: Fn<number>;
@@ -223,12 +228,19 @@ function load(): Libc {
     memsetExternal: fn('memset', D.External, [D.I64, D.I32, D.I64], false),
     socketpair: fn('socketpair', D.I32, [D.I32, D.I32, D.I32, D.U8Array]),
     close: fn('close', D.I32, [D.I32]),
-    // posix_spawn and its file actions return an error number instead of setting errno
-    posixSpawn: fn('posix_spawn', D.I32, [D.I64, D.String, D.I64, D.I64, D.I64, D.I64], false),
-    spawnActionsInit: fn('posix_spawn_file_actions_init', D.I32, [D.I64], false),
-    spawnActionsDestroy: fn('posix_spawn_file_actions_destroy', D.I32, [D.I64], false),
-    spawnActionsAddDup2: fn('posix_spawn_file_actions_adddup2', D.I32, [D.I64, D.I32, D.I32], false),
-    spawnActionsAddOpen: fn('posix_spawn_file_actions_addopen', D.I32, [D.I64, D.I32, D.String, D.I32, D.I32], false),
+    // posix_spawn and its file actions return an error number instead of setting errno; they
+    // are still loaded with errno: true, because only then does ffi-rs hand back the
+    // { value } the callers read (with false it returns the bare number)
+    posixSpawn: fn('posix_spawn', D.I32, [D.I64, D.String, D.I64, D.I64, D.I64, D.I64]),
+    spawnActionsInit: fn('posix_spawn_file_actions_init', D.I32, [D.I64]),
+    spawnAttrInit: fn('posix_spawnattr_init', D.I32, [D.I64]),
+    spawnAttrDestroy: fn('posix_spawnattr_destroy', D.I32, [D.I64]),
+    spawnAttrSetFlags: fn('posix_spawnattr_setflags', D.I32, [D.I64, D.I32]),
+    spawnAttrSetSigMask: fn('posix_spawnattr_setsigmask', D.I32, [D.I64, D.I64]),
+    spawnAttrSetSigDefault: fn('posix_spawnattr_setsigdefault', D.I32, [D.I64, D.I64]),
+    spawnActionsDestroy: fn('posix_spawn_file_actions_destroy', D.I32, [D.I64]),
+    spawnActionsAddDup2: fn('posix_spawn_file_actions_adddup2', D.I32, [D.I64, D.I32, D.I32]),
+    spawnActionsAddOpen: fn('posix_spawn_file_actions_addopen', D.I32, [D.I64, D.I32, D.String, D.I32, D.I32]),
     poll: fn('poll', D.I32, [D.U8Array, D.I64, D.I32]),
     accept4: fn('accept4', D.I32, [D.I32, D.I64, D.I64, D.I32]),
   };
@@ -575,6 +587,13 @@ const SPAWN_PTRS_OFF = 256;
 const SPAWN_MAX_PTRS = 224; // argv and envp entries, NULLs included
 const SPAWN_STRINGS_OFF = SPAWN_PTRS_OFF + SPAWN_MAX_PTRS * 8;
 const SPAWN_ARENA_LEN = 64 * 1024;
+// posix_spawnattr_t (336 bytes on glibc x86_64) and two sigset_t (128 bytes) at the end
+const SPAWN_ATTR_OFF = SPAWN_ARENA_LEN - 1024;
+const SPAWN_SIGMASK_OFF = SPAWN_ARENA_LEN - 512;
+const SPAWN_SIGDEF_OFF = SPAWN_ARENA_LEN - 256;
+const SPAWN_STRINGS_END = SPAWN_ATTR_OFF;
+const POSIX_SPAWN_SETSIGDEF = 0x04;
+const POSIX_SPAWN_SETSIGMASK = 0x08;
 let spawnArena: NativeArena | undefined;
 
 function spawnMemory(): NativeArena {
@@ -595,9 +614,11 @@ function spawnMemory(): NativeArena {
  * process's page tables, unlike fork (child_process), which costs ~1.5 ms for Node. The
  * child is not libuv's: whoever reaps this process's children (src/sys/reaper.ts) reaps
  * it. Signal dispositions are inherited as posix_spawn does: a spawned program that
- * cares (tsshim-exec does) resets them.
+ * cares (tsshim-exec does) resets them; or `resetSignals` makes the child start with every
+ * signal at its default and none blocked (a program that hands them on, as runc does to the
+ * container, must not inherit Node's ignored SIGPIPE).
  */
-export function posixSpawn(file: string, argv: string[], envp: string[], fds: SpawnFd[]): number {
+export function posixSpawn(file: string, argv: string[], envp: string[], fds: SpawnFd[], o: { resetSignals?: boolean } = {}): number {
   const l = load();
   const a = spawnMemory();
   const v = a.view;
@@ -610,7 +631,7 @@ export function posixSpawn(file: string, argv: string[], envp: string[], fds: Sp
     for (const s of list) {
       const bytes = Buffer.from(s, 'utf8');
       if (bytes.includes(0)) throw new SysError('posix_spawn', osConstants.errno.EINVAL, 'NUL in an argument');
-      if (strOff + bytes.length + 1 > SPAWN_ARENA_LEN) throw new SysError('posix_spawn', osConstants.errno.E2BIG, 'arguments too long');
+      if (strOff + bytes.length + 1 > SPAWN_STRINGS_END) throw new SysError('posix_spawn', osConstants.errno.E2BIG, 'arguments too long');
       bytes.copy(v, strOff);
       v[strOff + bytes.length] = 0;
       v.writeBigUInt64LE(BigInt(a.addr + strOff), ptrOff);
@@ -641,7 +662,30 @@ export function posixSpawn(file: string, argv: string[], envp: string[], fds: Sp
       }
       if (err) throw new SysError('posix_spawn_file_actions', err, `fd ${f.child}`);
     }
-    err = l.posixSpawn([a.addr + SPAWN_PID_OFF, file, actions, 0, argvAddr, envpAddr]).value;
+    let attr = 0;
+    if (o.resetSignals) {
+      attr = a.addr + SPAWN_ATTR_OFF;
+      err = l.spawnAttrInit([attr]).value;
+      if (err) throw new SysError('posix_spawnattr_init', err);
+      // empty mask; every signal back to SIG_DFL, glibc's internal 32 and 33 too (left out,
+      // glibc's spawn sets one with a handler of ours to SIG_IGN, and exec keeps that)
+      v.fill(0, SPAWN_SIGMASK_OFF, SPAWN_SIGMASK_OFF + 128);
+      v.fill(0, SPAWN_SIGDEF_OFF, SPAWN_SIGDEF_OFF + 128);
+      v.writeBigUInt64LE(0xffff_ffff_ffff_ffffn, SPAWN_SIGDEF_OFF);
+      err =
+        l.spawnAttrSetSigMask([attr, a.addr + SPAWN_SIGMASK_OFF]).value ||
+        l.spawnAttrSetSigDefault([attr, a.addr + SPAWN_SIGDEF_OFF]).value ||
+        l.spawnAttrSetFlags([attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK]).value;
+      if (err) {
+        l.spawnAttrDestroy([attr]);
+        throw new SysError('posix_spawnattr', err);
+      }
+    }
+    try {
+      err = l.posixSpawn([a.addr + SPAWN_PID_OFF, file, actions, attr, argvAddr, envpAddr]).value;
+    } finally {
+      if (attr) l.spawnAttrDestroy([attr]);
+    }
     if (err) throw new SysError('posix_spawn', err, file);
     return v.readInt32LE(SPAWN_PID_OFF);
   } finally {

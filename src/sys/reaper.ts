@@ -21,7 +21,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { ExitEvent, ExitSource, ExitSubscription } from '../core/backend.js';
-import { SysError, setChildSubreaper, waitidPeekAny, waitidReap } from './ffi.js';
+import { CLD_EXITED, SysError, setChildSubreaper, waitidPeekAny, waitidReap } from './ffi.js';
 import { whenChildProcessLoaded } from './lazy-builtins.js';
 
 /** Exits a subscription keeps for take(); older ones are dropped first. */
@@ -234,6 +234,7 @@ export class Reaper implements ExitSource {
     this.wanted.delete(pid);
     this.reapedCount++;
     const e: ExitEvent = { pid: r.pid, status: r.exitStatus, at: new Date() };
+    if (r.exit.code !== CLD_EXITED) e.signal = r.exit.status;
     for (const s of [...this.subscriptions]) s.deliver(e);
     return true;
   }

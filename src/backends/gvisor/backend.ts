@@ -156,6 +156,7 @@ export class GvisorBackend extends RuncBackend {
       // verbs other than create read the sandbox's own settings; the flags only need to parse
       flags: composeRunscFlags(this.config, this.platform ?? 'ptrace', network),
       timeouts,
+      command: this.command,
     });
   }
 

@@ -31,7 +31,9 @@ import {
   readProcessCgroups,
 } from '../../sys/cgroups.js';
 import { ConsoleSocket } from '../../sys/console-socket.js';
-import { DEFAULT_RUNTIME_ROOT, RuncCli, type RuntimeVerb, type StdioFds } from './cli.js';
+import { DEFAULT_RUNTIME_ROOT, RuncCli, type RuntimeCommand, type RuntimeVerb, type StdioFds } from './cli.js';
+import { PosixSpawnCommand } from './spawn-command.js';
+import { Reaper } from '../../sys/reaper.js';
 
 /** `<bundle>/init.pid`, the name the reference shim uses (containerd's `delete` reads it too) */
 export const INIT_PID_FILE = 'init.pid';
@@ -67,6 +69,8 @@ export interface RuncBackendOptions {
   consoleSockets?: ConsoleSocketFactory;
   /** whether criu is usable; default: `criu` on PATH */
   criuAvailable?: boolean;
+  /** how the runtime CLI is run; default posix_spawn when a Reaper is installed, else execa */
+  command?: RuntimeCommand;
 }
 
 /** What the backend keeps per container. */
@@ -134,6 +138,8 @@ export class RuncBackend implements Backend {
   readonly capabilities: BackendCapabilities;
   readonly exits: WantingExitSource;
   readonly binary: string;
+  /** how the runtime CLI is run (undefined: execa) */
+  protected readonly command: RuntimeCommand | undefined;
   protected readonly root: string | undefined;
   private readonly systemdCgroup: boolean;
   protected readonly timeouts: Partial<Record<RuntimeVerb, number>>;
@@ -147,7 +153,12 @@ export class RuncBackend implements Backend {
     this.name = o.name ?? basename(this.binary);
     this.root = o.root;
     this.systemdCgroup = o.systemdCgroup ?? false;
-    this.exits = o.exits;
+    // with the process's Reaper installed, the runtime CLI is posix_spawned (no execa,
+    // child_process or streams loaded); its exits are the command's, not containers'.
+    // TSSHIM_RUNTIME_SPAWN=execa keeps execa (comparisons, a suspected regression)
+    const reaper = Reaper.current();
+    this.command = o.command ?? (reaper && process.env.TSSHIM_RUNTIME_SPAWN !== 'execa' ? PosixSpawnCommand.for(reaper) : undefined);
+    this.exits = this.command instanceof PosixSpawnCommand ? this.command.hideRuntimeExits(o.exits) : o.exits;
     this.timeouts = o.timeouts ?? {};
     this.consoleSockets = o.consoleSockets ?? (() => ConsoleSocket.create());
     this.criu = o.criuAvailable ?? onPath('criu');
@@ -161,12 +172,13 @@ export class RuncBackend implements Backend {
       root: runtimeRoot(options, namespace, this.root),
       systemdCgroup: options.systemdCgroup || this.systemdCgroup,
       timeouts,
+      command: this.command,
     });
   }
 
   /** `<binary> features` JSON (runc ≥ 1.1), or undefined when the runtime has none (crun 1.8) */
   features(): Promise<Record<string, unknown> | undefined> {
-    return new RuncCli({ binary: this.binary, root: this.root ?? DEFAULT_RUNTIME_ROOT, timeouts: this.timeouts }).features();
+    return new RuncCli({ binary: this.binary, root: this.root ?? DEFAULT_RUNTIME_ROOT, timeouts: this.timeouts, command: this.command }).features();
   }
 
   /** the CLI a new container is driven with (runsc adds per-container flags from the spec) */

@@ -56,6 +56,8 @@ export interface RuncCliConfig {
   root: string;
   systemdCgroup?: boolean;
   timeouts?: Partial<Record<RuntimeVerb, number>>;
+  /** how the CLI is run; default execa (see RuntimeCommand) */
+  command?: RuntimeCommand;
 }
 
 /** fds for the process's 0,1,2 ('ignore' = /dev/null), passed through the runtime to the container */
@@ -195,6 +197,67 @@ function passFd<T>(fd: number | 'ignore'): T {
   return fd as unknown as T;
 }
 
+/** One runtime invocation, as the two ways of running it (execa, posix_spawn) see it. */
+export interface RuntimeCommandRequest {
+  file: string;
+  args: string[];
+  timeoutMs: number;
+  /** the container's stdio passed through; undefined: stdin /dev/null, stdout and stderr captured */
+  stdio?: StdioFds;
+}
+
+export interface RuntimeCommandResult {
+  /** exit code; undefined when killed by a signal or never started */
+  exitCode?: number;
+  /** signal name ('SIGKILL') when killed by one */
+  signal?: string;
+  timedOut: boolean;
+  /** errno name when the runtime could not be started at all (ENOENT, EACCES, ...) */
+  spawnErrno?: string;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * How a runtime CLI is run. Every implementation kills the process (SIGKILL, no grace: it
+ * holds locks other verbs wait for) at the deadline, captures stdout and stderr unless the
+ * container's stdio is passed through, and passes on our environment and cwd.
+ */
+export interface RuntimeCommand {
+  run(req: RuntimeCommandRequest): Promise<RuntimeCommandResult>;
+}
+
+/**
+ * Through execa (child_process): loads execa, child_process and Node's streams on first
+ * use. The fallback where posix_spawn and the Reaper are not available.
+ */
+export const execaCommand: RuntimeCommand = {
+  async run(req) {
+    const passStdio = req.stdio !== undefined;
+    const options: Options = {
+      reject: false,
+      timeout: req.timeoutMs,
+      killSignal: 'SIGKILL',
+      stdin: passStdio ? passFd<StdinOption>(req.stdio![0]) : 'ignore',
+      stdout: passStdio ? passFd<StdoutStderrOption>(req.stdio![1]) : 'pipe',
+      stderr: passStdio ? passFd<StdoutStderrOption>(req.stdio![2]) : 'pipe',
+      stripFinalNewline: false,
+    };
+    const { execa } = await loadExeca();
+    const result = await execa(req.file, req.args, options);
+    // no exit code, no signal, no timeout: the runtime never ran (ENOENT, EACCES, ...)
+    const neverRan = result.failed && result.exitCode === undefined && !result.timedOut && result.signal === undefined;
+    return {
+      exitCode: result.exitCode,
+      signal: result.signal,
+      timedOut: result.timedOut,
+      spawnErrno: neverRan ? (result.code ?? 'EUNKNOWN') : undefined,
+      stdout: typeof result.stdout === 'string' ? result.stdout : '',
+      stderr: typeof result.stderr === 'string' ? result.stderr : '',
+    };
+  },
+};
+
 export interface RunOptions {
   bundle?: string;
   /** container process stdio passed through (create/exec/restore); otherwise stderr is captured */
@@ -235,8 +298,10 @@ export class RuncCli {
   readonly root: string;
   readonly systemdCgroup: boolean;
   protected readonly timeouts: Record<RuntimeVerb, number>;
+  protected readonly command: RuntimeCommand;
 
   constructor(config: RuncCliConfig) {
+    this.command = config.command ?? execaCommand;
     this.binary = config.binary;
     this.root = config.root;
     this.systemdCgroup = config.systemdCgroup ?? false;
@@ -319,14 +384,11 @@ export class RuncCli {
    * container's stdio (restore) the failure would otherwise be wordless.
    */
   async supports(verb: RuntimeVerb): Promise<boolean> {
-    const { execa } = await loadExeca();
-    const result = await execa(this.binary, [verb, '--help'], {
-      reject: false,
-      timeout: this.timeouts.features,
-      killSignal: 'SIGKILL',
-      stdin: 'ignore',
-      stdout: 'ignore',
-      stderr: 'ignore',
+    const result = await this.command.run({
+      file: this.binary,
+      args: [verb, '--help'],
+      timeoutMs: this.timeouts.features,
+      stdio: ['ignore', 'ignore', 'ignore'],
     });
     return result.exitCode === 0;
   }
@@ -352,31 +414,22 @@ export class RuncCli {
     const logPath = o.bundle !== undefined ? runtimeLogPath(o.bundle) : undefined;
     const logOffset = logPath ? await sizeOf(logPath) : 0;
     const timeout = this.timeouts[verb];
-    const passStdio = o.stdio !== undefined;
-    const options: Options = {
-      reject: false,
-      timeout,
-      // a runtime past its deadline gets no grace: it holds locks other verbs wait for
-      killSignal: 'SIGKILL',
-      stdin: passStdio ? passFd<StdinOption>(o.stdio![0]) : 'ignore',
-      stdout: passStdio ? passFd<StdoutStderrOption>(o.stdio![1]) : 'pipe',
-      stderr: passStdio ? passFd<StdoutStderrOption>(o.stdio![2]) : 'pipe',
-      stripFinalNewline: false,
-    };
-    const { execa } = await loadExeca();
-    const result = await execa(this.binary, [...this.globalArgs(o.bundle), ...verbArgs], options);
-    if (!result.failed) return typeof result.stdout === 'string' ? result.stdout : '';
+    const result = await this.command.run({
+      file: this.binary,
+      args: [...this.globalArgs(o.bundle), ...verbArgs],
+      timeoutMs: timeout,
+      stdio: o.stdio,
+    });
+    if (result.exitCode === 0 && !result.timedOut) return result.stdout;
 
-    // no exit code, no signal, no timeout: the runtime never ran (ENOENT, EACCES, ...)
-    const neverRan = result.exitCode === undefined && !result.timedOut && result.signal === undefined;
-    const spawnErrno = neverRan ? (result.code ?? 'EUNKNOWN') : undefined;
+    const neverRan = result.spawnErrno !== undefined;
     const logMsg = logPath && !neverRan ? lastLogError(await readFrom(logPath, logOffset)) : undefined;
-    const stderr = typeof result.stderr === 'string' ? result.stderr : '';
+    const stderr = result.stderr;
     throw classifyRuntimeError(verb, stderr, logMsg, result.exitCode, {
       binary: this.binary,
       timedOut: result.timedOut,
       timeoutMs: timeout,
-      spawnErrno,
+      spawnErrno: result.spawnErrno,
       signal: result.timedOut ? undefined : result.signal,
     });
   }
