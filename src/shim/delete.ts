@@ -56,6 +56,9 @@ async function cleanUp(args: ShimArgs, bundle: string): Promise<Uint8Array> {
       exits: { subscribe: () => { throw new Error('delete action reaps nothing'); } },
     });
     if (backend.hasState(state.root, id)) await backend.cleanupAfterCrash({ id, namespace: args.namespace, bundle, options: {} });
+    // a sandbox that died with its shim leaves the cgroup runsc made for it (runsc removes it
+    // only when it stops the sandbox itself)
+    await removeLeftoverCgroup(bundle).catch(() => undefined);
   } else if (state?.backend === 'native' && existsSync(join(state.root, id))) {
     const { NativeBackend } = await import('../backends/native/backend.js');
     if (!pid) {
@@ -126,4 +129,20 @@ async function defaultState(namespace: string) {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The cgroup of the bundle's linux.cgroupsPath (cgroupfs reading), once its last process is
+ * gone: what a runtime that died with its shim could not remove. A cgroup that still holds
+ * processes after a short wait is left alone.
+ */
+async function removeLeftoverCgroup(bundle: string): Promise<void> {
+  const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as { linux?: { cgroupsPath?: string } };
+  const cgroupsPath = spec.linux?.cgroupsPath;
+  if (!cgroupsPath || !cgroupsPath.startsWith('/')) return;
+  const { CgroupManager } = await import('../backends/native/cgroup-manager.js');
+  const cgroups = new CgroupManager();
+  const set = cgroups.setFor(cgroupsPath);
+  await cgroups.waitEmpty(set, 2_000);
+  await cgroups.destroy(set);
 }

@@ -26,6 +26,9 @@ export interface RunscStats {
   pids?: { current?: number; limit?: number };
 }
 
+/** runsc's words for a sandbox that went away under a call (see RunscCli.delete) */
+const SANDBOX_WENT_AWAY = /connecting to control server at PID \d+: connection refused|urpc method "[^"]+" failed: (EOF|[^\n]*connection reset)/;
+
 export class RunscCli extends RuncCli {
   readonly flags: readonly string[];
 
@@ -62,6 +65,26 @@ export class RunscCli extends RuncCli {
     if (o.consoleSocket) args.push('--console-socket', o.consoleSocket);
     args.push('--detach', id);
     await this.run('restore', args, { bundle, stdio });
+  }
+
+  /**
+   * A sandbox that is dying as runsc deletes one of its containers (a shim killed with its
+   * pod: containerd cleans up every container of the pod at once, and deleting the creator
+   * stops the sandbox) refuses runsc's control connection; runsc then leaves the container's
+   * state. Once the sandbox process is gone runsc treats it as stopped and deletes the state:
+   * try again for up to 2 s (seen in the CRI suite: "connecting to control server at PID N:
+   * connection refused", and a call cut off: `urpc method "…DestroySubcontainer" failed: EOF`).
+   */
+  override async delete(id: string, bundle: string | undefined, force: boolean): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await super.delete(id, bundle, force);
+        return;
+      } catch (err) {
+        if (attempt >= 20 || !SANDBOX_WENT_AWAY.test((err as Error).message)) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
   }
 
   /** gVisor saves its own state: none of CRIU's options apply */
