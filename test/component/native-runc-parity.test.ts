@@ -15,7 +15,7 @@ import { NativeBackend } from '../../src/backends/native/backend.js';
 import { onPath } from '../../src/backends/runc/backend.js';
 import { ShimError } from '../../src/core/errors.js';
 import { CapturedOutput, NAMESPACE, type NativeEnv, type Spec, bundle, cgroupDirsUnder, exitOf, isRoot, repoRoot, setupNative, teardownNative } from './native-fixtures.js';
-import { LOOPBACK_PROBE, LOOPBACK_UP } from '../e2e/harness/loopback-probe.js';
+import { LOOPBACK_TCP_PROBE as LOOPBACK_PROBE, LOOPBACK_UP } from '../e2e/harness/loopback-probe.js';
 
 const TSRUN = path.join(repoRoot, 'bin/tsrun');
 const RUNTIMES = ['runc', 'native', 'tsrun'] as const;
