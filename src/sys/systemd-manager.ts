@@ -34,13 +34,6 @@ export interface UnitProperty {
   value: unknown;
 }
 
-export const prop = (name: string, signature: string, value: unknown): UnitProperty => ({ name, signature, value });
-
-/** systemd is the init of this (mount/pid) namespace: runc's own test */
-export function systemdRunning(): boolean {
-  return existsSync('/run/systemd/system');
-}
-
 export interface SystemdManagerOptions {
   /** deadline for connecting plus the whole operation's calls and jobs (ms) */
   timeoutMs?: number;

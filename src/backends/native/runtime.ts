@@ -138,7 +138,7 @@ export class NativeRuntime {
   private placeCgroup(cgroupsPath: string | undefined, id: string, systemd: boolean): { paths: CgroupPaths; unit?: SystemdUnitPlace } {
     const layout = this.cgroups.layout;
     if (!systemd) return { paths: resolveCgroupfsPaths(cgroupsPath, id, layout, () => readProcessCgroups('self')) };
-    // runc's test; not systemd-manager's systemdRunning(): that module loads the D-Bus client
+    // runc's test for systemd as init
     if (!existsSync('/run/systemd/system')) {
       throw failedPrecondition('the systemd cgroup driver is configured (SystemdCgroup), but systemd is not running on this host (no /run/systemd/system): use the cgroupfs driver');
     }
