@@ -23,6 +23,11 @@ export interface ExitEvent {
    * container in a gVisor pod reports the sandbox's pid): the core routes it by this id.
    */
   containerId?: string;
+  /**
+   * With `containerId`: the exit is this exec's of that container (a Kata exec reports the
+   * VM's pid, shared by every process of the pod, so only its ids name it).
+   */
+  execId?: string;
   /** exit code, or 128 + signal number when killed by a signal */
   status: number;
   /** the signal number when killed by one (status alone cannot tell 137 from SIGKILL) */
@@ -102,6 +107,11 @@ export interface CreateResult {
    * core keeps its ends of the stdio open until Start has run.
    */
   stdioTakenAtStart?: boolean;
+  /**
+   * With consoleFd: how a resize reaches the terminal when consoleFd is not a pty master
+   * (a Kata process's terminal is in the guest: the fd is a socket, the resize an agent call).
+   */
+  consoleResize?: (rows: number, cols: number) => void;
 }
 
 export interface ExecInput {
@@ -161,8 +171,8 @@ export interface Backend {
   exec(c: BackendContainer, input: ExecInput): Promise<CreateResult>;
   /** signal the init (all=false) or every process in the container (all=true) */
   kill(c: BackendContainer, signal: number, all: boolean): Promise<void>;
-  /** signal one exec process of the container, by host pid */
-  killProcess(c: BackendContainer, pid: number, signal: number): Promise<void>;
+  /** signal one exec process of the container, by host pid (and exec id, for backends whose pids are shared) */
+  killProcess(c: BackendContainer, pid: number, signal: number, execId: string): Promise<void>;
   pause(c: BackendContainer): Promise<void>;
   resume(c: BackendContainer): Promise<void>;
   /** OCI LinuxResources JSON */

@@ -113,4 +113,6 @@ export class ExecProcess extends ProcessRecord {
   ) {
     super(containerId, execId, stdio);
   }
+  /** its pid is shared (a Kata VM's): its exit comes by container and exec id, not by pid */
+  exitReportedById = false;
 }

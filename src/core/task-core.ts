@@ -18,6 +18,7 @@ import type {
   BackendContainer,
   CgroupMetrics,
   CheckpointInput,
+  CreateResult,
   ExitEvent,
   Mount,
   ProcessStdio,
@@ -45,7 +46,8 @@ export interface ProcessIo {
   readonly stdio: ProcessStdio;
   afterSpawn(): void;
   closeStdin(): void;
-  attachConsole(masterFd: number): void;
+  /** setWinsize: how a resize reaches this console when it is not a pty master */
+  attachConsole(masterFd: number, setWinsize?: (fd: number, rows: number, cols: number) => void): void;
   resize(width: number, height: number): void;
   /** the process exited: deliver what is left (bounded), then free every handle */
   release(): Promise<void>;
@@ -222,7 +224,13 @@ export class TaskCore {
   private onExit(backend: Backend, e: ExitEvent): void {
     if (e.containerId !== undefined) {
       const container = this.containers.get(e.containerId);
-      if (container?.backend === backend && container.exitReportedById) this.handleExit(container, container.init, e);
+      if (container?.backend !== backend) return;
+      if (e.execId !== undefined) {
+        const exec = container.execs.get(e.execId);
+        if (exec?.exitReportedById) this.handleExit(container, exec, e);
+      } else if (container.exitReportedById) {
+        this.handleExit(container, container.init, e);
+      }
       return;
     }
     const owner = this.byPid.get(backend)?.get(e.pid);
@@ -250,6 +258,7 @@ export class TaskCore {
     const backend = container.backend;
     proc.pid = pid;
     if (proc === container.init && container.exitReportedById) return;
+    if (proc instanceof ExecProcess && proc.exitReportedById) return;
     const early = this.earlyExits.get(backend)?.get(pid);
     if (early) {
       this.earlyExits.get(backend)!.delete(pid);
@@ -427,7 +436,7 @@ export class TaskCore {
         container.exitReportedById = r.exitReportedById === true;
         container.stdioTakenAtStart = r.stdioTakenAtStart === true;
         if (!container.stdioTakenAtStart) io.afterSpawn();
-        if (r.consoleFd !== undefined) io.attachConsole(r.consoleFd);
+        if (r.consoleFd !== undefined) io.attachConsole(r.consoleFd, consoleResizer(r));
         container.backendContainer = r.container;
         this.deps.events.publish({
           topic: '/tasks/create',
@@ -528,7 +537,8 @@ export class TaskCore {
         stdio: io.stdio,
       });
       io.afterSpawn();
-      if (r.consoleFd !== undefined) io.attachConsole(r.consoleFd);
+      if (r.consoleFd !== undefined) io.attachConsole(r.consoleFd, consoleResizer(r));
+      exec.exitReportedById = r.exitReportedById === true;
       exec.state = 'running';
       exec.pid = r.pid;
       this.deps.events.publish({ topic: '/tasks/exec-started', containerId: container.id, execId: exec.execId, pid: r.pid });
@@ -690,7 +700,7 @@ export class TaskCore {
     if (!container.backendContainer) throw failedPrecondition(`container ${id} is not created yet`);
     if (proc instanceof ExecProcess) {
       if (!proc.pid) throw failedPrecondition(`process ${execId} not created`);
-      await container.backend.killProcess(container.backendContainer, proc.pid, signal);
+      await container.backend.killProcess(container.backendContainer, proc.pid, signal, proc.processId);
       return;
     }
     await container.backend.kill(container.backendContainer, signal, all);
@@ -782,6 +792,12 @@ export class TaskCore {
   ids(): string[] {
     return [...this.containers.keys()];
   }
+}
+
+/** a backend's own resize for a console that is not a pty master (Kata), as the IO layer takes it */
+function consoleResizer(r: CreateResult): ((fd: number, rows: number, cols: number) => void) | undefined {
+  const resize = r.consoleResize;
+  return resize ? (_fd, rows, cols) => resize(rows, cols) : undefined;
 }
 
 function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {

@@ -13,6 +13,8 @@ export interface BundleState {
   binary: string;
   root: string;
   systemdCgroup: boolean;
+  /** kata: the sandbox (VM) the container is in; `root` is then that VM's state directory */
+  sandboxId?: string;
 }
 
 export function writeBundleState(bundle: string, st: BundleState): void {
@@ -26,7 +28,13 @@ export function readBundleState(bundle: string): BundleState | undefined {
   try {
     const st = JSON.parse(readFileSync(join(bundle, BUNDLE_STATE_FILE), 'utf8')) as Partial<BundleState>;
     if (typeof st.backend !== 'string' || typeof st.binary !== 'string' || typeof st.root !== 'string') return undefined;
-    return { backend: st.backend, binary: st.binary, root: st.root, systemdCgroup: !!st.systemdCgroup };
+    return {
+      backend: st.backend,
+      binary: st.binary,
+      root: st.root,
+      systemdCgroup: !!st.systemdCgroup,
+      ...(typeof st.sandboxId === 'string' ? { sandboxId: st.sandboxId } : {}),
+    };
   } catch {
     return undefined;
   }

@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { invalidArgument } from '../core/errors.js';
 import { explainTomlError, locateKey } from './toml-diagnostics.js';
+import { readKataConfiguration } from '../backends/kata/kata-configuration.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/tsshim/config.toml';
 export const BACKEND_NAMES = ['runc', 'crun', 'native', 'gvisor', 'kata'] as const;
@@ -53,6 +54,38 @@ export interface GvisorConfig {
   runscConfig: Record<string, string>;
 }
 
+export const KATA_HYPERVISORS = ['qemu', 'cloud-hypervisor', 'firecracker'] as const;
+export type KataHypervisorName = (typeof KATA_HYPERVISORS)[number];
+export const KATA_ACCELS = ['auto', 'kvm', 'tcg'] as const;
+export type KataAccel = (typeof KATA_ACCELS)[number];
+
+/** `[kata]`: how tsshim boots a pod's VM (src/backends/kata); unset paths: the guest tsshim builds */
+export interface KataConfig {
+  hypervisor: KataHypervisorName;
+  /** the hypervisor binary; undefined: the hypervisor's usual name on PATH */
+  hypervisorPath?: string;
+  kernel?: string;
+  initrd?: string;
+  /** a guest disk image (Kata's `image`): not supported by this backend yet, refused at Create */
+  image?: string;
+  memoryMiB: number;
+  vcpus: number;
+  /** appended to the kernel command line */
+  kernelParams: string[];
+  /** appended to the hypervisor's command line */
+  extraArgs: string[];
+  /** `auto`: KVM when /dev/kvm boots a guest (probed once), else software emulation */
+  accel: KataAccel;
+  /** from starting the VM to the agent answering */
+  bootTimeoutSec: number;
+  /** where VM state (sockets, console log, the shared directory) lives; the namespace is appended */
+  stateRoot: string;
+  /** Kata's own configuration.toml: its [hypervisor.qemu] keys fill what [kata] leaves unset */
+  configuration?: string;
+  /** the guest agent's vsock port */
+  agentPort: number;
+}
+
 export interface ShimConfig {
   backend: BackendName;
   shim: {
@@ -71,6 +104,7 @@ export interface ShimConfig {
   crun: RuncLikeConfig;
   native: { root: string; systemdCgroup: boolean };
   gvisor: GvisorConfig;
+  kata: KataConfig;
   /** where the config came from, for messages */
   source: string;
 }
@@ -100,6 +134,19 @@ export function defaultConfig(): ShimConfig {
     native: { root: '/run/tsshim/native', systemdCgroup: false },
     // gVisor's own shim keeps runsc's state there too
     gvisor: { binary: 'runsc', root: '/run/containerd/runsc', flags: [], runscConfig: {} },
+    // Node and the agent live in the initramfs: 1 GiB leaves room for them and the workload
+    kata: {
+      hypervisor: 'qemu',
+      memoryMiB: 1024,
+      vcpus: 1,
+      kernelParams: [],
+      extraArgs: [],
+      accel: 'auto',
+      // software emulation boots in seconds, not milliseconds
+      bootTimeoutSec: 120,
+      stateRoot: '/run/tsshim/kata',
+      agentPort: 1024,
+    },
     source: 'defaults',
   };
 }
@@ -271,6 +318,63 @@ export function parseConfig(text: string, source: string): ShimConfig {
       throw bad(`runsc_config.${key}`, 'a string, number or boolean');
     }
     cfg.gvisor.runscConfig[key] = String(value);
+  }
+
+  const kata = table('kata');
+  const hv = str(kata, 'hypervisor', 'kata.hypervisor');
+  if (hv !== undefined) {
+    if (!(KATA_HYPERVISORS as readonly string[]).includes(hv)) {
+      throw bad('kata.hypervisor', `one of ${KATA_HYPERVISORS.map((h) => `"${h}"`).join(', ')}`, hv);
+    }
+    cfg.kata.hypervisor = hv as KataHypervisorName;
+  }
+  for (const [key, field] of [
+    ['hypervisor_path', 'hypervisorPath'],
+    ['kernel', 'kernel'],
+    ['initrd', 'initrd'],
+    ['image', 'image'],
+    ['configuration', 'configuration'],
+    ['state_root', 'stateRoot'],
+  ] as const) {
+    const v = str(kata, key, `kata.${key}`);
+    if (v === undefined) continue;
+    if (!v.startsWith('/')) throw bad(`kata.${key}`, 'an absolute path', v);
+    cfg.kata[field] = v;
+  }
+  const whole = (key: string, min: number, max: number): number | undefined => {
+    const v = kata[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw bad(`kata.${key}`, `a whole number from ${min} to ${max}`, v);
+    return v;
+  };
+  cfg.kata.memoryMiB = whole('memory', 128, 1024 * 1024) ?? cfg.kata.memoryMiB;
+  cfg.kata.vcpus = whole('vcpus', 1, 256) ?? cfg.kata.vcpus;
+  cfg.kata.bootTimeoutSec = whole('boot_timeout', 1, 3600) ?? cfg.kata.bootTimeoutSec;
+  cfg.kata.agentPort = whole('agent_port', 1, 0xffffffff - 1) ?? cfg.kata.agentPort;
+  for (const [key, field] of [
+    ['kernel_params', 'kernelParams'],
+    ['extra_args', 'extraArgs'],
+  ] as const) {
+    const v = kata[key];
+    if (v === undefined) continue;
+    if (!Array.isArray(v) || !v.every((a) => typeof a === 'string')) throw bad(`kata.${key}`, 'an array of strings', v);
+    cfg.kata[field] = v as string[];
+  }
+  const accel = str(kata, 'accel', 'kata.accel');
+  if (accel !== undefined) {
+    if (!(KATA_ACCELS as readonly string[]).includes(accel)) throw bad('kata.accel', `one of ${KATA_ACCELS.map((a) => `"${a}"`).join(', ')}`, accel);
+    cfg.kata.accel = accel as KataAccel;
+  }
+  if (cfg.kata.configuration) {
+    // Kata's file fills only what [kata] leaves unset
+    const fromFile = readKataConfiguration(cfg.kata.configuration);
+    const explicit: Record<string, string> = {
+      hypervisor: 'hypervisor', hypervisorPath: 'hypervisor_path', kernel: 'kernel', initrd: 'initrd',
+      image: 'image', memoryMiB: 'memory', vcpus: 'vcpus', kernelParams: 'kernel_params',
+    };
+    for (const [field, value] of Object.entries(fromFile)) {
+      if (kata[explicit[field]!] === undefined) (cfg.kata as unknown as Record<string, unknown>)[field] = value;
+    }
   }
   return cfg;
 }

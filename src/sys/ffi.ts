@@ -366,6 +366,11 @@ export function setCloseOnExec(fd: number, on: boolean): void {
   if (next !== flags) check('fcntl(F_SETFD)', l.fcntl([fd, F_SETFD, next]), `fd ${fd}`);
 }
 
+/** a second descriptor for the same open file, close-on-exec, numbered 3 or above */
+export function dupCloseOnExec(fd: number): number {
+  return check('fcntl(F_DUPFD_CLOEXEC)', load().fcntl([fd, F_DUPFD_CLOEXEC, 3]), `fd ${fd}`);
+}
+
 export function isCloseOnExec(fd: number): boolean {
   return (check('fcntl(F_GETFD)', load().fcntl([fd, F_GETFD, 0]), `fd ${fd}`) & FD_CLOEXEC) !== 0;
 }
