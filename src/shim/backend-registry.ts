@@ -108,6 +108,19 @@ export class BackendRegistry {
         writeBundleState(input.bundle, { backend: 'gvisor', binary: input.options.binaryName || table.binary, root, systemdCgroup: false });
         return b;
       }
+      case 'kata': {
+        const table = config.kata;
+        // one backend per distinct VM setup (the VMs it boots share nothing else)
+        const key = `kata|${JSON.stringify(table)}`;
+        let b = this.instances.get(key);
+        if (b === undefined) {
+          const { KataBackend } = await import('../backends/kata/backend.js');
+          b = this.instances.get(key) ?? new KataBackend({ config: table, namespace: this.namespace, exits: this.exits });
+          this.instances.set(key, b);
+        }
+        // the backend writes the bundle state itself: only it knows the VM's state directory
+        return b;
+      }
       default:
         throw unimplemented(`backend "${name}" is not implemented yet in this tsshim build`);
     }

@@ -59,6 +59,17 @@ async function cleanUp(args: ShimArgs, bundle: string): Promise<Uint8Array> {
     // a sandbox that died with its shim leaves the cgroup runsc made for it (runsc removes it
     // only when it stops the sandbox itself)
     await removeLeftoverCgroup(bundle).catch(() => undefined);
+  } else if (state?.backend === 'kata') {
+    // the VM (hypervisor, virtiofsd, vsock device) of a sandbox whose shim died, and the
+    // container's shares in the pod's shared directory
+    const { KataBackend } = await import('../backends/kata/backend.js');
+    const { defaultConfig } = await import('./config.js');
+    const backend = new KataBackend({
+      config: defaultConfig().kata,
+      namespace: args.namespace,
+      exits: { subscribe: () => { throw new Error('delete action reaps nothing'); } },
+    });
+    await backend.cleanupAfterCrash({ id, namespace: args.namespace, bundle, options: {} });
   } else if (state?.backend === 'native' && existsSync(join(state.root, id))) {
     const { NativeBackend } = await import('../backends/native/backend.js');
     if (!pid) {

@@ -16,7 +16,7 @@ import * as ffi from '../../sys/ffi.js';
 export interface StreamAgent {
   readStdout(r: { containerId: string; execId: string; len: number }): Promise<{ data: Uint8Array }>;
   readStderr(r: { containerId: string; execId: string; len: number }): Promise<{ data: Uint8Array }>;
-  writeStdin(r: { containerId: string; execId: string; data: Uint8Array }): Promise<{ len: number }>;
+  writeStdin(r: { containerId: string; execId: string; data: Buffer }): Promise<{ len: number }>;
   closeStdin(r: { containerId: string; execId: string }): Promise<unknown>;
 }
 
