@@ -41,7 +41,8 @@ import { AgentClient } from './agent-client.js';
 import { GUEST_SHARED_DIR, guestSpecOf, type HostShare } from './guest-spec.js';
 import { cleanupVmState, hypervisorByName, type Hypervisor, type RunningVm } from './hypervisor/hypervisor.js';
 import { defaultGuestAssets } from './guest-assets.js';
-import { ociSpecToProto } from './oci-spec.js';
+import { ociProcessToProto, ociResourcesToProto, ociSpecToProto } from './oci-spec.js';
+import { setUpPodNetwork, tearDownPodNetwork, type PodNetwork } from './pod-network.js';
 import { ProcessStreams } from './process-streams.js';
 import { metricsFromAgentStats } from './stats.js';
 
@@ -74,6 +75,7 @@ class KataSandbox {
     readonly sharedDir: string,
     readonly vm: RunningVm,
     readonly agent: AgentClient,
+    readonly network: PodNetwork | undefined,
   ) {}
 }
 
@@ -237,6 +239,7 @@ export class KataBackend implements Backend {
     mkdirSync(sharedDir, { recursive: true, mode: 0o700 });
     let vm: RunningVm | undefined;
     let agent: AgentClient | undefined;
+    let network: PodNetwork | undefined;
     try {
       // A mount of its own, shared: what is bind-mounted under it after virtiofsd started
       // (the rootfs of each container) propagates into virtiofsd's mount namespace.
@@ -244,6 +247,8 @@ export class KataBackend implements Backend {
       ffi.mount(undefined, sharedDir, undefined, ffi.MS_SHARED | ffi.MS_REC);
       const bootTimeoutMs = cfg.bootTimeoutSec * 1000;
       const netns = netnsOf(hostSpec);
+      // a pod's network namespace: the VM gets a tap joined to the pod's interface
+      network = netns ? await setUpPodNetwork(netns) : undefined;
       vm = await this.hypervisor.start({
         id: sandboxId,
         stateDir,
@@ -253,7 +258,7 @@ export class KataBackend implements Backend {
         memoryMiB: cfg.memoryMiB,
         vcpus: cfg.vcpus,
         sharedDir,
-        ...(netns ? { netns } : {}),
+        ...(network ? { network: { netns: network.netns, tap: network.tap, mac: network.mac } } : {}),
         ...(cfg.hypervisorPath ? { hypervisorPath: cfg.hypervisorPath } : {}),
         extraArgs: cfg.extraArgs,
         accel: cfg.accel,
@@ -272,17 +277,22 @@ export class KataBackend implements Backend {
         guestHookPath: '',
         kernelModules: [],
       });
+      if (network) {
+        await agent.updateInterface({ interface: network.guestInterface });
+        await agent.updateRoutes({ routes: { Routes: network.guestRoutes } });
+      }
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
       const tail = consoleTail(vm?.consoleLog ?? join(stateDir, 'console.log'));
       await agent?.close().catch(() => undefined);
       await vm?.stop().catch(() => undefined);
+      if (network) await tearDownPodNetwork(network).catch(() => undefined);
       await cleanupVmState(stateDir).catch(() => undefined);
       unmountAndRemove(stateDir);
       const code = err instanceof ShimError ? err.code : 'Internal';
       throw new ShimError(code, `kata: the VM of sandbox ${sandboxId} did not come up: ${why}${tail}`, { cause: err });
     }
-    const sandbox = new KataSandbox(sandboxId, stateDir, sharedDir, vm, agent);
+    const sandbox = new KataSandbox(sandboxId, stateDir, sharedDir, vm, agent, network);
     this.sandboxes.set(sandboxId, sandbox);
     void vm.exited.then(() => {
       // every call in flight fails now: WaitProcess calls report the processes as exited
@@ -375,8 +385,7 @@ export class KataBackend implements Backend {
 
   async exec(bc: BackendContainer, input: ExecInput): Promise<CreateResult> {
     const c = asKata(bc);
-    const proto = ociSpecToProto({ process: input.spec });
-    await c.sandbox.agent.execProcess({ containerId: c.id, execId: input.execId, process: proto.Process });
+    await c.sandbox.agent.execProcess({ containerId: c.id, execId: input.execId, process: ociProcessToProto(input.spec) });
     const io = this.attachStreams(c.sandbox, c.id, input.execId, input.stdio);
     c.processes.set(input.execId, { streams: io.streams, exited: false });
     this.watchExit(c, input.execId);
@@ -412,8 +421,7 @@ export class KataBackend implements Backend {
 
   async update(bc: BackendContainer, resources: Record<string, unknown>): Promise<void> {
     const c = asKata(bc);
-    const proto = ociSpecToProto({ linux: { resources } });
-    await c.sandbox.agent.updateContainer({ containerId: c.id, resources: proto.Linux?.Resources });
+    await c.sandbox.agent.updateContainer({ containerId: c.id, resources: ociResourcesToProto(resources) });
   }
 
   async pids(bc: BackendContainer): Promise<number[]> {
@@ -462,6 +470,7 @@ export class KataBackend implements Backend {
     if (!sandbox.dead) await sandbox.agent.destroySandbox({}, { timeoutMs: TEARDOWN_CALL_MS }).catch(() => undefined);
     await sandbox.agent.close().catch(() => undefined);
     await sandbox.vm.stop();
+    if (sandbox.network) await tearDownPodNetwork(sandbox.network).catch(() => undefined);
     unmountAndRemove(sandbox.stateDir);
   }
 
