@@ -137,3 +137,40 @@ describe('kata config', () => {
     expect(aliasFromBinary('/x/containerd-shim-tsshim-kata-v2')).toBe('kata');
   });
 });
+
+describe('kata pod network', () => {
+  it("describes the pod's veth for the agent: MAC, addresses, subnet route before the gateway route", async () => {
+    const { describePodInterface } = await import('../../src/backends/kata/pod-network.js');
+    const pod = describePodInterface(
+      [
+        { ifname: 'lo', address: '00:00:00:00:00:00', mtu: 65536, link_type: 'loopback', addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8 }] },
+        {
+          ifname: 'eth0',
+          address: '3a:1c:00:aa:bb:cc',
+          mtu: 1450,
+          link_type: 'ether',
+          addr_info: [
+            { family: 'inet', local: '10.88.0.5', prefixlen: 16 },
+            { family: 'inet6', local: 'fe80::1', prefixlen: 64, scope: 'link' },
+          ],
+        },
+      ],
+      [
+        { dst: 'default', gateway: '10.88.0.1', dev: 'eth0' },
+        { dst: '10.88.0.0/16', dev: 'eth0', prefsrc: '10.88.0.5', scope: 'link' },
+      ],
+    )!;
+    expect(pod.device).toBe('eth0');
+    expect(pod.mac).toBe('3a:1c:00:aa:bb:cc');
+    expect(pod.guestInterface).toMatchObject({ name: 'eth0', hwAddr: '3a:1c:00:aa:bb:cc', mtu: 1450n, IPAddresses: [{ family: 0, address: '10.88.0.5', mask: '16' }] });
+    expect(pod.guestRoutes.map((r) => [r.dest, r.gateway, r.scope])).toEqual([
+      ['10.88.0.0/16', '', 253],
+      ['', '10.88.0.1', 0],
+    ]);
+  });
+
+  it('finds nothing to bridge in a namespace with only lo', async () => {
+    const { describePodInterface } = await import('../../src/backends/kata/pod-network.js');
+    expect(describePodInterface([{ ifname: 'lo', link_type: 'loopback', address: '00:00:00:00:00:00' }], [])).toBeUndefined();
+  });
+});

@@ -18,6 +18,7 @@
  * container id (as Kata's runtime does it); an empty exec id in SignalProcess means every
  * process of the container.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type {
@@ -131,6 +132,15 @@ function unmountAndRemove(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
+/**
+ * The VM's directory name: the sandbox id, shortened when long (CRI ids are 64 hex digits) so
+ * that the unix sockets inside stay within sun_path's 108 bytes under any state root.
+ */
+export function vmDirName(sandboxId: string): string {
+  if (sandboxId.length <= 24) return sandboxId;
+  return `${sandboxId.slice(0, 12)}-${createHash('sha256').update(sandboxId).digest('hex').slice(0, 8)}`;
+}
+
 function readSpec(bundle: string): Record<string, unknown> {
   try {
     return JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -160,7 +170,7 @@ export class KataBackend implements Backend {
   }
 
   private stateDirOf(sandboxId: string): string {
-    return join(this.o.config.stateRoot, this.o.namespace, sandboxId);
+    return join(this.o.config.stateRoot, this.o.namespace, vmDirName(sandboxId));
   }
 
   async create(input: CreateInput): Promise<{ container: BackendContainer } & CreateResult> {

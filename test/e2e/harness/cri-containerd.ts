@@ -22,6 +22,8 @@
  * default config (none on a test machine: the defaults), the options' Root and BinaryName.
  *   tsshim-gvisor      io.containerd.tsshim-gvisor.v2 (alias link), ConfigPath = TOML with a
  *                      [gvisor] table and gVisor's own [runsc_config] (runsc state: <dir>/runsc)
+ *   tsshim-kata        io.containerd.tsshim-kata.v2 (alias link), ConfigPath = TOML with [kata]
+ *                      state_root = <dir>/kata (the guest the project builds, QEMU)
  *   runsc              the gVisor reference: io.containerd.runc.v2 with BinaryName = a wrapper
  *                      adding runsc's flags (network host: the pod's netns), Root <dir>/runsc-ref
  *
@@ -63,6 +65,7 @@ export type CriHandler =
   | 'tsshim-runc-typed'
   | 'tsshim-native-runc-typed'
   | 'tsshim-gvisor'
+  | 'tsshim-kata'
   | 'runsc';
 
 export interface CriContainerd {
@@ -114,7 +117,7 @@ export function cniResultsOf(sandboxId: string): string[] {
 /** Creates (idempotently) the alias links the alias handlers need, next to nothing else. */
 export function ensureAliasLinks(): string {
   mkdirSync(aliasLinkDir, { recursive: true });
-  for (const backend of ['runc', 'crun', 'native', 'gvisor']) {
+  for (const backend of ['runc', 'crun', 'native', 'gvisor', 'kata']) {
     const link = join(aliasLinkDir, `containerd-shim-tsshim-${backend}-v2`);
     let current: string | undefined;
     try {
@@ -163,6 +166,7 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
       native: join(cd.dir, 'tsshim-native.toml'),
       shared: join(cd.dir, 'tsshim-shared.toml'),
       gvisor: join(cd.dir, 'tsshim-gvisor.toml'),
+      kata: join(cd.dir, 'tsshim-kata.toml'),
     },
   });
   const runtimes = (cd: PrivateContainerd): Record<CriHandler, CriRuntime> => {
@@ -192,6 +196,7 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
         options: { Root: roots.native },
       },
       'tsshim-gvisor': tsshim(configs.gvisor, true, 'io.containerd.tsshim-gvisor.v2'),
+      'tsshim-kata': tsshim(configs.kata, true, 'io.containerd.tsshim-kata.v2'),
       runsc: { runtimeType: 'io.containerd.runc.v2', options: { BinaryName: runscWrapper(cd, gvisorBuild, 'host'), Root: join(cd.dir, 'runsc-ref') } },
     };
   };
@@ -214,6 +219,7 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
   writeFileSync(configs.crun, tsshimToml('crun', roots, crunBinary, undefined, options.systemdCgroup));
   writeFileSync(configs.native, tsshimToml('native', roots, crunBinary, undefined, options.systemdCgroup));
   writeFileSync(configs.shared, tsshimToml('native', roots, crunBinary, 'namespace', options.systemdCgroup));
+  writeFileSync(configs.kata, `backend = "kata"\n[kata]\nstate_root = "${join(cd.dir, 'kata')}"\nboot_timeout = 240\n`);
   // the platform in gVisor's shim format ([runsc_config]), the rest in tsshim's [gvisor]
   writeFileSync(
     configs.gvisor,
