@@ -56,7 +56,7 @@ describe('kata guest spec', () => {
     const { spec } = guestSpecOf(host, 'c1', '/r');
     expect(spec.hooks).toBeUndefined();
     const linux = spec.linux as Record<string, unknown> & { namespaces: Array<{ type: string; path?: string }>; resources: Record<string, unknown> };
-    expect(linux.namespaces).toEqual([{ type: 'pid' }, { type: 'ipc' }, { type: 'mount' }]);
+    expect(linux.namespaces).toEqual([{ type: 'ipc' }, { type: 'mount' }]);
     expect(linux.cgroupsPath).toBe('/kubepods-besteffort-podx.slice/cri-containerd-c1');
     expect(linux.resources.devices).toBeUndefined();
     expect(linux.resources.memory).toEqual({ limit: 1048576 });
@@ -64,6 +64,15 @@ describe('kata guest spec', () => {
     // the host's spec object is left as it was
     expect((host.root as { path: string }).path).toBe('rootfs');
     expect((host.linux as { namespaces: unknown[] }).namespaces).toHaveLength(4);
+  });
+
+  it("asks for the pod's PID namespace when the host spec joins one by path", () => {
+    expect(guestSpecOf(criSpec(), 'c1', '/r').sandboxPidns).toBe(false);
+    const shared = criSpec();
+    (shared.linux as { namespaces: Array<{ type: string; path?: string }> }).namespaces[0] = { type: 'pid', path: '/proc/42/ns/pid' };
+    const g = guestSpecOf(shared, 'c1', '/r');
+    expect(g.sandboxPidns).toBe(true);
+    expect((g.spec.linux as { namespaces: Array<{ type: string }> }).namespaces.some((n) => n.type === 'pid')).toBe(false);
   });
 
   it('gives a container without cgroupsPath one of its own', () => {

@@ -200,7 +200,7 @@ export class KataBackend implements Backend {
     const container = new KataContainer(input.id, input.bundle, sandbox, []);
     sandbox.members.add(input.id);
     try {
-      const { spec, shares } = guestSpecOf(hostSpec, input.id, join(input.bundle, 'rootfs'));
+      const { spec, shares, sandboxPidns } = guestSpecOf(hostSpec, input.id, join(input.bundle, 'rootfs'));
       this.share(sandbox, shares, container.shareMounts);
       await sandbox.agent.createContainer(
         {
@@ -209,7 +209,7 @@ export class KataBackend implements Backend {
           OCI: ociSpecToProto(spec),
           storages: [],
           devices: [],
-          sandboxPidns: false,
+          sandboxPidns,
         },
         { timeoutMs: AGENT_CALL_MS },
       );

@@ -23,6 +23,11 @@ export interface HostShare {
 
 export interface GuestSpec {
   spec: Record<string, unknown>;
+  /**
+   * The container shares its pod's PID namespace (the host spec joins one by path): the
+   * agent puts it in the sandbox's (CreateContainerRequest.sandbox_pidns), as with Kata.
+   */
+  sandboxPidns: boolean;
   /** the rootfs first, then bind sources, in mount order */
   shares: HostShare[];
 }
@@ -97,9 +102,15 @@ export function guestSpecOf(hostSpec: Record<string, unknown>, containerId: stri
   delete spec.hooks;
 
   const linux = spec.linux;
+  let sandboxPidns = false;
   if (linux) {
+    // As Kata's runtime sends them: no network namespace (the VM's is the pod's) and no
+    // cgroup namespace; no pid namespace either, a path there meaning "the pod's" (the agent
+    // then shares the sandbox's); every other namespace new, the agent shares IPC and UTS
+    // across the pod itself.
+    sandboxPidns = (linux.namespaces ?? []).some((ns) => ns.type === 'pid' && !!ns.path);
     linux.namespaces = (linux.namespaces ?? [])
-      .filter((ns) => ns.type !== 'network')
+      .filter((ns) => ns.type !== 'network' && ns.type !== 'cgroup' && ns.type !== 'pid')
       .map((ns) => ({ type: ns.type }));
     linux.cgroupsPath = guestCgroupsPath(linux.cgroupsPath, containerId);
     if (linux.resources) {
@@ -108,5 +119,5 @@ export function guestSpecOf(hostSpec: Record<string, unknown>, containerId: stri
     }
     delete linux.devices;
   }
-  return { spec, shares };
+  return { spec, shares, sandboxPidns };
 }
