@@ -83,8 +83,13 @@ async function fakeAgent(opts: { skip?: string[] } = {}): Promise<FakeAgent> {
 }
 
 /** A fake hybrid vsock device in front of the agent: CONNECT <port> -> OK, then the agent serves the socket. */
-async function fakeDeviceFor(agent: FakeAgent, acceptPort: number): Promise<string> {
-  const path = join(dir, `vsock-${cleanups.length}.sock`);
+async function fakeDeviceFor(
+  agent: FakeAgent,
+  acceptPort: number,
+  opts: { path?: string; refuseFirst?: number } = {},
+): Promise<string> {
+  const path = opts.path ?? join(dir, `vsock-${cleanups.length}.sock`);
+  let refuse = opts.refuseFirst ?? 0;
   const sockets: Socket[] = [];
   const server = createServer((socket) => {
     sockets.push(socket);
@@ -94,7 +99,7 @@ async function fakeDeviceFor(agent: FakeAgent, acceptPort: number): Promise<stri
       buf += chunk.toString('latin1');
       if (!buf.includes('\n')) return;
       socket.off('data', onData);
-      if (buf !== `CONNECT ${acceptPort}\n`) {
+      if (buf !== `CONNECT ${acceptPort}\n` || refuse-- > 0) {
         socket.end();
         return;
       }
@@ -352,5 +357,54 @@ describe('AgentClient: errors', () => {
     const err = await rejection(client.updateContainer({ containerId: 'c1', resources: { Memory: { Limit: 1n << 70n } } }));
     expect(err.code).toBe('InvalidArgument');
     expect(agent.seen).toEqual([]);
+  });
+});
+
+describe('AgentClient.connectWhenReady: waiting for a booting VM\'s agent', () => {
+  it('retries while the device socket is missing and while the guest port refuses, then answers', async () => {
+    const agent = await fakeAgent();
+    const devicePath = join(dir, 'late-vsock.sock');
+    setTimeout(() => void fakeDeviceFor(agent, 1024, { path: devicePath, refuseFirst: 2 }), 150);
+    const started = Date.now();
+    const client = await AgentClient.connectWhenReady({ hybridVsock: devicePath, port: 1024 }, { timeoutMs: 5000, retryIntervalMs: 10 });
+    cleanups.push(() => client.close());
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    // the refused attempts never reached the agent; the successful one checked health
+    expect(agent.seen.map((s) => s.path)).toEqual(['/grpc.Health/Check']);
+  });
+
+  it('waits while the agent says NOT_SERVING', async () => {
+    const agent = await fakeAgent();
+    let calls = 0;
+    agent.impl.set('Check', () => ({ status: ++calls < 3 ? HealthCheckResponse_ServingStatus.NOT_SERVING : HealthCheckResponse_ServingStatus.SERVING }));
+    const client = await AgentClient.connectWhenReady({ unix: agent.socketPath }, { timeoutMs: 5000, retryIntervalMs: 5 });
+    cleanups.push(() => client.close());
+    expect(calls).toBe(3);
+  });
+
+  it('an agent that never comes: DeadlineExceeded after timeoutMs, naming the last failure', async () => {
+    const started = Date.now();
+    const err = await AgentClient.connectWhenReady({ hybridVsock: join(dir, 'never.sock'), port: 1024 }, { timeoutMs: 300, retryIntervalMs: 20 }).catch((e: unknown) => e);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect((err as ShimError).code).toBe('DeadlineExceeded');
+    expect((err as ShimError).message).toMatch(/no answer within 300 ms \(last: .*ENOENT/);
+  });
+
+  it('a hung agent (accepts, never answers Check) also ends at the deadline', async () => {
+    const agent = await fakeAgent();
+    agent.impl.set('Check', () => new Promise(() => {}));
+    const err = await AgentClient.connectWhenReady({ unix: agent.socketPath }, { timeoutMs: 300 }).catch((e: unknown) => e);
+    expect((err as ShimError).code).toBe('DeadlineExceeded');
+  });
+
+  it('stops when its signal aborts (the VM exited)', async () => {
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(new Error('qemu exited with status 1')), 50);
+    const started = Date.now();
+    const err = await AgentClient.connectWhenReady({ unix: join(dir, 'never.sock') }, { timeoutMs: 10_000, signal: ac.signal }).catch((e: unknown) => e);
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect((err as ShimError).code).toBe('Unavailable');
+    expect(((err as ShimError).cause as Error).message).toBe('qemu exited with status 1');
   });
 });
