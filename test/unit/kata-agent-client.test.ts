@@ -182,6 +182,13 @@ describe('AgentClient: requests and responses', () => {
     expect((await client.updateRoutes({ routes: { Routes: [route] } })).Routes[0]!.gateway).toBe('10.0.0.1');
     await client.addArpNeighbors({ neighbors: { ARPNeighbors: [{ toIPAddress: { address: '10.0.0.1' }, lladdr: 'aa:bb:cc:dd:ee:ff', device: 'eth0', state: 128 }] } });
     expect((await client.getGuestDetails({ memBlockSize: true })).agentDetails!.version).toBe('3.2.0');
+    agent.impl.set('ListRoutes', () => ({ Routes: [route] }));
+    agent.impl.set('GetMetrics', () => ({ metrics: 'kata_agent_up 1\n' }));
+    expect((await client.listRoutes()).Routes[0]!.dest).toBe('0.0.0.0/0');
+    expect(await client.getMetrics()).toEqual({ metrics: 'kata_agent_up 1\n' });
+    await client.onlineCpuMem({ wait: true, nbCpus: 2 });
+    await client.setGuestDateTime({ Sec: 1700000000n, Usec: 5n });
+    await client.copyFile({ path: '/run/kata-containers/shared/containers/resolv.conf', fileSize: 3n, fileMode: 0o644, data: Buffer.from('x=1') });
     await client.removeContainer({ containerId: 'c1', timeout: 5 });
     await client.destroySandbox();
 
@@ -209,6 +216,11 @@ describe('AgentClient: requests and responses', () => {
       '/grpc.AgentService/UpdateRoutes',
       '/grpc.AgentService/AddARPNeighbors',
       '/grpc.AgentService/GetGuestDetails',
+      '/grpc.AgentService/ListRoutes',
+      '/grpc.AgentService/GetMetrics',
+      '/grpc.AgentService/OnlineCPUMem',
+      '/grpc.AgentService/SetGuestDateTime',
+      '/grpc.AgentService/CopyFile',
       '/grpc.AgentService/RemoveContainer',
       '/grpc.AgentService/DestroySandbox',
     ]);
@@ -220,6 +232,8 @@ describe('AgentClient: requests and responses', () => {
     expect(req('TtyWinResize')).toEqual({ containerId: 'c1', execId: 'e1', row: 24, column: 80 });
     expect(req('UpdateContainer')).toMatchObject({ resources: { Memory: { Limit: 1n << 28n }, CPU: { Quota: 50000n, Period: 100000n } } });
     expect(req('RemoveContainer')).toEqual({ containerId: 'c1', timeout: 5 });
+    expect(req('SetGuestDateTime')).toEqual({ Sec: 1700000000n, Usec: 5n });
+    expect(req('CopyFile')).toMatchObject({ fileSize: 3n, fileMode: 0o644, data: Buffer.from('x=1') });
     expect(req('AddARPNeighbors')).toMatchObject({ neighbors: { ARPNeighbors: [{ lladdr: 'aa:bb:cc:dd:ee:ff', state: 128 }] } });
   });
 
