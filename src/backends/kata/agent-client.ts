@@ -241,7 +241,10 @@ export class AgentClient {
   readonly removeContainer: AgentMethod<'removeContainer'> = this.unary('removeContainer');
   readonly execProcess: AgentMethod<'execProcess'> = this.unary('execProcess');
   readonly signalProcess: AgentMethod<'signalProcess'> = this.unary('signalProcess');
-  /** Blocks until the process exits: no deadline by default. */
+  /**
+   * Blocks until the process exits: no deadline by default. `status` is the exit code, or
+   * 128 + signal for a process killed by a signal (kata-agent's convention: 137 after SIGKILL).
+   */
   readonly waitProcess: AgentMethod<'waitProcess'> = this.unary('waitProcess', false);
   readonly updateContainer: AgentMethod<'updateContainer'> = this.unary('updateContainer');
   readonly statsContainer: AgentMethod<'statsContainer'> = this.unary('statsContainer');
@@ -251,7 +254,11 @@ export class AgentClient {
   // ---- stdio ----
   /** Blocks until the process takes the bytes: no deadline by default. */
   readonly writeStdin: AgentMethod<'writeStdin'> = this.unary('writeStdin', false);
-  /** Blocks until output comes (answers empty data / an error at EOF): no deadline by default. */
+  /**
+   * Blocks until output comes: no deadline by default. EOF is an answer with empty data
+   * (kata-agent; Kata's runtime also takes an error as EOF). With a terminal, both streams
+   * read the terminal: use readStdout only.
+   */
   readonly readStdout: AgentMethod<'readStdout'> = this.unary('readStdout', false);
   /** As readStdout. */
   readonly readStderr: AgentMethod<'readStderr'> = this.unary('readStderr', false);
