@@ -1,7 +1,7 @@
 /**
  * A guest process's stdio, carried over the agent: its output comes from ReadStdout /
- * ReadStderr calls (each blocks in the agent until there are bytes; an error means the
- * stream ended), its input goes out with WriteStdin and ends with CloseStdin. On the host
+ * ReadStderr calls (each blocks in the agent until there are bytes; empty data, or an error,
+ * means the stream ended), its input goes out with WriteStdin and ends with CloseStdin. On the host
  * side are the fds the core opened (FIFOs, pipes, files) — or, for a terminal, our end of a
  * socketpair whose other end the core treats as the console.
  *
@@ -102,8 +102,10 @@ export class ProcessStreams {
         try {
           r = await read({ containerId, execId, len: READ_CHUNK });
         } catch {
-          return; // EOF (the agent answers an error), or the VM is gone
+          return; // the VM or the stream is gone (some agents answer EOF with an error)
         }
+        // kata-agent answers the end of the stream with empty data
+        if (r.data.length === 0) return;
         await sink.write(r.data);
       }
     } catch {
