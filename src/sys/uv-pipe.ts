@@ -43,6 +43,8 @@ export interface ByteStream {
   once(event: 'error', listener: (err: Error) => void): this;
   once(event: 'connect' | 'drain' | 'end' | 'close', listener: () => void): this;
   off(event: 'error', listener: (err: Error) => void): this;
+  off(event: 'data', listener: (chunk: Buffer) => void): this;
+  off(event: 'connect' | 'drain' | 'end' | 'close', listener: () => void): this;
 }
 
 /** What our callers need from a listening socket (net.Server satisfies it). */
