@@ -87,6 +87,19 @@ export class OutputQueue {
     return writeAll(this.socket, data);
   }
 
+  /**
+   * The terminal's process exited: what the tty holds now is all its output (a background
+   * process still holding the slave must not keep the host reading). Reads the rest, then
+   * ends the stream as kata-agent does at a terminal process's exit.
+   */
+  finishAfterExit(): void {
+    if (this.ended) return;
+    this.readRestAfterHangup();
+    this.end();
+    this.serve();
+    if (!this.socket.destroyed) this.socket.destroy();
+  }
+
   /** closes the fd; pending reads end with EOF */
   close(): void {
     this.end();
