@@ -219,7 +219,10 @@ export interface LinuxPids {
   Limit: bigint;
 }
 
-/** A device cgroup rule. Major/Minor -1 stand for "any" (the OCI JSON omits them). */
+/**
+ * A device cgroup rule. Major/Minor 0 stand for "any" (the OCI JSON omits them):
+ * Kata's runtime sends 0 for an absent number, its agent reads 0 as absent.
+ */
 export interface LinuxDeviceCgroup {
   Allow: boolean;
   Type: string;
