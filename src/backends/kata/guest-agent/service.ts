@@ -16,7 +16,7 @@ import type { Process, Spec, LinuxResources } from '../../../proto/gen/kata/oci.
 import { Interface } from '../../../proto/gen/kata/types.js';
 import { errorToStatus } from '../../../shim/status.js';
 import { decodePayload, type CallContext, type PayloadDecoder, type TtrpcServer, type UnaryHandler } from '../../../ttrpc/server.js';
-import { ociSpecFromProto } from '../oci-spec.js';
+import { ociProcessFromProto, ociResourcesFromProto, ociSpecFromProto } from '../oci-spec.js';
 import type { GuestAgent, Log } from './agent.js';
 import { EndOfStream } from './streams.js';
 import { cgroupStatsOf } from './stats.js';
@@ -177,22 +177,25 @@ export function registerAgentService(server: TtrpcServer, agent: GuestAgent, net
   });
 }
 
-function specJson(spec: Spec): Record<string, unknown> {
+/** a message the converter refuses is the caller's mistake: InvalidArgument */
+function converted<T>(what: string, fn: () => T): T {
   try {
-    return ociSpecFromProto(spec);
+    return fn();
   } catch (err) {
-    throw invalidArgument(`OCI spec: ${(err as Error).message}`, err);
+    throw invalidArgument(`${what}: ${(err as Error).message}`, err);
   }
 }
 
+function specJson(spec: Spec): Record<string, unknown> {
+  return converted('OCI spec', () => ociSpecFromProto(spec));
+}
+
 function processJson(p: Process): Record<string, unknown> {
-  const spec = specJson({ Process: p } as Spec);
-  return (spec.process ?? {}) as Record<string, unknown>;
+  return converted('process', () => ociProcessFromProto(p));
 }
 
 function resourcesJson(r: LinuxResources): Record<string, unknown> {
-  const spec = specJson({ Linux: { Resources: r } } as Spec);
-  return ((spec.linux as Record<string, unknown> | undefined)?.resources ?? {}) as Record<string, unknown>;
+  return converted('resources', () => ociResourcesFromProto(r));
 }
 
 function guestDetails(r: pb.GuestDetailsRequest): pb.GuestDetailsResponse {
