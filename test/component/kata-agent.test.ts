@@ -5,12 +5,13 @@
  * it (guest rootfs path under /run/kata-containers/shared/containers/, the pod's network
  * namespace, ...). Containers are real: busybox rootfs, the native executor, cgroups.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '../../src/backends/kata/agent-client.js';
+import { ociSpecToProto } from '../../src/backends/kata/oci-spec.js';
 import { Spec } from '../../src/proto/gen/kata/oci.js';
 import type { DeepPartial } from '../../src/proto/gen/kata/agent.js';
 import { isRoot, cgroupDirsUnder, removeCgroupParent, repoRoot } from './native-fixtures.js';
@@ -258,6 +259,63 @@ describe.skipIf(!isRoot)('kata guest agent on the host', () => {
     const pidsMax = cgroupFile('pause1', 'pids.max');
     expect(pidsMax && fs.readFileSync(pidsMax, 'utf8').trim()).toBe('42');
     await client.removeContainer({ containerId: 'pause1' });
+  }, 60_000);
+
+  it('a runc spec as containerd makes it, converted by the host side (ociSpecToProto), runs', async () => {
+    rootfs('runc1');
+    const dir = path.join(work, 'runc-spec');
+    fs.mkdirSync(dir, { recursive: true });
+    execFileSync('runc', ['spec'], { cwd: dir });
+    const json = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    json.process.terminal = false;
+    json.process.args = ['sh', '-c', 'cat /proc/self/cgroup >/dev/null; echo runc-spec-ok'];
+    json.root.path = `${GUEST_SHARED}/runc1/rootfs`;
+    await client.createContainer({ containerId: 'runc1', OCI: ociSpecToProto(json) });
+    await client.startContainer({ containerId: 'runc1' });
+    const [out, wait] = await Promise.all([readAll(client, 'stdout', 'runc1'), client.waitProcess({ containerId: 'runc1', execId: '' })]);
+    expect(out.text).toBe('runc-spec-ok\n');
+    expect(wait.status).toBe(0);
+    await client.removeContainer({ containerId: 'runc1' });
+  }, 60_000);
+
+  it('large output arrives whole, in pieces of at most len bytes; unread output blocks the writer, not the agent memory', async () => {
+    const size = 3 * 1024 * 1024;
+    await create('big1', ['sh', '-c', `head -c ${size} /dev/zero | tr '\\0' a`]);
+    await client.closeStdin({ containerId: 'big1', execId: '' });
+    await client.startContainer({ containerId: 'big1' });
+    // the host does not read for a while: the writer must block, not the agent's memory grow
+    await new Promise((r) => setTimeout(r, 500));
+    // 3 MiB cannot fit in the pipe plus the agent's 1 MiB queue: the writer is still there
+    expect(containerPids('big1').length).toBeGreaterThan(0);
+    let total = 0;
+    let biggest = 0;
+    let onlyA = true;
+    for (;;) {
+      try {
+        const r = await client.readStdout({ containerId: 'big1', execId: '', len: 100_000 }, { timeoutMs: 20_000 });
+        total += r.data.length;
+        biggest = Math.max(biggest, r.data.length);
+        if (onlyA && !Buffer.from(r.data).every((b) => b === 0x61)) onlyA = false;
+      } catch (err) {
+        expect((err as Error).message).toMatch(/read meet eof/);
+        break;
+      }
+    }
+    expect(total).toBe(size);
+    expect(biggest).toBeLessThanOrEqual(100_000);
+    expect(onlyA).toBe(true);
+    expect((await client.waitProcess({ containerId: 'big1', execId: '' })).status).toBe(0);
+    await client.removeContainer({ containerId: 'big1' });
+  }, 60_000);
+
+  it('GetOOMEvent names a container whose process the kernel OOM-killed', async () => {
+    await create('oom1', ['tail', '/dev/zero'], { memoryLimit: 16 * 1024 * 1024 });
+    await client.closeStdin({ containerId: 'oom1', execId: '' });
+    const oom = client.getOomEvent({});
+    await client.startContainer({ containerId: 'oom1' });
+    expect((await client.waitProcess({ containerId: 'oom1', execId: '' })).status).toBe(137);
+    expect((await oom).containerId).toBe('oom1');
+    await client.removeContainer({ containerId: 'oom1' });
   }, 60_000);
 
   it('bad input answers with a code and the agent keeps serving', async () => {
