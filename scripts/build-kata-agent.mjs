@@ -14,6 +14,29 @@ import { fileURLToPath } from 'node:url';
 
 export const KATA_DIST = 'dist/kata';
 
+// The guest has no systemd: the native runtime checks for /run/systemd/system before it would
+// reach systemd over D-Bus, so the D-Bus client (~200 KB of dbus-native + XML parsers, a
+// third of the bundle) is left out; if it were ever asked for, the answer is a clear error.
+const noSystemdInGuest = {
+  name: 'no-systemd-in-guest',
+  setup(b) {
+    b.onResolve({ filter: /systemd-manager\.js$/ }, () => ({ path: 'systemd-manager', namespace: 'kata-agent-stub' }));
+    b.onLoad({ filter: /.*/, namespace: 'kata-agent-stub' }, () => ({
+      resolveDir: path.join(b.initialOptions.absWorkingDir, 'src/sys'),
+      loader: 'ts',
+      contents: [
+        "import { ShimError } from '../core/errors.ts';",
+        'export class SystemdError extends ShimError {}',
+        'export class SystemdManager {',
+        '  static async connect(): Promise<never> {',
+        "    throw new ShimError('Unimplemented', 'the Kata guest agent has no systemd cgroup driver (the guest runs no systemd)');",
+        '  }',
+        '}',
+      ].join('\n'),
+    }));
+  },
+};
+
 /** ffi-rs's addon package and file for this machine (the guest runs the host's Node and libc) */
 function ffiAddon(root) {
   const triple = { x64: 'linux-x64-gnu', arm64: 'linux-arm64-gnu' }[process.arch];
@@ -40,6 +63,7 @@ export async function buildKataAgent(root) {
     sourcemap: 'linked',
     // the addon is found next to the bundle at run time (copied below)
     external: ['@yuuang/*', '*.node'],
+    plugins: [noSystemdInGuest],
     // bundled CommonJS (ffi-rs's loader) calls require() and reads __dirname
     banner: {
       js: [
