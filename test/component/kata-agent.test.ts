@@ -224,6 +224,19 @@ describe.skipIf(!isRoot)('kata guest agent on the host', () => {
     await expect(client.readStderr({ containerId: 'tty1', execId: '', len: 100 })).rejects.toThrow(/eof/);
     expect((await client.waitProcess({ containerId: 'tty1', execId: '' })).status).toBe(0);
     await client.removeContainer({ containerId: 'tty1' });
+
+    // exec with a terminal
+    await create('tty2', ['sleep', '1000']);
+    await client.startContainer({ containerId: 'tty2' });
+    await client.execProcess({
+      containerId: 'tty2',
+      execId: 'texec',
+      process: { Terminal: true, ConsoleSize: { Height: 30, Width: 90 }, Args: ['sh', '-c', 'stty size; tty'], Env: ['PATH=/bin'], Cwd: '/' },
+    });
+    const execOut = await readAll(client, 'stdout', 'tty2', 'texec');
+    expect(execOut.text).toMatch(/30 90\r?\n\/dev\/pts\/\d+/);
+    expect((await client.waitProcess({ containerId: 'tty2', execId: 'texec' })).status).toBe(0);
+    await client.removeContainer({ containerId: 'tty2' });
   }, 60_000);
 
   it('StatsContainer: the container cgroup numbers', async () => {
@@ -338,6 +351,11 @@ describe.skipIf(!isRoot)('kata guest agent on the host', () => {
     await client.removeContainer({ containerId: 'dup1' });
     await expect(client.getMetrics({})).rejects.toMatchObject({ code: 'Unimplemented' });
     await expect(client.onlineCpuMem({})).rejects.toThrow(/hotplug/);
+    await expect(client.setGuestDateTime({})).rejects.toMatchObject({ code: 'Unimplemented' });
+    await expect(client.copyFile({ path: '/etc/x' })).rejects.toThrow(/virtio-fs/);
+    // devices and kernel modules are named in the refusal
+    rootfs('dev1');
+    await expect(client.createContainer({ containerId: 'dev1', OCI: kataSpec('dev1', ['true']), devices: [{ id: 'vda', type: 'blk' }] })).rejects.toThrow(/devices \(blk\)/);
     expect((await client.check()).status).toBe(1);
     // a failed create leaves no bundle and no cgroup behind
     expect(fs.readdirSync(path.join(work, 'run')).filter((f) => !f.startsWith('.'))).toEqual([]);
