@@ -331,6 +331,25 @@ describe.skipIf(!isRoot)('kata guest agent on the host', () => {
     await client.removeContainer({ containerId: 'oom1' });
   }, 60_000);
 
+  it("a pod: app containers join the sandbox container's IPC, UTS and PID namespaces the host names", async () => {
+    await create('sandbox1', ['sleep', '1001']);
+    await client.startContainer({ containerId: 'sandbox1' });
+    rootfs('app1');
+    const spec = kataSpec('app1', ['sh', '-c', 'hostname; cat /proc/1/cmdline; echo']);
+    spec.Hostname = '';
+    // as containerd writes them for a pod with shareProcessNamespace: the pause container's (host) paths
+    spec.Linux!.Namespaces = ['pid', 'ipc', 'uts', 'mount'].map((t) => ({ Type: t, Path: t === 'mount' ? '' : `/proc/4242/ns/${t}` }));
+    await client.createContainer({ containerId: 'app1', OCI: spec });
+    await client.closeStdin({ containerId: 'app1', execId: '' });
+    await client.startContainer({ containerId: 'app1' });
+    const [out, wait] = await Promise.all([readAll(client, 'stdout', 'app1'), client.waitProcess({ containerId: 'app1', execId: '' })]);
+    expect(wait.status).toBe(0);
+    expect(out.text.split('\n')[0]).toBe('sandbox1');
+    expect(out.text).toContain('sleep\u00001001');
+    await client.removeContainer({ containerId: 'app1' });
+    await client.removeContainer({ containerId: 'sandbox1' });
+  }, 60_000);
+
   it('bad input answers with a code and the agent keeps serving', async () => {
     await expect(client.startContainer({ containerId: 'nope' })).rejects.toMatchObject({ code: 'NotFound' });
     await expect(client.waitProcess({ containerId: 'nope', execId: '' })).rejects.toMatchObject({ code: 'NotFound' });

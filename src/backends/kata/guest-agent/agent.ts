@@ -188,7 +188,7 @@ export class GuestAgent {
    * the shared dir are mapped (host-test mode), the cgroup path made a guest one, and the
    * bundle written to <runDir>/<id>/config.json for the native executor.
    */
-  async createContainer(id: string, spec: Record<string, unknown> | undefined, storages: StorageRequest[]): Promise<void> {
+  async createContainer(id: string, spec: Record<string, unknown> | undefined, storages: StorageRequest[], opts: { sandboxPidns: boolean } = { sandboxPidns: false }): Promise<void> {
     this.checkId(id, 'container id');
     if (this.containers.has(id)) throw alreadyExists(`container ${id} already exists`);
     if (this.destroyed) throw failedPrecondition('the sandbox is being destroyed');
@@ -202,7 +202,7 @@ export class GuestAgent {
     let plan: StdioPlan | undefined;
     try {
       for (const s of storages) mounted.push(await mountStorage(s, this.o.paths, this.o.ownsTheMachine));
-      const config = this.guestConfig(id, spec);
+      const config = this.guestConfig(id, spec, opts);
       bundle = this.o.paths.bundle(id);
       mkdirSync(bundle, { recursive: true, mode: 0o700 });
       writeFileSync(join(bundle, 'config.json'), JSON.stringify(config));
@@ -440,7 +440,7 @@ export class GuestAgent {
   }
 
   /** the host's spec made a guest one (see createContainer) */
-  private guestConfig(id: string, spec: Record<string, unknown>): Record<string, unknown> {
+  private guestConfig(id: string, spec: Record<string, unknown>, opts: { sandboxPidns: boolean }): Record<string, unknown> {
     const paths = this.o.paths;
     const config = structuredClone(spec) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
     const rootPath = typeof config.root?.path === 'string' && config.root.path !== '' ? String(config.root.path) : '';
@@ -462,12 +462,17 @@ export class GuestAgent {
         .filter((ns: { type?: string }) => ns?.type !== 'network')
         .map((ns: { type?: string; path?: string }) => {
           if (!ns?.path) return ns;
-          // the pod's shared IPC/UTS: those of the sandbox container in this VM
-          if ((ns.type === 'ipc' || ns.type === 'uts') && sandbox?.init.pid && !sandbox.init.exit) {
+          // the pod's shared IPC/UTS (and PID with shareProcessNamespace): those of the
+          // sandbox container in this VM; the host's path means nothing here
+          if ((ns.type === 'ipc' || ns.type === 'uts' || ns.type === 'pid') && sandbox?.init.pid && !sandbox.init.exit) {
             return { type: ns.type, path: `/proc/${sandbox.init.pid}/ns/${ns.type}` };
           }
           return { type: ns.type };
         });
+      // CreateContainerRequest.sandbox_pidns: the container joins the sandbox's pid namespace
+      if (opts.sandboxPidns && sandbox?.init.pid && !sandbox.init.exit) {
+        linux.namespaces = linux.namespaces.map((ns: { type?: string }) => (ns?.type === 'pid' ? { type: 'pid', path: `/proc/${sandbox.init.pid}/ns/pid` } : ns));
+      }
     }
     linux.cgroupsPath = this.cgroupPath(id, typeof linux.cgroupsPath === 'string' ? linux.cgroupsPath : '');
     return config;

@@ -66,7 +66,7 @@ export function registerAgentService(server: TtrpcServer, agent: GuestAgent, net
     CreateContainer: unary(pb.CreateContainerRequest, Empty, async (r) => {
       const spec = r.OCI ? specJson(r.OCI) : undefined;
       if (r.devices.length > 0) throw unimplemented(`CreateContainer ${r.containerId}: devices (${r.devices.map((d) => d.type).join(', ')}) are not supported by this agent`);
-      await agent.createContainer(r.containerId, spec, r.storages);
+      await agent.createContainer(r.containerId, spec, r.storages, { sandboxPidns: r.sandboxPidns });
       return empty;
     }),
     StartContainer: unary(pb.StartContainerRequest, Empty, async (r) => {
