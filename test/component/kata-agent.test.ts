@@ -350,6 +350,26 @@ describe.skipIf(!isRoot)('kata guest agent on the host', () => {
     await client.removeContainer({ containerId: 'sandbox1' });
   }, 60_000);
 
+  it('storages: a local volume made for the container, bind-mounted by the spec, gone with the container', async () => {
+    rootfs('vol1');
+    const spec = kataSpec('vol1', ['sh', '-c', 'echo written > /data/file']);
+    const volume = '/run/kata-containers/sandbox/local/vol1-data';
+    spec.Mounts!.push({ destination: '/data', type: 'bind', source: volume, options: ['rbind', 'rw'] });
+    await client.createContainer({ containerId: 'vol1', OCI: spec, storages: [{ driver: 'local', source: 'local', fstype: 'local', mountPoint: volume, options: ['mode=0777'] }] });
+    await client.closeStdin({ containerId: 'vol1', execId: '' });
+    await client.startContainer({ containerId: 'vol1' });
+    expect((await client.waitProcess({ containerId: 'vol1', execId: '' })).status).toBe(0);
+    // host-test mode: /run/kata-containers/... lives under the agent's run dir
+    const onHost = path.join(work, 'run', 'sandbox/local/vol1-data');
+    expect(fs.readFileSync(path.join(onHost, 'file'), 'utf8')).toBe('written\n');
+    await client.removeContainer({ containerId: 'vol1' });
+    expect(fs.existsSync(onHost)).toBe(false);
+    rootfs('vol2');
+    await expect(
+      client.createContainer({ containerId: 'vol2', OCI: kataSpec('vol2', ['true']), storages: [{ driver: 'blk', source: '/dev/vdb', fstype: 'ext4', mountPoint: '/run/kata-containers/sandbox/x' }] }),
+    ).rejects.toMatchObject({ code: 'Unimplemented' });
+  }, 60_000);
+
   it('bad input answers with a code and the agent keeps serving', async () => {
     await expect(client.startContainer({ containerId: 'nope' })).rejects.toMatchObject({ code: 'NotFound' });
     await expect(client.waitProcess({ containerId: 'nope', execId: '' })).rejects.toMatchObject({ code: 'NotFound' });

@@ -15,7 +15,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BackendContainer, ExitEvent, ExitSubscription, ProcessStdio } from '../../../core/backend.js';
+import type { BackendContainer, CgroupMetrics, ExitEvent, ExitSubscription, ProcessStdio } from '../../../core/backend.js';
 import { ShimError, alreadyExists, failedPrecondition, internal, invalidArgument, notFound } from '../../../core/errors.js';
 import { closeQuietly } from '../../../io/owned-fds.js';
 import { OomWatcher } from '../../../sys/oom.js';
@@ -339,7 +339,7 @@ export class GuestAgent {
     setWinsize(p.consoleFd, rows, cols);
   }
 
-  async stats(id: string): Promise<import('../../../core/backend.js').CgroupMetrics> {
+  async stats(id: string): Promise<CgroupMetrics> {
     const c = this.container(id);
     return this.o.backend.stats(c.handle);
   }

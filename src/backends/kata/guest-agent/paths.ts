@@ -27,13 +27,18 @@ export class GuestPaths {
     return this.sharedRoot ?? GUEST_SHARED_DIR;
   }
 
-  /** a guest path, mapped into the shared root when it lies under the guest's shared dir */
+  /**
+   * A guest path as this agent sees it. In host-test mode, paths under the guest's shared
+   * dir go to the shared root and other paths under /run/kata-containers (storages Kata puts
+   * there) to the run dir, so that nothing lands in the host's own /run.
+   */
   map(guestPath: string): string {
     if (this.sharedRoot === undefined || !isAbsolute(guestPath)) return guestPath;
-    const rel = relative(GUEST_SHARED_DIR, resolve(guestPath));
-    if (rel === '') return this.sharedRoot;
-    if (rel.startsWith('..') || isAbsolute(rel)) return guestPath;
-    return join(this.sharedRoot, rel);
+    const inShared = below(GUEST_SHARED_DIR, guestPath);
+    if (inShared !== undefined) return join(this.sharedRoot, inShared);
+    const inRun = below(GUEST_RUN_DIR, guestPath);
+    if (inRun !== undefined) return join(this.runDir, inRun);
+    return guestPath;
   }
 
   /** Kata's default rootfs of a container: <shared>/<id>/rootfs */
@@ -49,6 +54,13 @@ export class GuestPaths {
   get nativeRoot(): string {
     return join(this.runDir, '.tsshim-native');
   }
+}
+
+/** the path of p relative to dir, when p is dir or below it */
+function below(dir: string, p: string): string | undefined {
+  const rel = relative(dir, resolve(p));
+  if (rel.startsWith('..') || isAbsolute(rel)) return undefined;
+  return rel;
 }
 
 /** kata-agent's rule for container and exec ids: ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$ */

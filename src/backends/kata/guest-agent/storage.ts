@@ -4,7 +4,7 @@
  * (a directory the agent creates), "ephemeral" (a tmpfs). Others are refused by name.
  * In host-test mode nothing is mounted: the shared dir is a host dir already.
  */
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { invalidArgument, unimplemented } from '../../../core/errors.js';
 import type { GuestPaths } from './paths.js';
 
@@ -20,8 +20,8 @@ export interface MountedStorage {
   mountPoint: string;
   /** unmount at removal (false: nothing was mounted, e.g. host-test mode) */
   mounted: boolean;
-  /** remove the directory at removal (local storage the agent created) */
-  removeDir: boolean;
+  /** a directory to remove at removal (what the agent created for local storage) */
+  removeDir?: string;
 }
 
 const FLAG_OPTIONS: Record<string, number> = {
@@ -41,22 +41,22 @@ export async function mountStorage(s: StorageRequest, paths: GuestPaths, ownsThe
   switch (s.driver) {
     case 'virtio-fs':
     case 'virtiofs': {
-      if (!ownsTheMachine) return { mountPoint: target, mounted: false, removeDir: false };
+      if (!ownsTheMachine) return { mountPoint: target, mounted: false };
       mkdirSync(target, { recursive: true });
-      if (await isMountPoint(target)) return { mountPoint: target, mounted: false, removeDir: false };
+      if (await isMountPoint(target)) return { mountPoint: target, mounted: false };
       await mount(s.source || 'kataShared', target, s.fstype || 'virtiofs', s.options);
-      return { mountPoint: target, mounted: true, removeDir: false };
+      return { mountPoint: target, mounted: true };
     }
     case 'local': {
-      const existed = existsSync(target);
-      mkdirSync(target, { recursive: true, mode: 0o777 });
-      return { mountPoint: target, mounted: false, removeDir: !existed };
+      // the first directory made (parents included) goes at removal
+      const made = mkdirSync(target, { recursive: true, mode: 0o777 });
+      return { mountPoint: target, mounted: false, removeDir: made };
     }
     case 'ephemeral': {
       mkdirSync(target, { recursive: true });
-      if (!ownsTheMachine) return { mountPoint: target, mounted: false, removeDir: false };
+      if (!ownsTheMachine) return { mountPoint: target, mounted: false };
       await mount(s.source || 'tmpfs', target, s.fstype || 'tmpfs', s.options);
-      return { mountPoint: target, mounted: true, removeDir: false };
+      return { mountPoint: target, mounted: true };
     }
     default:
       throw unimplemented(`storage driver ${JSON.stringify(s.driver)} is not supported by this agent (virtio-fs, local, ephemeral are)`);
@@ -74,7 +74,7 @@ export async function unmountAll(list: MountedStorage[]): Promise<void> {
         failed.push(`${m.mountPoint}: ${(err as Error).message}`);
       }
     }
-    if (m.removeDir) rmSync(m.mountPoint, { recursive: true, force: true });
+    if (m.removeDir) rmSync(m.removeDir, { recursive: true, force: true });
   }
   if (failed.length > 0) throw new Error(`unmount ${failed.join('; ')}`);
 }
