@@ -417,10 +417,14 @@ describe.skipIf(!isRoot)('kata guest agent on the host', () => {
       pids = [...containerPids('last1'), ...containerPids('last2')];
     }
     expect(pids.length).toBe(3);
+    // waits in flight end with the exit of the killed init
+    const waits = [client.waitProcess({ containerId: 'last1', execId: '' }), client.waitProcess({ containerId: 'last2', execId: '' })];
     await client.removeContainer({ containerId: 'last1' });
+    expect((await waits[0]!).status).toBe(137);
     expect(cgroupFile('last1', 'cgroup.procs')).toBeUndefined();
     await expect(client.waitProcess({ containerId: 'last1', execId: '' })).rejects.toMatchObject({ code: 'NotFound' });
     await client.destroySandbox({});
+    expect((await waits[1]!).status).toBe(137);
     expect(await agentExit).toBe(0);
     expect(pids.filter(alive)).toEqual([]);
     expect(cgroupDirsUnder(cgroupParent)).toEqual([]);

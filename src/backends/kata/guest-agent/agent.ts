@@ -27,6 +27,8 @@ import { mountStorage, unmountAll, type MountedStorage, type StorageRequest } fr
 export const AGENT_NAMESPACE = 'kata';
 
 const SIGKILL = 9;
+/** how long RemoveContainer waits for the exits of the processes it killed */
+const EXIT_AFTER_REMOVE_MS = 2000;
 /** how long a terminal's output may still arrive after its process exited */
 const TERMINAL_SETTLE_MS = 100;
 const SIGTERM = 15;
@@ -218,7 +220,13 @@ export class GuestAgent {
       });
       closeAll(plan.theirs);
       const c = new AgentContainer(id, bundle, made.container, init, mounted);
-      this.attachStdio(init, plan, made.consoleFd);
+      try {
+        this.attachStdio(init, plan, made.consoleFd);
+      } catch (err) {
+        // created, but its stdio cannot be served: it must not stay behind
+        await this.o.backend.delete(made.container, { force: true }).catch(() => undefined);
+        throw err;
+      }
       this.containers.set(id, c);
       this.track(init, made.pid);
       this.o.log('container created', { id, pid: made.pid });
@@ -261,7 +269,12 @@ export class GuestAgent {
     try {
       const r = await this.o.backend.exec(c.handle, { containerId: id, execId, bundle: c.bundle, spec: process, stdio: plan.stdio });
       closeAll(plan.theirs);
-      this.attachStdio(p, plan, r.consoleFd);
+      try {
+        this.attachStdio(p, plan, r.consoleFd);
+      } catch (err) {
+        await this.o.backend.killProcess(c.handle, r.pid, SIGKILL).catch(() => undefined);
+        throw err;
+      }
       c.execs.set(execId, p);
       this.track(p, r.pid);
     } catch (err) {
@@ -277,12 +290,14 @@ export class GuestAgent {
     if (signal < 0 || signal > 64) throw invalidArgument(`signal ${signal} out of range`);
     let sig = signal;
     if (p.isInit && sig === SIGTERM && p.pid && !handlesSignal(p.pid, SIGTERM)) sig = SIGKILL;
+    // a process that is gone (or going) is no error: kata-agent ignores ESRCH too
+    const gone = (err: unknown) => p.exit !== undefined || (err instanceof ShimError && err.code === 'NotFound');
     if (p.isInit) {
       if (!p.exit) {
         try {
           await this.o.backend.kill(c.handle, sig, false);
         } catch (err) {
-          if (!(err instanceof ShimError && err.code === 'NotFound')) throw err;
+          if (!gone(err)) throw err;
         }
       }
       // exec id "": the init and every other process of the container
@@ -293,7 +308,7 @@ export class GuestAgent {
     try {
       await this.o.backend.killProcess(c.handle, p.pid, sig);
     } catch (err) {
-      if (!(err instanceof ShimError && err.code === 'NotFound')) throw err;
+      if (!gone(err)) throw err;
     }
   }
 
@@ -369,8 +384,18 @@ export class GuestAgent {
     await this.o.backend.delete(c.handle, { force: true });
     this.oom.unwatch(id);
     this.containers.delete(id);
+    // a WaitProcess still pending gets the exit of the killed process; should the exit not
+    // come (reaped elsewhere), it gets SIGKILL's status rather than hang
+    const processes = [c.init, ...c.execs.values()];
+    const running = processes.filter((p) => p.pid && !p.exit);
+    if (running.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all(running.map((p) => p.exited)), new Promise((r) => (timer = setTimeout(r, EXIT_AFTER_REMOVE_MS)))]);
+      clearTimeout(timer);
+      for (const p of running) if (!p.exit) p.deliver({ pid: p.pid, status: 128 + SIGKILL, signal: SIGKILL, at: new Date() });
+    }
     // output already queued stays readable until the host hits EOF; the fds go now
-    for (const p of [c.init, ...c.execs.values()]) {
+    for (const p of processes) {
       if (p.pid) this.byPid.delete(p.pid);
       p.closeStreams();
     }
