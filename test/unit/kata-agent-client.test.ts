@@ -83,8 +83,13 @@ async function fakeAgent(opts: { skip?: string[] } = {}): Promise<FakeAgent> {
 }
 
 /** A fake hybrid vsock device in front of the agent: CONNECT <port> -> OK, then the agent serves the socket. */
-async function fakeDeviceFor(agent: FakeAgent, acceptPort: number): Promise<string> {
-  const path = join(dir, `vsock-${cleanups.length}.sock`);
+async function fakeDeviceFor(
+  agent: FakeAgent,
+  acceptPort: number,
+  opts: { path?: string; refuseFirst?: number } = {},
+): Promise<string> {
+  const path = opts.path ?? join(dir, `vsock-${cleanups.length}.sock`);
+  let refuse = opts.refuseFirst ?? 0;
   const sockets: Socket[] = [];
   const server = createServer((socket) => {
     sockets.push(socket);
@@ -94,7 +99,7 @@ async function fakeDeviceFor(agent: FakeAgent, acceptPort: number): Promise<stri
       buf += chunk.toString('latin1');
       if (!buf.includes('\n')) return;
       socket.off('data', onData);
-      if (buf !== `CONNECT ${acceptPort}\n`) {
+      if (buf !== `CONNECT ${acceptPort}\n` || refuse-- > 0) {
         socket.end();
         return;
       }
@@ -177,6 +182,13 @@ describe('AgentClient: requests and responses', () => {
     expect((await client.updateRoutes({ routes: { Routes: [route] } })).Routes[0]!.gateway).toBe('10.0.0.1');
     await client.addArpNeighbors({ neighbors: { ARPNeighbors: [{ toIPAddress: { address: '10.0.0.1' }, lladdr: 'aa:bb:cc:dd:ee:ff', device: 'eth0', state: 128 }] } });
     expect((await client.getGuestDetails({ memBlockSize: true })).agentDetails!.version).toBe('3.2.0');
+    agent.impl.set('ListRoutes', () => ({ Routes: [route] }));
+    agent.impl.set('GetMetrics', () => ({ metrics: 'kata_agent_up 1\n' }));
+    expect((await client.listRoutes()).Routes[0]!.dest).toBe('0.0.0.0/0');
+    expect(await client.getMetrics()).toEqual({ metrics: 'kata_agent_up 1\n' });
+    await client.onlineCpuMem({ wait: true, nbCpus: 2 });
+    await client.setGuestDateTime({ Sec: 1700000000n, Usec: 5n });
+    await client.copyFile({ path: '/run/kata-containers/shared/containers/resolv.conf', fileSize: 3n, fileMode: 0o644, data: Buffer.from('x=1') });
     await client.removeContainer({ containerId: 'c1', timeout: 5 });
     await client.destroySandbox();
 
@@ -204,6 +216,11 @@ describe('AgentClient: requests and responses', () => {
       '/grpc.AgentService/UpdateRoutes',
       '/grpc.AgentService/AddARPNeighbors',
       '/grpc.AgentService/GetGuestDetails',
+      '/grpc.AgentService/ListRoutes',
+      '/grpc.AgentService/GetMetrics',
+      '/grpc.AgentService/OnlineCPUMem',
+      '/grpc.AgentService/SetGuestDateTime',
+      '/grpc.AgentService/CopyFile',
       '/grpc.AgentService/RemoveContainer',
       '/grpc.AgentService/DestroySandbox',
     ]);
@@ -215,6 +232,8 @@ describe('AgentClient: requests and responses', () => {
     expect(req('TtyWinResize')).toEqual({ containerId: 'c1', execId: 'e1', row: 24, column: 80 });
     expect(req('UpdateContainer')).toMatchObject({ resources: { Memory: { Limit: 1n << 28n }, CPU: { Quota: 50000n, Period: 100000n } } });
     expect(req('RemoveContainer')).toEqual({ containerId: 'c1', timeout: 5 });
+    expect(req('SetGuestDateTime')).toEqual({ Sec: 1700000000n, Usec: 5n });
+    expect(req('CopyFile')).toMatchObject({ fileSize: 3n, fileMode: 0o644, data: Buffer.from('x=1') });
     expect(req('AddARPNeighbors')).toMatchObject({ neighbors: { ARPNeighbors: [{ lladdr: 'aa:bb:cc:dd:ee:ff', state: 128 }] } });
   });
 
@@ -352,5 +371,54 @@ describe('AgentClient: errors', () => {
     const err = await rejection(client.updateContainer({ containerId: 'c1', resources: { Memory: { Limit: 1n << 70n } } }));
     expect(err.code).toBe('InvalidArgument');
     expect(agent.seen).toEqual([]);
+  });
+});
+
+describe('AgentClient.connectWhenReady: waiting for a booting VM\'s agent', () => {
+  it('retries while the device socket is missing and while the guest port refuses, then answers', async () => {
+    const agent = await fakeAgent();
+    const devicePath = join(dir, 'late-vsock.sock');
+    setTimeout(() => void fakeDeviceFor(agent, 1024, { path: devicePath, refuseFirst: 2 }), 150);
+    const started = Date.now();
+    const client = await AgentClient.connectWhenReady({ hybridVsock: devicePath, port: 1024 }, { timeoutMs: 5000, retryIntervalMs: 10 });
+    cleanups.push(() => client.close());
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    // the refused attempts never reached the agent; the successful one checked health
+    expect(agent.seen.map((s) => s.path)).toEqual(['/grpc.Health/Check']);
+  });
+
+  it('waits while the agent says NOT_SERVING', async () => {
+    const agent = await fakeAgent();
+    let calls = 0;
+    agent.impl.set('Check', () => ({ status: ++calls < 3 ? HealthCheckResponse_ServingStatus.NOT_SERVING : HealthCheckResponse_ServingStatus.SERVING }));
+    const client = await AgentClient.connectWhenReady({ unix: agent.socketPath }, { timeoutMs: 5000, retryIntervalMs: 5 });
+    cleanups.push(() => client.close());
+    expect(calls).toBe(3);
+  });
+
+  it('an agent that never comes: DeadlineExceeded after timeoutMs, naming the last failure', async () => {
+    const started = Date.now();
+    const err = await AgentClient.connectWhenReady({ hybridVsock: join(dir, 'never.sock'), port: 1024 }, { timeoutMs: 300, retryIntervalMs: 20 }).catch((e: unknown) => e);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect((err as ShimError).code).toBe('DeadlineExceeded');
+    expect((err as ShimError).message).toMatch(/no answer within 300 ms \(last: .*ENOENT/);
+  });
+
+  it('a hung agent (accepts, never answers Check) also ends at the deadline', async () => {
+    const agent = await fakeAgent();
+    agent.impl.set('Check', () => new Promise(() => {}));
+    const err = await AgentClient.connectWhenReady({ unix: agent.socketPath }, { timeoutMs: 300 }).catch((e: unknown) => e);
+    expect((err as ShimError).code).toBe('DeadlineExceeded');
+  });
+
+  it('stops when its signal aborts (the VM exited)', async () => {
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(new Error('qemu exited with status 1')), 50);
+    const started = Date.now();
+    const err = await AgentClient.connectWhenReady({ unix: join(dir, 'never.sock') }, { timeoutMs: 10_000, signal: ac.signal }).catch((e: unknown) => e);
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect((err as ShimError).code).toBe('Unavailable');
+    expect(((err as ShimError).cause as Error).message).toBe('qemu exited with status 1');
   });
 });

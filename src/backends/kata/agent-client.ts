@@ -19,7 +19,7 @@ import { Code, TtrpcError } from '../../ttrpc/status.js';
 import { TtrpcClient } from '../../ttrpc/client.js';
 import { Empty } from '../../proto/gen/google/protobuf/empty.js';
 import { AgentServiceDefinition } from '../../proto/gen/kata/agent.js';
-import { HealthDefinition } from '../../proto/gen/kata/health.js';
+import { HealthCheckResponse_ServingStatus, HealthDefinition } from '../../proto/gen/kata/health.js';
 import { connectHybridVsock } from './hybrid-vsock.js';
 
 export type AgentTarget = { hybridVsock: string; port: number } | { unix: string };
@@ -142,6 +142,56 @@ export class AgentClient {
     }
   }
 
+  /**
+   * Connects once the agent answers: while the VM boots, the vsock device socket may not
+   * exist yet and nothing listens on the guest port (both Unavailable), so this retries
+   * connect + /grpc.Health/Check every retryIntervalMs until the agent answers (anything but
+   * NOT_SERVING) or timeoutMs has passed (DeadlineExceeded, naming the last failure).
+   * `signal` stops the wait early (a VM that exited: the reason is kept as the cause); an
+   * error other than Unavailable/DeadlineExceeded ends it at once.
+   */
+  static async connectWhenReady(
+    target: AgentTarget,
+    opts: AgentConnectOptions & { retryIntervalMs?: number; signal?: AbortSignal },
+  ): Promise<AgentClient> {
+    const deadline = Date.now() + opts.timeoutMs;
+    const interval = opts.retryIntervalMs ?? 20;
+    const where = 'hybridVsock' in target ? `${target.hybridVsock} port ${target.port}` : target.unix;
+    let last: ShimError | undefined;
+    for (;;) {
+      if (opts.signal?.aborted) {
+        throw new ShimError('Unavailable', `kata agent at ${where}: gave up waiting${last ? ` (last: ${last.message})` : ''}`, {
+          cause: opts.signal.reason,
+        });
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new ShimError(
+          'DeadlineExceeded',
+          `kata agent at ${where}: no answer within ${opts.timeoutMs} ms${last ? ` (last: ${last.message})` : ''}`,
+          { cause: last },
+        );
+      }
+      let client: AgentClient | undefined;
+      try {
+        client = await AgentClient.connect(target, { ...opts, timeoutMs: left });
+        const health = await client.check({}, { timeoutMs: Math.max(1, deadline - Date.now()), signal: opts.signal });
+        // Kata's runtime takes any answer to Check as "up"; only an explicit NOT_SERVING waits.
+        if (health.status !== HealthCheckResponse_ServingStatus.NOT_SERVING) return client;
+        last = new ShimError('Unavailable', `kata agent health: ${HealthCheckResponse_ServingStatus[health.status] ?? health.status}`);
+      } catch (err) {
+        const shimErr = err instanceof ShimError ? err : agentCallError('Check', err);
+        if (shimErr.code !== 'Unavailable' && shimErr.code !== 'DeadlineExceeded' && shimErr.code !== 'Canceled') {
+          await client?.close();
+          throw shimErr;
+        }
+        last = shimErr;
+      }
+      await client?.close();
+      await sleep(Math.min(interval, Math.max(0, deadline - Date.now())), opts.signal);
+    }
+  }
+
   /** Wraps a ttrpc client that is already connected to an agent. */
   static fromTtrpc(client: TtrpcClient, opts: { defaultTimeoutMs?: number } = {}): AgentClient {
     return new AgentClient(client, opts.defaultTimeoutMs);
@@ -191,7 +241,10 @@ export class AgentClient {
   readonly removeContainer: AgentMethod<'removeContainer'> = this.unary('removeContainer');
   readonly execProcess: AgentMethod<'execProcess'> = this.unary('execProcess');
   readonly signalProcess: AgentMethod<'signalProcess'> = this.unary('signalProcess');
-  /** Blocks until the process exits: no deadline by default. */
+  /**
+   * Blocks until the process exits: no deadline by default. `status` is the exit code, or
+   * 128 + signal for a process killed by a signal (kata-agent's convention: 137 after SIGKILL).
+   */
   readonly waitProcess: AgentMethod<'waitProcess'> = this.unary('waitProcess', false);
   readonly updateContainer: AgentMethod<'updateContainer'> = this.unary('updateContainer');
   readonly statsContainer: AgentMethod<'statsContainer'> = this.unary('statsContainer');
@@ -201,7 +254,11 @@ export class AgentClient {
   // ---- stdio ----
   /** Blocks until the process takes the bytes: no deadline by default. */
   readonly writeStdin: AgentMethod<'writeStdin'> = this.unary('writeStdin', false);
-  /** Blocks until output comes (answers empty data / an error at EOF): no deadline by default. */
+  /**
+   * Blocks until output comes: no deadline by default. EOF is an answer with empty data
+   * (kata-agent; Kata's runtime also takes an error as EOF). With a terminal, both streams
+   * read the terminal: use readStdout only.
+   */
   readonly readStdout: AgentMethod<'readStdout'> = this.unary('readStdout', false);
   /** As readStdout. */
   readonly readStderr: AgentMethod<'readStderr'> = this.unary('readStderr', false);
@@ -254,4 +311,17 @@ export class AgentClient {
       throw new AgentCallError('Internal', `kata agent ${def.name}: ${message}`, def.name, Code.Internal, message, { cause: err });
     }
   }
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

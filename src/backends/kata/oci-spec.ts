@@ -8,9 +8,14 @@
  * every field oci.proto has, with these rules:
  *  - fields the JSON requires (user.uid, process.cwd, root.path, mount.destination,
  *    linux device major/minor, rlimit hard/soft, ...) are always written back;
- *  - optional numbers (memory.limit, cpu.shares, oomScoreAdj, hook timeout, device cgroup
- *    major/minor, ...) are written back when non-zero: an explicit 0 in the JSON comes back
- *    absent (the one thing the wire cannot carry);
+ *  - optional numbers (memory.limit, cpu.shares, oomScoreAdj, hook timeout, ...) are written
+ *    back when non-zero: an explicit 0 in the JSON comes back absent (the one thing the wire
+ *    cannot carry);
+ *  - device cgroup major/minor are the exception, since "b 8:0" must not become "b 8:*": an
+ *    absent one ("*") is sent as -1, which kata-agent reads as absent just like the 0 Kata's
+ *    runtime sends, and an explicit 0 stays 0. Read back, a negative value is absent, and so is
+ *    0 in a rule for all device types (where Kata's runtime puts 0 and the number means
+ *    nothing); 0 in a "b"/"c" rule is a real 0;
  *  - optional strings, booleans, lists and maps are written back when non-empty / true;
  *  - seccomp errnoRet keeps its presence (Kata made it a oneof).
  * JSON fields oci.proto has no place for (user.umask, linux.resources.unified,
@@ -57,6 +62,8 @@ import type {
 type Json = Record<string, unknown>;
 
 const U32_MAX = 0xffffffff;
+/** what we send for an absent device cgroup major/minor ("*") */
+const DEVICE_WILDCARD = -1n;
 const I64_MAX = (1n << 63n) - 1n;
 const I64_MIN = -(1n << 63n);
 const U64_MAX = (1n << 64n) - 1n;
@@ -133,6 +140,14 @@ class Reader {
     const n = integer(v, this.at(key));
     if (n < 0n) throw bad(this.at(key), 'an unsigned integer', v);
     return n > U64_MAX ? U64_MAX : n;
+  }
+
+  /** int64 with presence: `absent` when the key is absent. */
+  optI64(key: string, absent: bigint): bigint {
+    const v = this.raw[key];
+    if (v !== undefined && v !== null) return this.i64(key);
+    this.used.add(key);
+    return absent;
   }
 
   /** uint32 with presence: undefined when absent. */
@@ -215,8 +230,8 @@ function convert<T>(r: Reader | undefined, fn: (r: Reader) => T): T | undefined 
  * (JSON paths, e.g. "process.user.umask") when given.
  */
 export function ociSpecToProto(json: Record<string, unknown>, dropped?: string[]): Spec {
-  const root = Reader.of(json, '', dropped);
-  if (!root) throw new ShimError('InvalidArgument', 'OCI spec: not an object');
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ShimError('InvalidArgument', 'OCI spec: not an object');
+  const root = new Reader(json, '', dropped);
   const spec = specFrom(root);
   root.done();
   return spec;
@@ -352,7 +367,13 @@ function resourcesFrom(r: Reader): LinuxResources {
     Devices: r.objs(
       'devices',
       (x): LinuxDeviceCgroup =>
-        done(x, { Allow: x.bool('allow'), Type: x.str('type'), Major: x.i64('major'), Minor: x.i64('minor'), Access: x.str('access') }),
+        done(x, {
+          Allow: x.bool('allow'),
+          Type: x.str('type'),
+          Major: x.optI64('major', DEVICE_WILDCARD),
+          Minor: x.optI64('minor', DEVICE_WILDCARD),
+          Access: x.str('access'),
+        }),
     ),
     Memory: convert(
       r.sub('memory'),
@@ -580,7 +601,14 @@ export function ociResourcesFromProto(r: LinuxResources): Record<string, unknown
     .list(
       'devices',
       r.Devices,
-      (d) => new Writer().req('allow', d.Allow).str('type', d.Type).num('major', d.Major).num('minor', d.Minor).str('access', d.Access).out,
+      (d) => {
+        const w = new Writer().req('allow', d.Allow).str('type', d.Type);
+        // 0 from Kata's runtime is its "absent"; it only matters in a rule that names a device type
+        const anyType = d.Type === '' || d.Type === 'a';
+        if (d.Major >= 0n && !(anyType && d.Major === 0n)) w.req('major', jsonNumber(d.Major));
+        if (d.Minor >= 0n && !(anyType && d.Minor === 0n)) w.req('minor', jsonNumber(d.Minor));
+        return w.str('access', d.Access).out;
+      },
     )
     .obj(
       'memory',

@@ -220,8 +220,9 @@ export interface LinuxPids {
 }
 
 /**
- * A device cgroup rule. Major/Minor 0 stand for "any" (the OCI JSON omits them):
- * Kata's runtime sends 0 for an absent number, its agent reads 0 as absent.
+ * A device cgroup rule. An absent Major/Minor ("any", omitted in the OCI JSON) has
+ * no wire form of its own: Kata's runtime sends 0, kata-agent reads any value <= 0
+ * as absent. tsshim sends -1 so that a real 0 ("b 8:0") stays distinct.
  */
 export interface LinuxDeviceCgroup {
   Allow: boolean;
