@@ -391,7 +391,7 @@ describe.skipIf(!isRoot)('kata guest agent on the host', () => {
     await expect(client.getMetrics({})).rejects.toMatchObject({ code: 'Unimplemented' });
     await expect(client.onlineCpuMem({})).rejects.toThrow(/hotplug/);
     await expect(client.setGuestDateTime({})).rejects.toMatchObject({ code: 'Unimplemented' });
-    await expect(client.copyFile({ path: '/etc/x' })).rejects.toThrow(/virtio-fs/);
+    await expect(client.copyFile({ path: '/etc/x' })).rejects.toMatchObject({ code: 'InvalidArgument' });
     // devices and kernel modules are named in the refusal
     rootfs('dev1');
     await expect(client.createContainer({ containerId: 'dev1', OCI: kataSpec('dev1', ['true']), devices: [{ id: 'vda', type: 'blk' }] })).rejects.toThrow(/devices \(blk\)/);
@@ -399,6 +399,22 @@ describe.skipIf(!isRoot)('kata guest agent on the host', () => {
     // a failed create leaves no bundle and no cgroup behind
     expect(fs.readdirSync(path.join(work, 'run')).filter((f) => !f.startsWith('.'))).toEqual([]);
   }, 60_000);
+
+  it('CopyFile writes a file in pieces below /run/kata-containers, then a symlink', async () => {
+    const file = '/run/kata-containers/shared/containers/copied/etc/hosts';
+    const content = Buffer.from('127.0.0.1 localhost\n::1 localhost\n');
+    await client.copyFile({ path: file, fileSize: BigInt(content.length), fileMode: 0o100644, dirMode: 0o750, uid: 0, gid: 0, offset: 0n, data: content.subarray(0, 10) });
+    const onHost = path.join(shared, 'copied/etc/hosts');
+    expect(fs.existsSync(onHost)).toBe(false); // not complete yet
+    await client.copyFile({ path: file, fileSize: BigInt(content.length), fileMode: 0o100644, dirMode: 0o750, uid: 0, gid: 0, offset: 10n, data: content.subarray(10) });
+    expect(fs.readFileSync(onHost)).toEqual(content);
+    expect(fs.statSync(onHost).mode & 0o7777).toBe(0o644);
+    expect(fs.statSync(path.dirname(onHost)).mode & 0o7777).toBe(0o750);
+    await client.copyFile({ path: '/run/kata-containers/shared/containers/copied/link', fileMode: 0o120777, data: Buffer.from('etc/hosts') });
+    expect(fs.readlinkSync(path.join(shared, 'copied/link'))).toBe('etc/hosts');
+    await expect(client.copyFile({ path: '/run/kata-containers/../../etc/passwd', data: Buffer.from('x') })).rejects.toMatchObject({ code: 'InvalidArgument' });
+    fs.rmSync(path.join(shared, 'copied'), { recursive: true });
+  });
 
   it('GetGuestDetails answers', async () => {
     const d = await client.getGuestDetails({ memBlockSize: true, memHotplugProbe: true });

@@ -144,6 +144,10 @@ export class GuestAgent {
     return this.sandboxId;
   }
 
+  get paths(): GuestPaths {
+    return this.o.paths;
+  }
+
   /* ---------------------------------------------------------------- sandbox */
 
   async createSandbox(req: { sandboxId: string; hostname: string; storages: StorageRequest[] }): Promise<void> {

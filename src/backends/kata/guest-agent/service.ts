@@ -20,6 +20,7 @@ import { ociProcessFromProto, ociResourcesFromProto, ociSpecFromProto } from '..
 import type { GuestAgent, Log } from './agent.js';
 import { EndOfStream } from './streams.js';
 import { cgroupStatsOf } from './stats.js';
+import { copyFile } from './copy-file.js';
 import type { GuestNetwork } from './network.js';
 
 /** reported in GetGuestDetails and Health.Version */
@@ -157,7 +158,10 @@ export function registerAgentService(server: TtrpcServer, agent: GuestAgent, net
     OnlineCPUMem: unary(pb.OnlineCPUMemRequest, Empty, notDone('OnlineCPUMem', 'CPU and memory hotplug are not supported by this agent')),
     GetGuestDetails: unary(pb.GuestDetailsRequest, pb.GuestDetailsResponse, (r) => guestDetails(r)),
     SetGuestDateTime: unary(pb.SetGuestDateTimeRequest, Empty, notDone('SetGuestDateTime', 'setting the guest clock is not supported by this agent')),
-    CopyFile: unary(pb.CopyFileRequest, Empty, notDone('CopyFile', 'this agent shares files with virtio-fs only')),
+    CopyFile: unary(pb.CopyFileRequest, Empty, (r) => {
+      copyFile(r, agent.paths);
+      return empty;
+    }),
     GetOOMEvent: unary(pb.GetOOMEventRequest, pb.OOMEvent, async () => {
       const id = await agent.nextOomEvent();
       // the sandbox went away while the host waited: kata-agent fails the call then too
