@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '../../src/backends/kata/agent-client.js';
+import { Code, TtrpcClient } from '../../src/ttrpc/index.js';
 import { ociSpecToProto } from '../../src/backends/kata/oci-spec.js';
 import { Spec } from '../../src/proto/gen/kata/oci.js';
 import type { DeepPartial } from '../../src/proto/gen/kata/agent.js';
@@ -395,6 +396,14 @@ describe.skipIf(!isRoot)('kata guest agent on the host', () => {
     // devices and kernel modules are named in the refusal
     rootfs('dev1');
     await expect(client.createContainer({ containerId: 'dev1', OCI: kataSpec('dev1', ['true']), devices: [{ id: 'vda', type: 'blk' }] })).rejects.toThrow(/devices \(blk\)/);
+    // undecodable payloads and unknown methods, straight over ttrpc
+    const raw = await TtrpcClient.connect(socket());
+    try {
+      await expect(raw.call('grpc.AgentService', 'CreateContainer', Buffer.from([0x0a, 0xff, 0xff]))).rejects.toMatchObject({ code: Code.Internal });
+      await expect(raw.call('grpc.AgentService', 'ReseedRandomDev', new Uint8Array(0))).rejects.toMatchObject({ code: Code.Unimplemented });
+    } finally {
+      await raw.close();
+    }
     expect((await client.check()).status).toBe(1);
     // a failed create leaves no bundle and no cgroup behind
     expect(fs.readdirSync(path.join(work, 'run')).filter((f) => !f.startsWith('.'))).toEqual([]);

@@ -130,6 +130,9 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
+// a crash ends the agent and so the VM: its reason must reach the console
+process.on('uncaughtExceptionMonitor', (err) => log('agent crashed', { err: err?.stack ?? String(err) }));
+
 main().catch((err) => {
   log('agent failed', { err: (err as Error).stack ?? String(err) });
   process.exit(1);
