@@ -156,8 +156,16 @@ describe.skipIf(!isRoot)('kata guest agent on the host', () => {
       const procs = path.join(d, 'cgroup.procs');
       if (fs.existsSync(procs)) for (const pid of fs.readFileSync(procs, 'utf8').split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
     }
-    await new Promise((r) => setTimeout(r, 200));
-    removeCgroupParent(cgroupParent);
+    // killed processes leave their cgroups a moment later
+    for (let i = 0; ; i++) {
+      try {
+        removeCgroupParent(cgroupParent);
+        break;
+      } catch (err) {
+        if (i >= 50) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
     if (work) fs.rmSync(work, { recursive: true, force: true });
     removeRootfsTemplate();
   });
