@@ -152,6 +152,7 @@ interface Libc {
   mallocTrim: (args: unknown[]) => number;
   memsetExternal: (args: unknown[]) => FfiRs.JsExternal;
   socketpair: Fn<number>;
+  pipe2: Fn<number>;
   close: Fn<number>;
   posixSpawn: Fn<number>;
   spawnActionsInit: Fn<number>;
@@ -227,6 +228,7 @@ function load(): Libc {
     // memset returns its first argument: how we get an External for a known address
     memsetExternal: fn('memset', D.External, [D.I64, D.I32, D.I64], false),
     socketpair: fn('socketpair', D.I32, [D.I32, D.I32, D.I32, D.U8Array]),
+    pipe2: fn('pipe2', D.I32, [D.U8Array, D.I32]),
     close: fn('close', D.I32, [D.I32]),
     // posix_spawn and its file actions return an error number instead of setting errno; they
     // are still loaded with errno: true, because only then does ffi-rs hand back the
@@ -510,6 +512,16 @@ const O_RDWR = 2;
 export function socketpair(): [number, number] {
   const out = Buffer.alloc(8);
   check('socketpair', load().socketpair([AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, out]));
+  return [out.readInt32LE(0), out.readInt32LE(4)];
+}
+
+/**
+ * pipe2(O_CLOEXEC): a real anonymous pipe, [read end, write end]. Node has no pipe(2), and
+ * src/io/pipe.ts needs a mkfifo command, which a minimal VM guest does not have.
+ */
+export function pipe(): [number, number] {
+  const out = Buffer.alloc(8);
+  check('pipe2', load().pipe2([out, SOCK_CLOEXEC])); // O_CLOEXEC == SOCK_CLOEXEC on Linux
   return [out.readInt32LE(0), out.readInt32LE(4)];
 }
 

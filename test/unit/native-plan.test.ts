@@ -346,6 +346,18 @@ describe('compileCreate', () => {
     expect(records(encodePlan(off)).some((r) => r.tag === PlanTag.Apparmor)).toBe(false);
   });
 
+  it('carries a terminal\'s consoleSize to the helper (it sizes the pty before the process runs)', () => {
+    const withTty = spec((s) => {
+      s.process.terminal = true;
+      s.process.consoleSize = { height: 30, width: 90 };
+    });
+    const { plan } = compileCreate(withTty, { ...ctx(), consoleSocket: '/tmp/console.sock' });
+    const rec = records(encodePlan(plan)).find((r) => r.tag === PlanTag.ConsoleSize);
+    expect(rec && [rec.payload.readUInt32LE(0), rec.payload.readUInt32LE(4)]).toEqual([30, 90]);
+    const noTty = spec((s) => (s.process.consoleSize = { height: 30, width: 90 }));
+    expect(records(encodePlan(compileCreate(noTty, ctx()).plan)).some((r) => r.tag === PlanTag.ConsoleSize)).toBe(false);
+  });
+
   it('links /dev/ptmx to the container\'s devpts even when the devices list the host\'s (privileged)', () => {
     const { plan } = compileCreate(spec((s) => (s.linux.devices = [{ path: '/dev/ptmx', type: 'c', major: 5, minor: 2 }])), ctx());
     expect(plan.rootfsOps.filter((o) => 'path' in o && o.path === '/dev/ptmx')).toEqual([{ op: 'symlink', linkTarget: 'pts/ptmx', path: '/dev/ptmx' }]);

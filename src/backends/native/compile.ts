@@ -248,6 +248,7 @@ function compileProcess(p: OciProcess, field: string, ctx: ProcessContext, warni
     capabilities: compileCapabilities(p.capabilities, `${field}.capabilities`, ctx.userNamespace ? undefined : ctx.host, warnings),
     noNewPrivileges: p.noNewPrivileges,
     terminal: p.terminal,
+    ...(p.terminal && p.consoleSize ? { consoleSize: p.consoleSize } : {}),
     seccomp: ctx.seccomp,
     // like runc: a profile applies only where AppArmor is on (containerd names one for every
     // CRI container on such hosts); elsewhere it is ignored

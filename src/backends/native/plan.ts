@@ -126,6 +126,7 @@ export const PlanTag = {
   Seccomp: 47,
   Apparmor: 48,
   PreserveFds: 49,
+  ConsoleSize: 54,
   Hook: 50,
   HookArg: 51,
   HookEnv: 52,
@@ -198,6 +199,8 @@ export interface ProcessPlan {
   capabilities?: CapabilitySets;
   noNewPrivileges: boolean;
   terminal: boolean;
+  /** the pty's size, set before the process runs (an exec runs at once: sizing it afterwards raced) */
+  consoleSize?: { height: number; width: number };
   /** compiled BPF program (8 bytes per instruction) and SECCOMP_FILTER_FLAG_* */
   seccomp?: { program: Buffer; flags: number };
   /** AppArmor profile the process gets at execve (absent: the caller's, as runc leaves it) */
@@ -414,6 +417,7 @@ export function encodePlan(plan: Plan): Buffer {
   if (p.seccomp) rec(PlanTag.Seccomp, (w) => w.u32(p.seccomp!.flags).blob(p.seccomp!.program));
   if (p.apparmorProfile) rec(PlanTag.Apparmor, (w) => w.str(p.apparmorProfile!));
   if (p.preserveFds) rec(PlanTag.PreserveFds, (w) => w.u32(p.preserveFds));
+  if (p.terminal && p.consoleSize?.height && p.consoleSize.width) rec(PlanTag.ConsoleSize, (w) => w.u32(p.consoleSize!.height).u32(p.consoleSize!.width));
   for (const h of plan.hooks?.inContainer ?? []) {
     rec(PlanTag.Hook, (w) => w.u32(h.kind).u32(h.timeout ?? 0).str(h.path));
     // argv[0] is the first argument; with none, the path (as runc does)

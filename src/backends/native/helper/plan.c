@@ -261,6 +261,10 @@ static int decode_record(struct plan *p, uint16_t tag, struct cursor *c, const c
 	case T_PRESERVE_FDS:
 		p->preserve_fds = get_u32(c);
 		break;
+	case T_CONSOLE_SIZE:
+		p->console_rows = get_u32(c);
+		p->console_cols = get_u32(c);
+		break;
 	case T_HOOK: {
 		struct plan_hook *h = &p->hooks[p->n_hooks++];
 		h->kind = get_u32(c);

@@ -66,6 +66,7 @@ enum plan_tag {
 	T_HOOK_ARG = 51,   /* str: argument of the last T_HOOK */
 	T_HOOK_ENV = 52,   /* str: environment entry of the last T_HOOK */
 	T_HOOK_STATE = 53, /* u32 which (0 creating, 1 created), u32 pid offset, str state JSON */
+	T_CONSOLE_SIZE = 54, /* u32 rows, u32 columns: the pty's size before the process runs */
 };
 
 enum plan_flag {
@@ -162,6 +163,7 @@ struct plan {
 	uint32_t seccomp_flags;     /* SECCOMP_FILTER_FLAG_* */
 	const char *apparmor_profile;
 	uint32_t preserve_fds;
+	uint32_t console_rows, console_cols;
 
 	struct plan_hook *hooks;
 	size_t n_hooks;

@@ -78,6 +78,12 @@ void process_console(const struct plan *p, int console_sock)
 		fail(errno, "open a pty master in the container (is devpts mounted on /dev/pts?)");
 	if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCGPTN, &n) < 0)
 		fail(errno, "unlock pty");
+	/* sized before the process can look (an exec runs at once; the shim's resize came late) */
+	if (p->console_rows && p->console_cols) {
+		struct winsize ws = { .ws_row = (unsigned short)p->console_rows, .ws_col = (unsigned short)p->console_cols };
+		if (ioctl(master, TIOCSWINSZ, &ws) < 0)
+			fail(errno, "set the pty size to %ux%u", p->console_rows, p->console_cols);
+	}
 	snprintf(name, sizeof(name), "/dev/pts/%u", n);
 	/* TIOCGPTPEER opens the slave through the master: no path lookup to race */
 	slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
