@@ -91,6 +91,8 @@ export class ProcessStreams {
     if (input.stderr !== 'none') outputs.push(this.pump('stderr', new OutputSink(input.stderr)));
     this.outputDone = Promise.all(outputs).then(() => undefined);
     if (input.stdin !== 'none') this.feedStdin(input.stdin);
+    // the agent gives every process a stdin pipe (as kata-agent does): one nobody feeds is closed
+    else void input.agent.closeStdin({ containerId: input.containerId, execId: input.execId }).catch(() => undefined);
   }
 
   private async pump(which: 'stdout' | 'stderr', sink: OutputSink): Promise<void> {

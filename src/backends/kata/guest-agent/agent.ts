@@ -486,22 +486,21 @@ export class GuestAgent {
     const linux = (config.linux ??= {});
     if (Array.isArray(linux.namespaces)) {
       const sandbox = this.sandboxId && this.sandboxId !== id ? this.containers.get(this.sandboxId) : undefined;
-      linux.namespaces = linux.namespaces
-        // the VM's network is the pod's: containers stay in it (the host's netns path means nothing here)
-        .filter((ns: { type?: string }) => ns?.type !== 'network')
-        .map((ns: { type?: string; path?: string }) => {
-          if (!ns?.path) return ns;
-          // the pod's shared IPC/UTS (and PID with shareProcessNamespace): those of the
-          // sandbox container in this VM; the host's path means nothing here
-          if ((ns.type === 'ipc' || ns.type === 'uts' || ns.type === 'pid') && sandbox?.init.pid && !sandbox.init.exit) {
-            return { type: ns.type, path: `/proc/${sandbox.init.pid}/ns/${ns.type}` };
-          }
+      const podPid = sandbox?.init.pid && !sandbox.init.exit ? sandbox.init.pid : undefined;
+      const asked = linux.namespaces as Array<{ type?: string; path?: string }>;
+      // kata-agent's rules: the VM's network is the pod's (containers stay in it); IPC and UTS
+      // are the pod's (the sandbox container's) whether or not the host named a path, since
+      // Kata's runtime clears those paths; PID is the pod's with sandbox_pidns (or a host
+      // path, which means "the pod's"), else a new one even when the spec has no entry
+      // (Kata's runtime removes it).
+      const sharedPid = opts.sandboxPidns || asked.some((ns) => ns?.type === 'pid' && !!ns.path);
+      linux.namespaces = asked
+        .filter((ns) => ns?.type !== 'network' && ns?.type !== 'pid')
+        .map((ns) => {
+          if ((ns.type === 'ipc' || ns.type === 'uts') && podPid) return { type: ns.type, path: `/proc/${podPid}/ns/${ns.type}` };
           return { type: ns.type };
         });
-      // CreateContainerRequest.sandbox_pidns: the container joins the sandbox's pid namespace
-      if (opts.sandboxPidns && sandbox?.init.pid && !sandbox.init.exit) {
-        linux.namespaces = linux.namespaces.map((ns: { type?: string }) => (ns?.type === 'pid' ? { type: 'pid', path: `/proc/${sandbox.init.pid}/ns/pid` } : ns));
-      }
+      linux.namespaces.push(sharedPid && podPid ? { type: 'pid', path: `/proc/${podPid}/ns/pid` } : { type: 'pid' });
     }
     linux.cgroupsPath = this.cgroupPath(id, typeof linux.cgroupsPath === 'string' ? linux.cgroupsPath : '');
     return config;
