@@ -64,7 +64,7 @@ helper="$repo_dir/dist/native/tsshim-exec"
 guest_src="$repo_dir/src/backends/kata/guest"
 
 # node's shared libraries and the dynamic loader, as ldd resolves them on this host
-mapfile -t libs < <(ldd "$node_bin" | awk '/=> \// {print $3} /^\s*\/[^ ]*ld-linux/ {print $1}' | sort -u)
+mapfile -t libs < <(ldd "$node_bin" | awk '/=> \// {print $3} /^[ \t]*\/[^ ]*ld-linux/ {print $1}' | sort -u)
 [ "${#libs[@]}" -gt 0 ] || die "ldd found no libraries for $node_bin"
 
 # the modules to load, each after its dependencies (modules.dep), builtins left out
