@@ -159,7 +159,7 @@ afterAll(() => {
 describe('kata VM on QEMU', () => {
   let answerMs = 0;
 
-  it('boots to the agent answering over hybrid vsock, relays bytes both ways (the agent's half-close too), and stop() leaves nothing', async () => {
+  it('boots to the agent answering over hybrid vsock, relays bytes both ways (a half-close by the agent too), and stop() leaves nothing', async () => {
     const s = spec();
     const t0 = Date.now();
     step('starting');
