@@ -15,11 +15,15 @@
 #         scripts/fetch-runsc.sh (cached in .cache/runsc/), the gvisor e2e suites run on both
 #   Docker 26 (Debian trixie's docker.io + docker-cli), fetched but NOT installed, for the Docker
 #         e2e suite: scripts/fetch-docker.sh (cached in .cache/docker/)
+#   kata: vhost-device-vsock (Debian sid) and bookworm's kernel package, fetched and unpacked but
+#         NOT installed (scripts/fetch-kata.sh, cached in .cache/kata/), then the guest image
+#         (scripts/build-kata-guest.sh: .cache/kata/guest/{vmlinuz,initrd.img,floor.img})
 #
 # Environment: TSSHIM_SKIP_BUILD=1 skips `npm run build`; TSSHIM_SKIP_CONTAINERD_FETCH=1 skips
 # fetching containerd 1.7/2.1 and the backports runsc (their e2e files then fail with a hint to
 # run this script);
-# TSSHIM_SKIP_DOCKER_FETCH=1 skips fetching Docker (the Docker e2e file fetches it on first use).
+# TSSHIM_SKIP_DOCKER_FETCH=1 skips fetching Docker (the Docker e2e file fetches it on first use);
+# TSSHIM_SKIP_KATA_FETCH=1 skips the kata fetch and guest build.
 set -euo pipefail
 
 repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,6 +52,8 @@ packages=(
   systemd dbus   # a real systemd (+ D-Bus system bus) as PID 1 of a private namespace: the systemd cgroup driver's tests
   skopeo     # turns the OCI test image into a docker-archive for `docker load` (Docker e2e)
   runsc      # gVisor 2022 (ptrace platform): the gvisor backend's default runsc
+  qemu-system-x86   # the kata backend's hypervisor (also ships /usr/lib/qemu/virtiofsd)
+  kmod cpio  # the kata guest build: depmod for the fetched kernel's modules, the initramfs archive
 )
 missing=()
 for pkg in "${packages[@]}"; do
@@ -66,7 +72,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 else
   say "apt packages present"
 fi
-for cmd in containerd ctr containerd-shim-runc-v2 runc crun runsc busybox gcc script skopeo; do
+for cmd in containerd ctr containerd-shim-runc-v2 runc crun runsc busybox gcc script skopeo qemu-system-x86_64 cpio depmod; do
   command -v "$cmd" >/dev/null || die "$cmd not found on PATH after installing packages"
 done
 
@@ -138,5 +144,11 @@ if [ "${TSSHIM_SKIP_CONTAINERD_FETCH:-0}" != 1 ]; then
 fi
 if [ "${TSSHIM_SKIP_DOCKER_FETCH:-0}" != 1 ]; then
   bash scripts/fetch-docker.sh >/dev/null || die "scripts/fetch-docker.sh failed"
+fi
+if [ "${TSSHIM_SKIP_KATA_FETCH:-0}" != 1 ]; then
+  bash scripts/fetch-kata.sh || die "scripts/fetch-kata.sh failed"
+  if [ "${TSSHIM_SKIP_BUILD:-0}" != 1 ]; then
+    bash scripts/build-kata-guest.sh >/dev/null || die "scripts/build-kata-guest.sh failed"
+  fi
 fi
 say "done"
