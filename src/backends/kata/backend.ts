@@ -41,7 +41,8 @@ import { mountsUnder } from '../../sys/mountinfo.js';
 import { AgentClient } from './agent-client.js';
 import { GUEST_SHARED_DIR, guestSpecOf, type HostShare } from './guest-spec.js';
 import { cleanupVmState, hypervisorByName, type Hypervisor, type RunningVm } from './hypervisor/hypervisor.js';
-import { defaultGuestAssets } from './guest-assets.js';
+import { defaultGuestAssets, findAssetsRoot } from './guest-assets.js';
+import { Reaper } from '../../sys/reaper.js';
 import { ociProcessToProto, ociResourcesToProto, ociSpecToProto } from './oci-spec.js';
 import { setUpPodNetwork, tearDownPodNetwork, type PodNetwork } from './pod-network.js';
 import { ProcessStreams } from './process-streams.js';
@@ -166,7 +167,9 @@ export class KataBackend implements Backend {
 
   constructor(private readonly o: KataBackendOptions) {
     this.exits = new MergedExitSource(o.exits);
-    this.hypervisor = o.hypervisor ?? hypervisorByName(o.config.hypervisor, { exits: this.exits, binary: o.config.hypervisorPath });
+    // inside the shim the Reaper reaps QEMU and its helpers; the `delete` action has none
+    const reaper = Reaper.current();
+    this.hypervisor = o.hypervisor ?? hypervisorByName(o.config.hypervisor, reaper ? { reaper } : {});
   }
 
   private stateDirOf(sandboxId: string): string {
@@ -232,7 +235,7 @@ export class KataBackend implements Backend {
   private async boot(sandboxId: string, hostSpec: Record<string, unknown>): Promise<KataSandbox> {
     if (this.sandboxes.has(sandboxId)) throw failedPrecondition(`kata: sandbox ${sandboxId} already has a VM`);
     const cfg = this.o.config;
-    const assets = defaultGuestAssets();
+    const assets = defaultGuestAssets(findAssetsRoot() ?? process.cwd());
     const kernel = cfg.kernel ?? assets.kernel;
     const initrd = cfg.initrd ?? assets.initrd;
     for (const [what, file] of [

@@ -28,11 +28,12 @@ export class HostProcess {
     });
   }
 
-  static launch(launcher: ProcessLauncher, stateDir: string, name: string, file: string, args: string[]): HostProcess {
+  /** `program`: what the process runs once started, when `file` execs it (nsenter) */
+  static launch(launcher: ProcessLauncher, stateDir: string, name: string, file: string, args: string[], program = file): HostProcess {
     const logFile = join(stateDir, `${name}.log`);
     const proc = launcher.launch(file, args, { logFile });
     // the pid and the program, so a cleanup never kills an unrelated process that reused the pid
-    writeFileSync(join(stateDir, name + PID_SUFFIX), `${proc.pid}\n${file}\n`);
+    writeFileSync(join(stateDir, name + PID_SUFFIX), `${proc.pid}\n${program}\n`);
     return new HostProcess(name, stateDir, proc, logFile);
   }
 

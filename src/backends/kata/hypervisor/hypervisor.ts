@@ -21,8 +21,11 @@ export interface VmSpec {
   vcpus: number;
   /** host dir exported by virtiofsd, tag "kataShared" */
   sharedDir: string;
-  /** pod network namespace path: the hypervisor runs in it */
-  netns?: string;
+  /**
+   * The pod's network: QEMU runs in the pod's network namespace and attaches to the tap there
+   * (src/backends/kata/pod-network.ts made it), the guest NIC with the pod interface's MAC
+   */
+  network?: { netns: string; tap: string; mac: string };
   hypervisorPath?: string;
   extraArgs: string[];
   accel: 'kvm' | 'tcg' | 'auto';

@@ -96,6 +96,10 @@ export function qemuArgs(i: QemuArgsInput): string[] {
     '-device', 'vhost-user-vsock-pci,chardev=vsock',
     '-chardev', `socket,id=fs,path=${qemuValue(i.virtiofsSocket)}`,
     '-device', 'vhost-user-fs-pci,chardev=fs,tag=kataShared',
+    // the pod's NIC: the tap joined to the pod's veth, the guest side with the veth's MAC
+    ...(spec.network
+      ? ['-netdev', `tap,id=net0,ifname=${spec.network.tap},script=no,downscript=no,vhost=off`, '-device', `virtio-net-pci,netdev=net0,mac=${spec.network.mac}`]
+      : []),
     ...spec.extraArgs,
   ];
 }
@@ -237,9 +241,8 @@ export class QemuHypervisor implements Hypervisor {
 
   private async launch(spec: VmSpec, deadline: number): Promise<{ vm: QemuVm; qemu: HostProcess; fail: (err: unknown) => Promise<never> }> {
     const log = this.deps.log ?? (() => {});
-    if (spec.netns) {
-      throw unimplemented('kata: running the VM in a pod network namespace (tap + tc mirred) is not implemented yet');
-    }
+    const nsenter = spec.network ? onPath('nsenter') : undefined;
+    if (spec.network && !nsenter) throw notFound('kata: nsenter not found (util-linux): needed to start the VM in the pod network namespace');
     if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < 64) throw invalidArgument(`kata: memory ${spec.memoryMiB} MiB is too small`);
     if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1) throw invalidArgument(`kata: ${spec.vcpus} vCPUs`);
     for (const [what, path] of [['kernel', spec.kernel], ['initrd', spec.initrd]] as const) {
@@ -278,7 +281,10 @@ export class QemuHypervisor implements Hypervisor {
       const fs = await startVirtiofsd(this.deps.launcher, { binary: virtiofsdBin, stateDir: spec.stateDir, sharedDir: spec.sharedDir, deadline });
       helpers.push(fs.proc);
       const args = qemuArgs({ spec, accel, consoleLog, vsockDeviceSocket: vsock.deviceSocket, virtiofsSocket: fs.socket });
-      qemu = HostProcess.launch(this.deps.launcher, spec.stateDir, 'qemu', qemuBin, args);
+      // in the pod's network namespace, where its tap is; nsenter execs QEMU (same pid)
+      qemu = nsenter
+        ? HostProcess.launch(this.deps.launcher, spec.stateDir, 'qemu', nsenter, [`--net=${spec.network!.netns}`, '--', qemuBin, ...args], qemuBin)
+        : HostProcess.launch(this.deps.launcher, spec.stateDir, 'qemu', qemuBin, args);
       return { vm: new QemuVm(qemu, helpers, spec.stateDir, vsock.hybridSocket, consoleLog), qemu, fail };
     } catch (err) {
       return fail(err);
