@@ -63,8 +63,13 @@ helper="$repo_dir/dist/native/tsshim-exec"
 [ -x "$helper" ] || die "$helper missing: run npm run build first"
 guest_src="$repo_dir/src/backends/kata/guest"
 
-# node's shared libraries and the dynamic loader, as ldd resolves them on this host
-mapfile -t libs < <(ldd "$node_bin" | awk '/=> \// {print $3} /^[ \t]*\/[^ ]*ld-linux/ {print $1}' | sort -u)
+# iproute2's ip: the agent configures the guest's interface, routes and neighbours with it
+# (busybox's ip has no `neigh replace`)
+ip_bin="$(readlink -f "$(command -v ip)")"
+[ -x "$ip_bin" ] || die "ip (iproute2) not found"
+
+# node's and ip's shared libraries and the dynamic loader, as ldd resolves them on this host
+mapfile -t libs < <({ ldd "$node_bin"; ldd "$ip_bin"; } | awk '/=> \// {print $3} /^[ \t]*\/[^ ]*ld-linux/ {print $1}' | sort -u)
 [ "${#libs[@]}" -gt 0 ] || die "ldd found no libraries for $node_bin"
 
 # the modules to load, each after its dependencies (modules.dep), builtins left out
@@ -94,7 +99,7 @@ base_hash="$(
   {
     echo "v1 $compression $release $(cat "$kernel_dir/VERSION")"
     sha256sum "$0" "$guest_src/init.c" "$helper" | awk '{print $1}'
-    for f in "$node_bin" "${libs[@]}"; do stat -L -c '%n %s %Y' "$f"; done
+    for f in "$node_bin" "$ip_bin" "${libs[@]}"; do stat -L -c '%n %s %Y' "$f"; done
     printf '%s\n' "${load_order[@]}"
   } | sha256sum | awk '{print $1}'
 )"
@@ -136,6 +141,8 @@ if [ ! -f "$base" ]; then
     cp -L "$lib" "$root$lib"
   done
   install -m 0755 "$helper" "$root/agent/tsshim-native-helper"
+  mkdir -p "$root/usr/sbin"
+  install -m 0755 "$ip_bin" "$root/usr/sbin/ip"
   : > "$root/lib/modules/load.list"
   for rel in "${load_order[@]}"; do
     mkdir -p "$root/lib/modules/$release/$(dirname "$rel")"
@@ -165,7 +172,11 @@ mkdir -p "$agent_root/agent"
 case "$agent_mode" in
   default)
     if [ -f "$repo_dir/dist/kata/guest-agent.mjs" ]; then
-      cp "$repo_dir/dist/kata/guest-agent.mjs" "$agent_root/agent/guest-agent.mjs"
+      # the agent and what it loads next to itself (the ffi-rs addon), as the agent's build
+      # lists them in dist/kata/guest-files.txt
+      while IFS= read -r f; do
+        [ -n "$f" ] && cp "$repo_dir/$f" "$agent_root/agent/$(basename "$f")"
+      done < "$repo_dir/dist/kata/guest-files.txt"
     else
       say "dist/kata/guest-agent.mjs not built: the initrd gets a placeholder agent that serves nothing"
       cat > "$agent_root/agent/guest-agent.mjs" <<'EOF'
