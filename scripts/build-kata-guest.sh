@@ -69,7 +69,9 @@ ip_bin="$(readlink -f "$(command -v ip)")"
 [ -x "$ip_bin" ] || die "ip (iproute2) not found"
 
 # node's and ip's shared libraries and the dynamic loader, as ldd resolves them on this host
-mapfile -t libs < <({ ldd "$node_bin"; ldd "$ip_bin"; } | awk '/=> \// {print $3} /^[ \t]*\/[^ ]*ld-linux/ {print $1}' | sort -u)
+# (and the agent's ffi-rs addon's, when the agent is built)
+addon="$repo_dir/dist/kata/ffi-rs.linux-x64-gnu.node"
+mapfile -t libs < <({ ldd "$node_bin"; ldd "$ip_bin"; [ ! -f "$addon" ] || ldd "$addon"; } | awk '/=> \// {print $3} /^[ \t]*\/[^ ]*ld-linux/ {print $1}' | sort -u)
 [ "${#libs[@]}" -gt 0 ] || die "ldd found no libraries for $node_bin"
 
 # the modules to load, each after its dependencies (modules.dep), builtins left out

@@ -134,3 +134,20 @@ describe('CgroupManager on v2', () => {
     expect(m.isFrozen(set)).toBe(true);
   });
 });
+
+describe('v2 controller delegation', () => {
+  it("enables the controllers in every ancestor's subtree_control, the leaf's parent included", () => {
+    const m = new CgroupManager(parseCgroupLayout(`30 20 0:30 / ${base} rw - cgroup2 cgroup2 rw`));
+    // a pure v2 machine (a Kata guest): the parent of the leaf does not exist yet
+    fs.writeFileSync(path.join(base, 'cgroup.controllers'), 'cpu');
+    fs.writeFileSync(path.join(base, 'cgroup.subtree_control'), '');
+    const pod = path.join(base, 'pod');
+    fs.mkdirSync(pod);
+    fs.writeFileSync(path.join(pod, 'cgroup.controllers'), 'cpu');
+    fs.writeFileSync(path.join(pod, 'cgroup.subtree_control'), '');
+    m.create('/pod/ctr');
+    expect(read(base, 'cgroup.subtree_control')).toBe('+cpu');
+    // the one a container's cpu.weight depends on (it was skipped: EACCES in the guest)
+    expect(read(pod, 'cgroup.subtree_control')).toBe('+cpu');
+  });
+});

@@ -296,7 +296,8 @@ export class KataBackend implements Backend {
       }
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
-      const tail = consoleTail(vm?.consoleLog ?? join(stateDir, 'console.log'));
+      // the hypervisor quotes the console itself when the guest died before its agent answered
+      const tail = why.includes('guest console') ? '' : consoleTail(vm?.consoleLog ?? join(stateDir, 'console.log'));
       await agent?.close().catch(() => undefined);
       await vm?.stop().catch(() => undefined);
       if (network) await tearDownPodNetwork(network).catch(() => undefined);

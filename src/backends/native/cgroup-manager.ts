@@ -127,7 +127,8 @@ function enableControllers(unifiedRoot: string, leaf: string): void {
   const available = readTrim(join(unifiedRoot, 'cgroup.controllers')).split(/\s+/).filter(Boolean);
   if (available.length === 0) return;
   let dir = unifiedRoot;
-  for (const part of relative(unifiedRoot, leaf).split('/').slice(0, -1)) {
+  // every ancestor of the leaf, the root and the leaf's parent included
+  for (const part of relative(unifiedRoot, leaf).split('/')) {
     const want = readTrim(join(dir, 'cgroup.controllers')).split(/\s+/).filter(Boolean);
     const have = new Set(readTrim(join(dir, 'cgroup.subtree_control')).split(/\s+/).filter(Boolean));
     const missing = want.filter((c) => !have.has(c));
@@ -135,7 +136,15 @@ function enableControllers(unifiedRoot: string, leaf: string): void {
       try {
         writeFileSync(join(dir, 'cgroup.subtree_control'), missing.map((c) => `+${c}`).join(' '));
       } catch {
-        // a controller that cannot be delegated here (e.g. a threaded subtree): its files are absent below
+        // one at a time: a controller that cannot be enabled here (a threaded subtree) must
+        // not keep the others from being enabled; its files are absent below
+        for (const c of missing) {
+          try {
+            writeFileSync(join(dir, 'cgroup.subtree_control'), `+${c}`);
+          } catch {
+            // not here
+          }
+        }
       }
     }
     dir = join(dir, part);
