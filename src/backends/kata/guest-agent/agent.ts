@@ -220,7 +220,9 @@ export class GuestAgent {
         namespace: AGENT_NAMESPACE,
         bundle,
         stdio: plan.stdio,
-        options: {},
+        // pivot_root cannot leave the initramfs (the initial rootfs has no parent mount):
+        // there the executor moves the container's root over / and chroots, as runc --no-pivot
+        options: rootIsInitramfs() ? { noPivotRoot: true } : {},
       });
       closeAll(plan.theirs);
       const c = new AgentContainer(id, bundle, made.container, init, mounted);
@@ -572,4 +574,21 @@ function specError(err: unknown, what: string): unknown {
   if (err instanceof ShimError) return err;
   if (err instanceof SyntaxError || err instanceof TypeError) return invalidArgument(`${what}: ${err.message}`, err);
   return err;
+}
+
+let initramfsRoot: boolean | undefined;
+/** whether / is the kernel's initial rootfs (an initramfs), read once from mountinfo */
+function rootIsInitramfs(): boolean {
+  if (initramfsRoot === undefined) {
+    try {
+      const line = readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .find((l) => l.split(' ')[4] === '/');
+      const fstype = line?.split(' - ')[1]?.split(' ')[0];
+      initramfsRoot = fstype === 'rootfs' || (fstype === 'ramfs' && line?.split(' ')[3] === '/');
+    } catch {
+      initramfsRoot = false;
+    }
+  }
+  return initramfsRoot;
 }
