@@ -166,7 +166,15 @@ agent_root="$work/agent"
 mkdir -p "$agent_root/agent"
 case "$agent_mode" in
   default)
-    if [ -f "$repo_dir/dist/kata/guest-agent.mjs" ]; then
+    if [ -f "$repo_dir/dist/kata/guest-files.txt" ]; then
+      # what the agent's build lists (scripts/build-kata-agent.mjs): the bundle, ffi-rs's addon,
+      # the native helper; all side by side in /agent
+      while IFS= read -r f; do
+        [ -n "$f" ] || continue
+        [ -f "$repo_dir/$f" ] || die "$f (listed in dist/kata/guest-files.txt) missing: run npm run build"
+        cp "$repo_dir/$f" "$agent_root/agent/$(basename "$f")"
+      done < "$repo_dir/dist/kata/guest-files.txt"
+    elif [ -f "$repo_dir/dist/kata/guest-agent.mjs" ]; then
       cp "$repo_dir/dist/kata/guest-agent.mjs" "$agent_root/agent/guest-agent.mjs"
     else
       say "dist/kata/guest-agent.mjs not built: the initrd gets a placeholder agent that serves nothing"
@@ -183,6 +191,17 @@ EOF
     ;;
   none) ;;
 esac
+# shared libraries the agent's native files need beyond node's (ffi-rs's addon: librt)
+for f in "$agent_root"/agent/*; do
+  [ -f "$f" ] && head -c 4 "$f" | grep -q 'ELF' || continue
+  while IFS= read -r lib; do
+    [ -n "$lib" ] || continue
+    if ! printf '%s\n' "${libs[@]}" | grep -qxF "$lib"; then
+      mkdir -p "$agent_root$(dirname "$lib")"
+      cp -L "$lib" "$agent_root$lib"
+    fi
+  done < <(ldd "$f" 2>/dev/null | awk '/=> \// {print $3}')
+done
 
 mkdir -p "$out"
 cpio_of "$agent_root" > "$work/agent.cpio"
