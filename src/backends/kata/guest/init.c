@@ -5,7 +5,8 @@
  *  2. loads the kernel modules named in /lib/modules/load.list (one path a line, already in
  *     dependency order: the image build resolved modules.dep) with finit_module;
  *  3. brings lo up;
- *  4. starts the agent, /usr/bin/node /agent/guest-agent.mjs, with TSSHIM_AGENT_SOCKET set,
+ *  4. starts the agent, /usr/bin/node /agent/guest-agent.mjs, with TSSHIM_AGENT_SOCKET set (and
+ *     NODE_OPTIONS when the kernel command line has it),
  *     stdout/stderr on the console;
  *  5. once the agent's unix socket accepts connections, listens on AF_VSOCK port `agent.port=`
  *     (kernel command line, default 1024) and relays every accepted connection to the agent's
@@ -182,12 +183,18 @@ static pid_t spawn_agent(const sigset_t *blocked) {
   sigprocmask(SIG_UNBLOCK, blocked, NULL);
   setsid();
   char *argv[] = {AGENT_NODE, AGENT_SCRIPT, NULL};
+  /* NODE_OPTIONS=... on the kernel command line reaches PID 1's environment: passed on, so
+     Node's flags can be tuned per VM without rebuilding the image */
+  static char node_options[1024];
+  const char *opts = getenv("NODE_OPTIONS");
+  snprintf(node_options, sizeof node_options, "NODE_OPTIONS=%s", opts ? opts : "");
   char *envp[] = {
       "TSSHIM_AGENT_SOCKET=" AGENT_SOCKET,
       "TSSHIM_NATIVE_HELPER=" NATIVE_HELPER,
       "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
       "HOME=/root",
       "TERM=linux",
+      opts ? node_options : NULL,
       NULL,
   };
   execve(AGENT_NODE, argv, envp);
