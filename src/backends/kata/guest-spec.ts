@@ -71,7 +71,9 @@ export function guestSpecOf(hostSpec: Record<string, unknown>, containerId: stri
     };
   };
   const shares: HostShare[] = [
-    { hostPath: rootfsHostPath, name: `${containerId}/rootfs`, readonly: spec.root?.readonly === true },
+    // shared read-write even for a read-only root: the guest's runtime creates the mount
+    // targets in it first and makes it read-only after the mounts, as runc does
+    { hostPath: rootfsHostPath, name: `${containerId}/rootfs`, readonly: false },
   ];
   spec.root = { ...(spec.root ?? {}), path: `${GUEST_SHARED_DIR}/${containerId}/rootfs` };
 
