@@ -50,7 +50,7 @@ function traces(): { scratch: string[]; processes: string[]; links: string } {
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      if (/tsshim-check-|isa-debug-exit|tsck0/.test(cmd)) processes.push(`${pid}: ${cmd}`);
+      if (/tsshim-check-|tsck0/.test(cmd)) processes.push(`${pid}: ${cmd}`);
     } catch {
       // gone
     }
