@@ -129,7 +129,7 @@ export async function runCheck(rest: readonly string[], argv0: string): Promise<
   const parsed = parseCheckArgs(rest);
   if ('help' in parsed) return { out: CHECK_USAGE, code: 0 };
   if ('error' in parsed) return { out: `tsshim check: ${parsed.error}\n${CHECK_USAGE}`, code: 2 };
-  const { loadConfig } = await import('./config.js');
+  const { loadConfig, DEFAULT_CONFIG_PATH } = await import('./config.js');
   const { aliasFromBinary } = await import('./backend-registry.js');
   let config: ShimConfig;
   try {
@@ -138,6 +138,7 @@ export async function runCheck(rest: readonly string[], argv0: string): Promise<
     return { out: `tsshim check: ${(err as Error).message}\n`, code: 2 };
   }
   const { realProbes } = await import('./host-check-probes.js');
+  if (config.source === 'defaults') config.source = `defaults (no ${DEFAULT_CONFIG_PATH})`;
   const report = await collectReport(config, aliasFromBinary(argv0) ?? config.backend, realProbes());
   return { out: parsed.json ? formatJson(report) : formatText(report), code: exitStatusOf(report) };
 }
