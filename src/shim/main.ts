@@ -37,13 +37,21 @@ export async function main(argv: string[]): Promise<void> {
       }
       return;
     }
+    case 'check': {
+      // an operator's command, not containerd's: whether this host can run each backend
+      const { runCheck } = await import('./host-check.js');
+      const { shimArgv0 } = await import('./daemon-launch.js');
+      const { out, code } = await runCheck(args.rest, shimArgv0());
+      await writeAndExit(out, code);
+      return;
+    }
     case 'serve': {
       const { runDaemon } = await import('./daemon.js');
       await runDaemon(args);
       return;
     }
     default:
-      process.stderr.write(`containerd-shim-tsshim-v2: unknown action "${args.action}" (want start, delete, serve, -v or -info)\n`);
+      process.stderr.write(`containerd-shim-tsshim-v2: unknown action "${args.action}" (want start, delete, serve, check, -v or -info)\n`);
       process.exit(2);
   }
 }

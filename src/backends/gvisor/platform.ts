@@ -23,7 +23,7 @@ interface CacheEntry {
 }
 
 /** the binary's path on PATH (runsc) or as given; undefined when missing */
-function resolveBinary(binary: string): string | undefined {
+export function resolveBinary(binary: string): string | undefined {
   const candidates = binary.includes('/') ? [binary] : (process.env.PATH ?? '').split(':').filter(Boolean).map((d) => join(d, binary));
   for (const c of candidates) {
     try {
@@ -35,13 +35,32 @@ function resolveBinary(binary: string): string | undefined {
   return undefined;
 }
 
-function runOnce(binary: string, root: string, platform: GvisorPlatform): Promise<{ ok: boolean; output: string }> {
+export interface BootProbeOptions {
+  /** runsc --network; the backend's probe uses none */
+  network?: 'none' | 'host' | 'sandbox';
+  /** run runsc under this command (e.g. ['unshare', '--net']: a network namespace of its own) */
+  wrapper?: string[];
+  timeoutMs?: number;
+}
+
+/**
+ * Boots a sandbox running /bin/true with runsc state under `root` (a scratch dir the caller
+ * removes). Also used by `tsshim check` (src/shim/host-check), which probes every platform.
+ */
+export function bootProbe(
+  binary: string,
+  root: string,
+  platform: GvisorPlatform,
+  o: BootProbeOptions = {},
+): Promise<{ ok: boolean; output: string; code?: number; signal?: string }> {
   return new Promise((resolve) => {
-    const child = childProcess().spawn(
-      binary,
-      ['--root', root, `--platform=${platform}`, '--network=none', 'do', '/bin/true'],
-      { stdio: ['ignore', 'pipe', 'pipe'], timeout: PROBE_TIMEOUT_MS, killSignal: 'SIGKILL' },
-    );
+    const argv = [binary, '--root', root, `--platform=${platform}`, `--network=${o.network ?? 'none'}`, 'do', '/bin/true'];
+    const [file, ...args] = [...(o.wrapper ?? []), ...argv] as [string, ...string[]];
+    const child = childProcess().spawn(file, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: o.timeoutMs ?? PROBE_TIMEOUT_MS,
+      killSignal: 'SIGKILL',
+    });
     let output = '';
     const take = (b: Buffer) => {
       if (output.length < 4096) output += b.toString('utf8');
@@ -49,8 +68,29 @@ function runOnce(binary: string, root: string, platform: GvisorPlatform): Promis
     child.stdout!.on('data', take);
     child.stderr!.on('data', take);
     child.on('error', (err) => resolve({ ok: false, output: err.message }));
-    child.on('close', (code, signal) => resolve({ ok: code === 0, output: signal ? `${output}\nkilled by ${signal} (timeout)` : output }));
+    child.on('close', (code, signal) =>
+      resolve({ ok: code === 0, output: signal ? `${output}\nkilled by ${signal} (timeout)` : output, code: code ?? undefined, signal: signal ?? undefined }),
+    );
   });
+}
+
+/** the platform a previous probe cached for this binary (same path, size, mtime), if any */
+export function readCachedPlatform(binary: string, cacheDir: string): GvisorPlatform | undefined {
+  const real = resolveBinary(binary);
+  if (!real) return undefined;
+  try {
+    const st = statSync(real);
+    const cached = JSON.parse(readFileSync(join(cacheDir, CACHE_FILE), 'utf8')) as Partial<CacheEntry>;
+    if (cached.binary === real && cached.size === st.size && cached.mtimeMs === st.mtimeMs && cached.platform) return cached.platform;
+  } catch {
+    // no cache yet
+  }
+  return undefined;
+}
+
+/** where the probe's answer is cached, for messages */
+export function platformCacheFile(cacheDir: string): string {
+  return join(cacheDir, CACHE_FILE);
 }
 
 /** memo per binary within this process */
@@ -71,18 +111,14 @@ async function probe(binary: string, cacheDir: string): Promise<GvisorPlatform> 
   if (!real) throw failedPrecondition(`gvisor backend: runsc binary "${binary}" not found (install runsc, or set [gvisor] binary)`);
   const st = statSync(real);
   const cacheFile = join(cacheDir, CACHE_FILE);
-  try {
-    const cached = JSON.parse(readFileSync(cacheFile, 'utf8')) as Partial<CacheEntry>;
-    if (cached.binary === real && cached.size === st.size && cached.mtimeMs === st.mtimeMs && cached.platform) return cached.platform;
-  } catch {
-    // no cache yet
-  }
+  const cached = readCachedPlatform(real, cacheDir);
+  if (cached) return cached;
   mkdirSync(cacheDir, { recursive: true });
   const failures: string[] = [];
   for (const platform of PROBED_PLATFORMS) {
     const root = mkdtempSync(join(cacheDir, '.probe-'));
     try {
-      const r = await runOnce(real, root, platform);
+      const r = await bootProbe(real, root, platform);
       if (r.ok) {
         const entry: CacheEntry = { binary: real, size: st.size, mtimeMs: st.mtimeMs, platform };
         const tmp = `${cacheFile}.${process.pid}`;
@@ -98,7 +134,7 @@ async function probe(binary: string, cacheDir: string): Promise<GvisorPlatform> 
   throw failedPrecondition(`gvisor backend: no gVisor platform boots on this host with ${real} (${failures.join('; ')}); set [gvisor] platform`);
 }
 
-function lastLines(text: string): string {
+export function lastLines(text: string): string {
   const lines = text.trim().split('\n').filter(Boolean);
   return lines.slice(-2).join(' / ') || 'no output';
 }
