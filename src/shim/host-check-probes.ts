@@ -4,11 +4,11 @@
  * returns; a command that overruns its deadline is killed with its whole process group.
  * Unit tests replace this with a fake (test/unit/host-check.test.ts).
  */
+import { guestAssetsFrom } from '../backends/kata/guest-assets.js';
 import { spawn } from 'node:child_process';
 import { accessSync, constants as fsConstants, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { GvisorPlatform } from './config.js';
 
 export interface CommandResult {
@@ -147,20 +147,10 @@ export const POD_NETWORK_SCRIPT = [
 ].join('\n');
 
 /** The kata guest's default files, as scripts/build-kata-guest.sh and fetch-kata.sh lay them out. */
-export function kataAssetDefaults(env: NodeJS.ProcessEnv = process.env, from = dirname(fileURLToPath(import.meta.url))): KataAssetDefaults {
-  // the root holding .cache/kata: the checkout or the release this module is part of
-  let kataDir: string | undefined = env.TSSHIM_KATA_DIR ? resolve(env.TSSHIM_KATA_DIR) : undefined;
-  for (let dir = from; !kataDir; dir = dirname(dir)) {
-    if (existsSync(join(dir, '.cache', 'kata'))) kataDir = join(dir, '.cache', 'kata');
-    else if (dirname(dir) === dir) break;
-  }
-  const base = kataDir ?? join(dirname(dirname(from)), '.cache', 'kata');
-  return {
-    kernel: join(base, 'guest', 'vmlinuz'),
-    initrd: join(base, 'guest', 'initrd.img'),
-    vhostDeviceVsock: join(base, 'vhost-device-vsock', 'bin', 'vhost-device-vsock'),
-    virtiofsd: '/usr/lib/qemu/virtiofsd',
-  };
+/** the kata backend's own defaults (src/backends/kata/guest-assets.ts): one place decides them */
+export function kataAssetDefaults(env: NodeJS.ProcessEnv = process.env): KataAssetDefaults {
+  const a = guestAssetsFrom(undefined, env);
+  return { kernel: a.kernel, initrd: a.initrd, vhostDeviceVsock: a.vhostDeviceVsock, virtiofsd: a.virtiofsd };
 }
 
 export function realProbes(): HostProbes {

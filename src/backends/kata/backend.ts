@@ -41,7 +41,7 @@ import { mountsUnder } from '../../sys/mountinfo.js';
 import { AgentClient } from './agent-client.js';
 import { GUEST_SHARED_DIR, guestSpecOf, type HostShare } from './guest-spec.js';
 import { cleanupVmState, hypervisorByName, type Hypervisor, type RunningVm } from './hypervisor/hypervisor.js';
-import { defaultGuestAssets, findAssetsRoot } from './guest-assets.js';
+import { guestAssetsFrom } from './guest-assets.js';
 import { Reaper } from '../../sys/reaper.js';
 import { ociProcessToProto, ociResourcesToProto, ociSpecToProto } from './oci-spec.js';
 import { setUpPodNetwork, tearDownPodNetwork, type PodNetwork } from './pod-network.js';
@@ -235,7 +235,7 @@ export class KataBackend implements Backend {
   private async boot(sandboxId: string, hostSpec: Record<string, unknown>): Promise<KataSandbox> {
     if (this.sandboxes.has(sandboxId)) throw failedPrecondition(`kata: sandbox ${sandboxId} already has a VM`);
     const cfg = this.o.config;
-    const assets = defaultGuestAssets(findAssetsRoot() ?? process.cwd());
+    const assets = guestAssetsFrom();
     const kernel = cfg.kernel ?? assets.kernel;
     const initrd = cfg.initrd ?? assets.initrd;
     for (const [what, file] of [

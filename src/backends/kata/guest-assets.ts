@@ -42,3 +42,8 @@ export function findAssetsRoot(from: string = dirname(fileURLToPath(import.meta.
     if (dirname(dir) === dir) return undefined;
   }
 }
+
+/** the assets a shim or tool at `from` uses when [kata] names none: the found root's, else the cwd's */
+export function guestAssetsFrom(from?: string, env: NodeJS.ProcessEnv = process.env): GuestAssets {
+  return defaultGuestAssets(findAssetsRoot(from) ?? process.cwd(), env);
+}

@@ -8,7 +8,7 @@ import { accessSync, constants as fsConstants, existsSync, mkdirSync, rmSync, st
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ShimError, deadlineExceeded, failedPrecondition, invalidArgument, notFound, unimplemented } from '../../../core/errors.js';
-import { defaultGuestAssets, findAssetsRoot } from '../guest-assets.js';
+import { guestAssetsFrom } from '../guest-assets.js';
 import type { Hypervisor, HypervisorDeps, RunningVm, VmSpec } from './hypervisor.js';
 import { HostProcess, removeSockets, tailOf } from './host-process.js';
 import type { ProcessLauncher } from './launcher.js';
@@ -255,7 +255,7 @@ export class QemuHypervisor implements Hypervisor {
     if (!existsSync(spec.sharedDir)) throw notFound(`kata: shared dir ${spec.sharedDir} does not exist`);
     const qemuBin = onPath(spec.hypervisorPath ?? 'qemu-system-x86_64');
     if (!qemuBin) throw notFound(`kata: QEMU ${spec.hypervisorPath ?? 'qemu-system-x86_64'} not found (apt-get install qemu-system-x86)`);
-    const assets = defaultGuestAssets(findAssetsRoot() ?? process.cwd());
+    const assets = guestAssetsFrom();
     const vsockBin = this.deps.vhostDeviceVsock ?? assets.vhostDeviceVsock;
     const virtiofsdBin = this.deps.virtiofsd ?? assets.virtiofsd;
     if (!existsSync(vsockBin)) throw notFound(`kata: ${vsockBin} not found (scripts/fetch-kata.sh fetches it)`);
