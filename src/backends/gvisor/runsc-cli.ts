@@ -105,9 +105,14 @@ export class RunscCli extends RuncCli {
     }
   }
 
-  /** argv of `runsc wait <id>`, which the backend runs for as long as the container lives */
-  waitCommand(id: string): { file: string; args: string[] } {
-    return { file: this.binary, args: [...super.globalArgs(undefined), ...this.flags, 'wait', id] };
+  /**
+   * `runsc wait <id>`, for as long as the container lives (no deadline; the caller ends it
+   * through the pid onSpawned gives): the container's exit status, or undefined when runsc
+   * said none (the sandbox died under it, or the call was killed).
+   */
+  async wait(id: string, onSpawned: (pid: number) => void): Promise<number | undefined> {
+    const r = await this.command.run({ file: this.binary, args: [...this.globalArgs(undefined), 'wait', id], timeoutMs: undefined, onSpawned });
+    return parseWaitOutput(r.stdout);
   }
 }
 
