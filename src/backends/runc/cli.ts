@@ -417,6 +417,11 @@ export class RuncCli {
     }
   }
 
+  /** what the runtime's log says of this invocation's failure: its last error, as the reference shim reads it */
+  protected errorFromLog(_verb: RuntimeVerb, logText: string): string | undefined {
+    return lastLogError(logText);
+  }
+
   /**
    * One invocation. Returns stdout; throws the classified ShimError on any failure.
    * Processes that get the container's stdio (create/exec/restore) cannot have their
@@ -435,7 +440,7 @@ export class RuncCli {
     if (result.exitCode === 0 && !result.timedOut) return result.stdout;
 
     const neverRan = result.spawnErrno !== undefined;
-    const logMsg = logPath && !neverRan ? lastLogError(readFrom(logPath, logOffset)) : undefined;
+    const logMsg = logPath && !neverRan ? this.errorFromLog(verb, readFrom(logPath, logOffset)) : undefined;
     const stderr = result.stderr;
     throw classifyRuntimeError(verb, stderr, logMsg, result.exitCode, {
       binary: this.binary,
