@@ -9,7 +9,8 @@
  *
  * Environment: TSSHIM_BENCH_GVISOR_RUNS (latency samples, default 10),
  * TSSHIM_BENCH_GVISOR_PODS (pod samples, default 5), TSSHIM_BENCH_RUNSC (`backports` for
- * bookworm-backports' runsc; default bookworm's).
+ * bookworm-backports' runsc; default bookworm's), TSSHIM_BENCH_GVISOR_ROWS (`ctr`: only the
+ * ctr rows, `pods`: only the pod rows; default both).
  */
 import { launchCriContainerd, type CriContainerd } from '../test/e2e/harness/cri-containerd.js';
 import { containerConfig, podConfig, startContainer } from '../test/e2e/harness/cri-pods.js';
@@ -142,7 +143,12 @@ async function podRows(build: RunscBuild): Promise<GvisorBenchRow[]> {
 export async function runGvisorBenchmarks(): Promise<GvisorBenchResult> {
   const build = process.env.TSSHIM_BENCH_RUNSC === 'backports' ? RUNSC_BACKPORTS : RUNSC_DEBIAN;
   if (build.missing) throw new Error(build.missing);
-  return { runsc: build.label, rows: [...(await ctrRows(build)), ...(await podRows(build))] };
+  const only = process.env.TSSHIM_BENCH_GVISOR_ROWS;
+  if (only !== undefined && only !== 'ctr' && only !== 'pods') throw new Error(`TSSHIM_BENCH_GVISOR_ROWS must be "ctr" or "pods" (got "${only}")`);
+  const rows: GvisorBenchRow[] = [];
+  if (only !== 'pods') rows.push(...(await ctrRows(build)));
+  if (only !== 'ctr') rows.push(...(await podRows(build)));
+  return { runsc: build.label, rows };
 }
 
 export function printGvisorTable(result: GvisorBenchResult): void {
@@ -156,5 +162,6 @@ export function printGvisorTable(result: GvisorBenchResult): void {
   const header = ['metric', 'runc shim + runsc (ref)', 'tsshim + gvisor', 'ratio'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   for (const r of [header, ...rows]) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join('  '));
-  console.log("note: the reference cannot start a pod's app container (the runc shim's `runsc start` waits on pipes the container's gofer keeps open)");
+  if (result.rows.some((r) => r.metric.startsWith('pod ')))
+    console.log("note: the reference cannot start a pod's app container (the runc shim's `runsc start` waits on pipes the container's gofer keeps open)");
 }

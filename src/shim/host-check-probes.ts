@@ -51,7 +51,7 @@ export interface HostProbes {
   nativeExecutor(): Promise<string | undefined>;
   /** undefined when the ffi-rs addon loads and a libc call through it works, else why not */
   ffiError(): Promise<string | undefined>;
-  /** boots /bin/true under runsc in a scratch root (gvisor/platform.ts's probe) */
+  /** boots /bin/true under runsc in a scratch root (the backend's probe, src/backends/gvisor/runsc-facts.ts) */
   runscBoots(runsc: string, platform: GvisorPlatform, o: { network: 'none' | 'host' | 'sandbox'; ownNetns: boolean }): Promise<CommandResult>;
   /** the platform the gvisor backend cached for this runsc under `cacheDir` */
   runscCachedPlatform(runsc: string, cacheDir: string): Promise<{ platform: GvisorPlatform | undefined; file: string }>;
@@ -210,24 +210,17 @@ export function realProbes(): HostProbes {
       }
     },
     async runscBoots(runsc, platform, o) {
-      const { bootProbe } = await import('../backends/gvisor/platform.js');
+      const { bootProbeArgs } = await import('../backends/gvisor/runsc-facts.js');
       return withScratch('tsshim-check-runsc-', async (root) => {
-        const started = Date.now();
-        const r = await bootProbe(runsc, root, platform, { network: o.network, wrapper: o.ownNetns ? ['unshare', '--net'] : undefined, timeoutMs: 15_000 });
-        const timedOut = /killed by SIGKILL \(timeout\)/.test(r.output);
-        return {
-          ok: r.ok,
-          code: r.code,
-          ...(r.signal && !timedOut ? { signal: r.signal } : {}),
-          output: r.output.replace(/\nkilled by .*$/, ''),
-          timedOut,
-          ms: Date.now() - started,
-        };
+        const argv = bootProbeArgs(root, platform, o.network ?? 'none');
+        const [file, args] = o.ownNetns ? ['unshare', ['--net', runsc, ...argv]] : [runsc, argv];
+        const r = await runCommand(file, args, { timeoutMs: 15_000 });
+        return { ...r, ok: r.code === 0 && !r.timedOut };
       });
     },
     async runscCachedPlatform(runsc, cacheDir) {
-      const { readCachedPlatform, platformCacheFile } = await import('../backends/gvisor/platform.js');
-      return { platform: readCachedPlatform(runsc, cacheDir), file: platformCacheFile(cacheDir) };
+      const { readCachedPlatform, factsFile } = await import('../backends/gvisor/runsc-facts.js');
+      return { platform: readCachedPlatform(runsc, cacheDir), file: factsFile(cacheDir) };
     },
     qemuBoots(qemu, accel, o) {
       return withScratch('tsshim-check-qemu-', async (dir) => {

@@ -245,7 +245,7 @@ export async function runcLikeChecks(name: 'runc' | 'crun', config: ShimConfig, 
 
 /* ---- gvisor -------------------------------------------------------------------------- */
 
-/** platforms the backend probes, best first (src/backends/gvisor/platform.ts) */
+/** platforms the backend probes, best first (src/backends/gvisor/runsc-facts.ts) */
 const GVISOR_PROBED: readonly GvisorPlatform[] = ['systrap', 'ptrace'];
 
 export async function gvisorChecks(config: ShimConfig, p: HostProbes): Promise<CheckResult[]> {

@@ -43,6 +43,8 @@ export interface CriSuiteOptions {
   skipChecks?: Readonly<Record<string, string>>;
   /** a sandbox runtime (gVisor): the pod's containers run in one runsc-sandbox process */
   sandboxProcess?: string;
+  /** the reference handler for this one when it cannot run the suite, and why (measured) */
+  reference?: { handler: CriSuiteOptions['handler']; cannot: string };
 }
 
 /** the handlers that are containerd's own runc shim */
@@ -202,6 +204,9 @@ export function defineCriSuite(options: CriSuiteOptions): void {
       expect(await env.cri.imageStatus(BUSYBOX_IMAGE)).not.toBeNull();
     });
 
+    // the reference handler, where it cannot run this suite: listed, with the measured reason
+    if (options.reference) vitestIt.skip(`the reference (handler ${options.reference.handler}): every check (skipped: ${options.reference.cannot})`, () => undefined);
+
     describe('a pod with two app containers', () => {
       let pod: PodSandboxConfig;
       let sandboxId: string;
@@ -342,6 +347,24 @@ export function defineCriSuite(options: CriSuiteOptions): void {
         expect(bundleIds(env)).not.toContain(worker);
         expect(isLive(shimPid)).toBe(true);
         expect(env.cd.shimProcesses().map((p) => p.pid)).toEqual([shimPid]);
+      });
+
+      it('an app container with a terminal (tty: true): its output reaches the log through the pty, and its exit status', async () => {
+        const tty = await startContainer(
+          env,
+          sandboxId,
+          pod,
+          containerConfig('tty', ['sh', '-c', 'if [ -t 1 ]; then echo on-a-tty; else echo no-tty; fi; exit 3'], { tty: true }),
+        );
+        const status = await waitForState(env, tty, 'CONTAINER_EXITED');
+        expect(status.status.exitCode).toBe(3);
+        // a terminal has one stream: CRI logs it as stdout
+        const logPath = join(env.logDirectory('two'), 'tty', '0.log');
+        await waitUntil(() => existsSync(logPath) && /^\S+ stdout F on-a-tty$/m.test(readFileSync(logPath, 'utf8')), { what: `on-a-tty in ${logPath}` });
+        // served by the pod's shim
+        expect(env.cd.shimProcesses().map((p) => p.pid)).toEqual([parentOf(await sandboxPid(env, sandboxId))]);
+        await env.cri.removeContainer(tty);
+        removed.push(tty);
       });
 
       it('a container over its memory limit ends with reason OOMKilled (same shim)', async () => {

@@ -4,7 +4,7 @@
  * containerd-shim-runsc-v1), in the same file. Checks gVisor itself cannot pass are skipped
  * with the reason, for both, when the reference fails them too.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { PrivateContainerd } from './harness/private-containerd.js';
 import { BUSYBOX_IMAGE } from './harness/test-images.js';
 import { defineCtrSuite, type CtrSuiteContext } from './ctr-suite.js';
 import { waitUntil } from './harness/wait-until.js';
-import { gvisorRunFlags, runscReferenceRunFlags, type RunscBuild } from './gvisor-flags.js';
+import { SUITE_RUNSC_FLAGS, gvisorRunFlags, runscReferenceRunFlags, type RunscBuild } from './gvisor-flags.js';
 
 /** what gVisor cannot do the way runc does, for the reference and tsshim alike */
 export const GVISOR_SKIPS: Readonly<Record<string, string>> = {
@@ -75,8 +75,28 @@ export function gvisorChecks({ it, cd, newId, runArgs, ctrExpect }: CtrSuiteCont
   });
 }
 
+/** nothing of a failed Create is left: no task, no runsc process or state, no mount, no shim */
+async function expectNothingLeftOf(ctx: CtrSuiteContext, id: string, runscRoot: string): Promise<void> {
+  const { cd, ctrExpect } = ctx;
+  expect(await cd().listTasks()).not.toContainEqual(expect.objectContaining({ id }));
+  await ctrExpect(['container', 'rm', id], undefined).catch(() => undefined);
+  await waitUntil(() => cd().shimProcessesFor(id).length === 0, { what: `shim of ${id} to exit` });
+  const cmdline = (pid: number) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      return ''; // gone meanwhile
+    }
+  };
+  expect(cd().runscProcesses().filter((p) => cmdline(p.pid).includes(id))).toEqual([]);
+  const state = existsSync(runscRoot) ? readdirSync(runscRoot, { recursive: true }).map(String) : [];
+  expect(state.filter((f) => f.includes(id))).toEqual([]);
+  expect(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(`/${id}/`))).toEqual([]);
+}
+
 /** tsshim only: what a broken gVisor setup answers at Create */
-export function gvisorBadInputChecks({ it, cd, newId, ctrExpect }: CtrSuiteContext): void {
+export function gvisorBadInputChecks(ctx: CtrSuiteContext, build: RunscBuild): void {
+  const { it, cd, newId, ctrExpect } = ctx;
   const cases: Array<[string, string, RegExp]> = [
     ['a missing runsc (platform probed)', 'binary = "/nonexistent/runsc"', /runsc binary "\/nonexistent\/runsc" not found/],
     ['a missing runsc (platform set)', 'binary = "/nonexistent/runsc"\nplatform = "ptrace"', /runtime binary "\/nonexistent\/runsc" not found/],
@@ -93,6 +113,34 @@ export function gvisorBadInputChecks({ it, cd, newId, ctrExpect }: CtrSuiteConte
     await ctrExpect(['container', 'rm', id], undefined).catch(() => undefined);
     await waitUntil(() => cd().shimProcessesFor(id).length === 0, { what: `shim of ${id} to exit` });
   });
+
+  /** a Create whose sandbox runsc cannot boot: the cause in runsc's own log words, nothing left */
+  const bootFailure = (what: string, table: string, runArgs: (id: string) => string[], message: RegExp[]) =>
+    it(`${what}: Create fails naming runsc's own log lines, nothing left behind`, async () => {
+      const id = newId('noboot');
+      const runscRoot = join(cd().dir, 'runsc-noboot');
+      const file = join(cd().dir, `${id}.toml`);
+      writeFileSync(
+        file,
+        `backend = "gvisor"\n[gvisor]\nbinary = "${build.binary}"\nroot = "${runscRoot}"\nflags = ${JSON.stringify(SUITE_RUNSC_FLAGS)}\n${table}\n`,
+      );
+      const result = await cd().ctr(['run', '--runtime', 'io.containerd.tsshim.v2', '--runtime-config-path', file, '--rm', ...runArgs(id), BUSYBOX_IMAGE, id, 'true']);
+      expect(result.exitCode).not.toBe(0);
+      for (const m of message) expect(result.stderr).toMatch(m);
+      await expectNothingLeftOf(ctx, id, runscRoot);
+    });
+  // the sentry cannot mount a bind source that is gone (a vanished hostPath volume): runsc's
+  // last error is only "waiting for sandbox to start: EOF", the cause is the sandbox's
+  bootFailure(
+    'the sandbox fails to boot (a bind mount whose source is gone)',
+    `platform = "${build.platform}"`,
+    (id) => ['--mount', `type=bind,src=${join(cd().dir, `${id}-gone`)},dst=/data,options=rbind:ro`],
+    [/OCI runtime create failed: .*cannot create sandbox/, /the sandbox logged: error setting up FS: .*stat [^ ]*-gone: no such file or directory/],
+  );
+  // runsc 2022 has no systrap: its own words, not a guess of ours
+  if (build.platform === 'ptrace') {
+    bootFailure('a platform this runsc does not have (systrap on runsc 2022)', 'platform = "systrap"', () => [], [/OCI runtime create failed: unknown platform: systrap/]);
+  }
 }
 
 /** measured on this machine: checks one runsc build cannot pass */
@@ -133,7 +181,7 @@ export function defineGvisorCtrSuites(build: RunscBuild, version: '1.6' | '1.7' 
     sandboxPids: true,
     extraChecks: (ctx) => {
       gvisorChecks(ctx);
-      gvisorBadInputChecks(ctx);
+      gvisorBadInputChecks(ctx, build);
     },
   });
 }

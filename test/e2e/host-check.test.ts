@@ -11,7 +11,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bestPlatform } from '../../src/backends/gvisor/platform.js';
+import { bestPlatform, FACTS_FILE } from '../../src/backends/gvisor/runsc-facts.js';
+import { execaCommand } from '../../src/backends/runc/cli.js';
 import { cgroupMode } from '../../src/sys/cgroups.js';
 import type { CheckResult } from '../../src/shim/host-check.js';
 import { repoBinDir } from './harness/repo-paths.js';
@@ -153,10 +154,10 @@ describe('tsshim check on this host', () => {
   it('the gvisor backend\'s own probe picks the platform check named, and check then reports its cache', async () => {
     const picked = /picks (\w+)/.exec(result(report, 'gvisor', 'platform').detail)![1];
     const cacheDir = join(dir, 'runsc-probed');
-    expect(await bestPlatform('runsc', cacheDir)).toBe(picked);
+    expect(await bestPlatform('runsc', cacheDir, execaCommand)).toBe(picked);
     writeFileSync(join(dir, 'cached.toml'), `[gvisor]\nroot = "${cacheDir}"\n`);
     const again = JSON.parse(runCheck(['--config', join(dir, 'cached.toml'), '--json']).stdout) as JsonReport;
-    expect(result(again, 'gvisor', 'platform').detail).toContain(`cached as ${picked} in ${join(cacheDir, 'platform-probe.json')}`);
+    expect(result(again, 'gvisor', 'platform').detail).toContain(`cached as ${picked} in ${join(cacheDir, FACTS_FILE)}`);
   });
 
   it.skipIf(!!RUNSC_BACKPORTS.missing)(`gvisor with runsc 2024: systrap boots ${RUNSC_BACKPORTS.missing ?? ''}`, () => {

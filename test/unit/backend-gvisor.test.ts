@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SandboxMembership, placementOf } from '../../src/core/sandbox.js';
 import { composeRunscFlags, networkForSpec } from '../../src/backends/gvisor/backend.js';
-import { parseWaitOutput } from '../../src/backends/gvisor/runsc-cli.js';
+import { parseWaitOutput, runscErrorFromLog } from '../../src/backends/gvisor/runsc-cli.js';
+import { parseRunscRelease } from '../../src/backends/gvisor/runsc-facts.js';
 import { metricsFromRunscStats } from '../../src/backends/gvisor/stats.js';
 import { classifyRuntimeError } from '../../src/backends/runc/runtime-error.js';
 import { defaultConfig, parseConfig } from '../../src/shim/config.js';
@@ -114,6 +115,31 @@ describe('runsc output', () => {
     expect(m.memory?.usage).toEqual({ limit: 0n, usage: 5083136n, max: 0n, failcnt: 0n });
     expect(m.cpu?.usage?.total).toBe(102604707n);
     expect(m.pids).toEqual({ current: 4n, limit: 0n });
+  });
+
+  it('reads the release date from runsc --version', () => {
+    expect(parseRunscRelease('runsc version 0.0~20221219.0\nspec: 1.0.2-dev\n')).toBe(20221219);
+    expect(parseRunscRelease('runsc version release-20240729.0\n')).toBe(20240729);
+    expect(parseRunscRelease('runsc version unknown\n')).toBeUndefined();
+  });
+
+  // what runsc 2022 wrote to log.json when the sandbox could not mount a bind source (measured)
+  const BOOT_FAILURE_LOG =
+    '{"msg":"error setting up FS: mounting {Destination:/x Type:bind Source:/nonexistent-src Options:[rbind ro] UIDMappings:[] GIDMappings:[]}: stat(\\"/nonexistent-src\\") failed: stat /nonexistent-src: no such file or directory","level":"error","time":"2026-12-07T19:39:43.294400534Z"}' +
+    '{"msg":"Error reading mounts file: error unmarshaling mounts: unexpected end of JSON input\\nJSON bytes:\\n","level":"error","time":"2026-12-07T19:39:43.339036404Z"}' +
+    '{"msg":"creating container: cannot create sandbox: cannot read client sync file: waiting for sandbox to start: EOF","level":"error","time":"2026-12-07T19:39:43.357310344Z"}';
+
+  it("names the sandbox's own errors when it fails to boot, runsc's last one first", () => {
+    const msg = runscErrorFromLog('create', BOOT_FAILURE_LOG);
+    expect(msg).toBe(
+      'creating container: cannot create sandbox: cannot read client sync file: waiting for sandbox to start: EOF (the sandbox logged: ' +
+        'error setting up FS: mounting {Destination:/x Type:bind Source:/nonexistent-src Options:[rbind ro] UIDMappings:[] GIDMappings:[]}: stat("/nonexistent-src") failed: stat /nonexistent-src: no such file or directory' +
+        ' | Error reading mounts file: error unmarshaling mounts: unexpected end of JSON input JSON bytes:)',
+    );
+    expect(classifyRuntimeError('create', '', msg, 128, { binary: 'runsc' }).code).toBe('Unknown');
+    // other verbs: the last error alone, as the reference shim reads it
+    expect(runscErrorFromLog('delete', BOOT_FAILURE_LOG)).toBe('creating container: cannot create sandbox: cannot read client sync file: waiting for sandbox to start: EOF');
+    expect(runscErrorFromLog('create', '{"msg":"unknown platform: systrap","level":"error"}')).toBe('unknown platform: systrap');
   });
 
   it.each([

@@ -4,7 +4,7 @@
  * the same cases end to end).
  */
 import { describe, expect, it } from 'vitest';
-import { classifyRuntimeError, lastLogError, type RuntimeVerb } from '../../src/backends/runc/runtime-error.js';
+import { classifyRuntimeError, lastLogError, logErrors, type RuntimeVerb } from '../../src/backends/runc/runtime-error.js';
 import type { ErrorCode } from '../../src/core/errors.js';
 
 interface Row {
@@ -155,6 +155,20 @@ describe('lastLogError', () => {
       '',
     ].join('\n');
     expect(lastLogError(log)).toBe('container `c1` already exists');
+  });
+
+  it('reads objects written back to back without newlines (runsc), as Go\'s json.Decoder does', () => {
+    const log =
+      '{"msg":"error setting up FS: mounting {Destination:/x Type:bind}: stat /src: no such file","level":"error","time":"t"}' +
+      '{"msg":"a \\"quoted\\" } brace","level":"warning","time":"t"}' +
+      '{"msg":"creating container: cannot create sandbox: waiting for sandbox to start: EOF","level":"error","time":"t"}\n';
+    expect(logErrors(log)).toEqual([
+      'error setting up FS: mounting {Destination:/x Type:bind}: stat /src: no such file',
+      'creating container: cannot create sandbox: waiting for sandbox to start: EOF',
+    ]);
+    expect(lastLogError(log)).toBe('creating container: cannot create sandbox: waiting for sandbox to start: EOF');
+    // a cut-off object does not swallow the line after it
+    expect(lastLogError('{"level":"error","msg":"cut {\n{"level":"error","msg":"whole"}\n')).toBe('whole');
   });
 
   it('returns undefined when nothing was logged', () => {

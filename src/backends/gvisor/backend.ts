@@ -15,7 +15,6 @@
  *  - Stats from `runsc events --stats`; no `update` (runsc has none); checkpoint and restore by
  *    runsc itself (no CRIU).
  */
-import type { ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type {
@@ -29,12 +28,11 @@ import type {
   RuncLikeOptions,
 } from '../../core/backend.js';
 import { ShimError, unimplemented } from '../../core/errors.js';
-import { childProcess } from '../../sys/lazy-builtins.js';
 import { RuncBackend, asRunc, runtimeRoot, type RuncContainer, type WantingExitSource } from '../runc/backend.js';
-import type { RuncCli, RuntimeVerb, StdioFds } from '../runc/cli.js';
+import { execaCommand, type RuncCli, type RuntimeCommand, type RuntimeVerb, type StdioFds } from '../runc/cli.js';
 import type { GvisorConfig, GvisorNetwork, GvisorPlatform } from '../../shim/config.js';
-import { bestPlatform } from './platform.js';
-import { RunscCli, parseWaitOutput } from './runsc-cli.js';
+import { bestPlatform, runscRelease } from './runsc-facts.js';
+import { RunscCli } from './runsc-cli.js';
 import { metricsFromRunscStats } from './stats.js';
 
 export const DEFAULT_RUNSC_ROOT = '/run/containerd/runsc';
@@ -121,8 +119,8 @@ class GvisorContainer {
     /** its stdio, which runsc takes at start for an app container */
     readonly stdio: StdioFds,
   ) {}
-  /** the `runsc wait` child of an app container, while it runs */
-  waiter?: ChildProcess;
+  /** the pid of the app container's `runsc wait`, while it runs */
+  waiterPid?: number;
 }
 
 export class GvisorBackend extends RuncBackend {
@@ -132,7 +130,6 @@ export class GvisorBackend extends RuncBackend {
   /** sandbox id → host pid of its runsc-sandbox process */
   private readonly sandboxPids = new Map<string, number>();
   private platform: GvisorPlatform | undefined;
-  private readonly releases = new Map<string, Promise<number | undefined>>();
 
   constructor(o: GvisorBackendOptions) {
     const exits = new GvisorExitSource(o.exits);
@@ -175,7 +172,7 @@ export class GvisorBackend extends RuncBackend {
   override async create(input: CreateInput): Promise<{ container: BackendContainer } & CreateResult> {
     if (!this.platform) {
       const runscRoot = runtimeRoot(input.options, input.namespace, this.root);
-      this.platform = await bestPlatform(input.options.binaryName || this.binary, join(runscRoot, '..'));
+      this.platform = await bestPlatform(input.options.binaryName || this.binary, join(runscRoot, '..'), this.runtimeCommand());
     }
     const r = await super.create(input);
     const c = asRunc(r.container);
@@ -231,25 +228,25 @@ export class GvisorBackend extends RuncBackend {
     return this.extra.get(c)?.joinsSandbox === true;
   }
 
+  /** how runsc is run outside a container's CLI (probes): as every runtime call is */
+  private runtimeCommand(): RuntimeCommand {
+    return this.command ?? execaCommand;
+  }
+
   /** `runsc wait <id>` until the app container exits; its status is the container's */
   private watchExit(c: RuncContainer): void {
-    const cli = c.cli as RunscCli;
-    const { file, args } = cli.waitCommand(c.id);
-    const child = childProcess().spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const extra = this.extra.get(c);
-    if (extra) extra.waiter = child;
-    let stdout = '';
-    child.stdout!.on('data', (b: Buffer) => (stdout += b.toString('utf8')));
-    child.stderr!.resume();
-    const report = () => {
-      if (extra) extra.waiter = undefined;
-      let status = parseWaitOutput(stdout);
+    const report = (reported: number | undefined) => {
+      if (extra) extra.waiterPid = undefined;
       // the sandbox died under it (killed pod): its containers were killed with it
-      if (status === undefined) status = isAlive(c.initPid) ? 255 : 128 + 9;
+      const status = reported ?? (isAlive(c.initPid) ? 255 : 128 + 9);
       this.gvisorExits.emit({ pid: c.initPid, containerId: c.id, status, at: new Date() });
     };
-    child.on('error', report);
-    child.on('close', report);
+    (c.cli as RunscCli)
+      .wait(c.id, (pid) => {
+        if (extra) extra.waiterPid = pid;
+      })
+      .then(report, () => report(undefined));
   }
 
   /**
@@ -290,7 +287,7 @@ export class GvisorBackend extends RuncBackend {
   override async checkpoint(bc: BackendContainer, input: CheckpointInput): Promise<void> {
     const c = asRunc(bc);
     if (!input.exit) {
-      const release = await this.releaseDate(c.cli.binary);
+      const release = await runscRelease(c.cli.binary, join(c.cli.root, '..'), this.runtimeCommand());
       if (release !== undefined && release < LEAVE_RUNNING_WORKS_SINCE) {
         throw unimplemented(
           `gvisor backend: runsc ${release} hangs in "checkpoint --leave-running" after writing the image; use a newer runsc (e.g. bookworm-backports') or checkpoint with exit`,
@@ -306,26 +303,18 @@ export class GvisorBackend extends RuncBackend {
     }
   }
 
-  /** runsc's release date (`runsc version 0.0~20221219.0` → 20221219), asked once per binary */
-  private releaseDate(binary: string): Promise<number | undefined> {
-    let p = this.releases.get(binary);
-    if (!p) {
-      p = new Promise((resolve) => {
-        childProcess().execFile(binary, ['--version'], { timeout: 5_000 }, (err, stdout) => {
-          const m = /version\s+\S*?(\d{8})/.exec(String(stdout));
-          resolve(err || !m ? undefined : Number(m[1]));
-        });
-      });
-      this.releases.set(binary, p);
-    }
-    return p;
-  }
-
   override async delete(bc: BackendContainer, opts: { force: boolean }): Promise<void> {
     const c = asRunc(bc);
     await super.delete(bc, opts);
-    const waiter = this.extra.get(c)?.waiter;
-    if (waiter && waiter.exitCode === null) waiter.kill('SIGKILL');
+    // the container is gone: its `runsc wait` has nothing left to wait for
+    const waiterPid = this.extra.get(c)?.waiterPid;
+    if (waiterPid !== undefined) {
+      try {
+        process.kill(waiterPid, 'SIGKILL');
+      } catch {
+        // exited meanwhile
+      }
+    }
   }
 
   /** whether runsc holds state for the container (the `delete` action skips runsc otherwise) */

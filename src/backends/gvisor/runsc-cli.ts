@@ -6,6 +6,7 @@
  */
 import { RuncCli, type CheckpointArgs, type CreateArgs, type RestoreArgs, type RuncCliConfig, type StdioFds } from '../runc/cli.js';
 import { internal } from '../../core/errors.js';
+import { logErrors, type RuntimeVerb } from '../runc/runtime-error.js';
 
 export interface RunscCliConfig extends RuncCliConfig {
   /** runsc global flags after --root/--log, already composed (`--platform=ptrace`, ...) */
@@ -26,6 +27,26 @@ export interface RunscStats {
   pids?: { current?: number; limit?: number };
 }
 
+/** the verbs that boot a sandbox: its own errors (the sentry's, the gofer's) come before runsc's last one */
+const BOOTING_VERBS: ReadonlySet<RuntimeVerb> = new Set(['create', 'restore', 'start']);
+/** how many of the sandbox's errors a message carries */
+const MAX_CAUSES = 3;
+
+/**
+ * The error of a runsc call from its log. When a sandbox fails to boot, runsc's last error is
+ * only "cannot create sandbox: cannot read client sync file: waiting for sandbox to start:
+ * EOF"; the cause is what the sandbox and its gofer logged before it, into the same file
+ * (e.g. "error setting up FS: mounting …: stat /src: no such file or directory"). Those come
+ * along, first ones first.
+ */
+export function runscErrorFromLog(verb: RuntimeVerb, logText: string): string | undefined {
+  const errors = logErrors(logText);
+  const last = errors.pop();
+  if (last === undefined || !BOOTING_VERBS.has(verb)) return last;
+  const causes = [...new Set(errors)].filter((e) => e !== last).slice(0, MAX_CAUSES).map((e) => e.replace(/\s+/g, ' ').trim());
+  return causes.length > 0 ? `${last} (the sandbox logged: ${causes.join(' | ')})` : last;
+}
+
 /** runsc's words for a sandbox that went away under a call (see RunscCli.delete) */
 const SANDBOX_WENT_AWAY = /connecting to control server at PID \d+: connection refused|urpc method "[^"]+" failed: (EOF|[^\n]*connection reset)/;
 
@@ -35,6 +56,10 @@ export class RunscCli extends RuncCli {
   constructor(config: RunscCliConfig) {
     super(config);
     this.flags = config.flags;
+  }
+
+  protected override errorFromLog(verb: RuntimeVerb, logText: string): string | undefined {
+    return runscErrorFromLog(verb, logText);
   }
 
   protected override globalArgs(bundle?: string): string[] {
@@ -105,9 +130,14 @@ export class RunscCli extends RuncCli {
     }
   }
 
-  /** argv of `runsc wait <id>`, which the backend runs for as long as the container lives */
-  waitCommand(id: string): { file: string; args: string[] } {
-    return { file: this.binary, args: [...super.globalArgs(undefined), ...this.flags, 'wait', id] };
+  /**
+   * `runsc wait <id>`, for as long as the container lives (no deadline; the caller ends it
+   * through the pid onSpawned gives): the container's exit status, or undefined when runsc
+   * said none (the sandbox died under it, or the call was killed).
+   */
+  async wait(id: string, onSpawned: (pid: number) => void): Promise<number | undefined> {
+    const r = await this.command.run({ file: this.binary, args: [...this.globalArgs(undefined), 'wait', id], timeoutMs: undefined, onSpawned });
+    return parseWaitOutput(r.stdout);
   }
 }
 

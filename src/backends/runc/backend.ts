@@ -6,8 +6,9 @@
  * Exits come from the shim's reaper: runc's and crun's inits (and exec processes) are
  * re-parented to the shim, a child subreaper, once the runtime CLI exits.
  */
-import { access, constants, copyFile, readFile, rm, writeFile } from 'node:fs/promises';
-import { accessSync, existsSync } from 'node:fs';
+// sync fs, not node:fs/promises: loading that costs a new shim several ms on its first
+// container (containerd's critical path), for pid files and other small local files
+import { accessSync, constants, copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type {
   Backend,
@@ -115,7 +116,7 @@ function isExecutable(file: string): boolean {
 }
 
 export async function readPidFile(file: string): Promise<number> {
-  const text = (await readFile(file, 'utf8')).trim();
+  const text = readFileSync(file, 'utf8').trim();
   const pid = Number.parseInt(text, 10);
   if (!Number.isInteger(pid) || pid <= 0 || String(pid) !== text) {
     throw internal(`pid file ${file} holds no pid: ${JSON.stringify(text.slice(0, 40))}`);
@@ -252,7 +253,7 @@ export class RuncBackend implements Backend {
     const processFile = join(c.bundle, `.exec-${input.execId}.json`);
     // not `<exec>.pid` as in the reference shim: an exec named "init" would clobber init.pid
     const pidFile = join(c.bundle, `.exec-${input.execId}.pid`);
-    await writeFile(processFile, JSON.stringify(input.spec), { mode: 0o600 });
+    writeFileSync(processFile, JSON.stringify(input.spec), { mode: 0o600 });
     let started = false;
     try {
       const { consoleFd } = await this.withConsole(input.stdio.terminal, c.cli.timeoutOf('exec'), async (consoleSocket) => {
@@ -268,8 +269,8 @@ export class RuncBackend implements Backend {
       throw err;
     } finally {
       // the pid is ours now; exec probes would otherwise pile pid files up in the bundle
-      await rm(processFile, { force: true });
-      await rm(pidFile, { force: true });
+      rmSync(processFile, { force: true });
+      rmSync(pidFile, { force: true });
     }
   }
 
@@ -350,7 +351,13 @@ export class RuncBackend implements Backend {
     } catch (err) {
       throw await withDumpLog(err, workPath, c.bundle);
     } finally {
-      if (ownWork) await rm(workPath, { recursive: true, force: true }).catch(() => undefined);
+      if (ownWork) {
+        try {
+          rmSync(workPath, { recursive: true, force: true });
+        } catch {
+          // best effort: the bundle goes away with the container
+        }
+      }
     }
   }
 
@@ -374,7 +381,7 @@ export class RuncBackend implements Backend {
     const cli = this.cliFor(input.options, input.namespace, { ...this.timeouts, delete: CRASH_CLEANUP_TIMEOUT_MS });
     let bundle: string | undefined = input.bundle;
     // the log goes to the bundle when it still exists; --log into a missing dir fails runc
-    if (!(await exists(bundle))) bundle = undefined;
+    if (!existsSync(bundle)) bundle = undefined;
     try {
       await cli.delete(input.id, bundle, true);
     } catch (err) {
@@ -425,15 +432,6 @@ export function asRunc(c: BackendContainer): RuncContainer {
   throw internal(`container ${c.id} was not created by the runc backend`);
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function killFromPidFile(pidFile: string): Promise<void> {
   try {
     process.kill(await readPidFile(pidFile), 'SIGKILL');
@@ -463,12 +461,18 @@ async function withDumpLog(err: unknown, workPath: string, bundle: string): Prom
   if (!(err instanceof ShimError)) return err;
   const dumpLog = join(bundle, 'criu-dump.log');
   try {
-    await copyFile(join(workPath, 'dump.log'), dumpLog);
+    copyFileSync(join(workPath, 'dump.log'), dumpLog);
   } catch {
     return err; // no criu log: the runtime failed before criu ran
   }
   const firstLine = err.message.split('\n')[0];
-  const criuError = (await readFile(dumpLog, 'utf8').catch(() => ''))
+  let dumpText = '';
+  try {
+    dumpText = readFileSync(dumpLog, 'utf8');
+  } catch {
+    // read below as no criu error line
+  }
+  const criuError = dumpText
     .split('\n')
     .find((l) => l.includes('Error ('))
     ?.replace(/^\([\d.]+\)\s*/, '')

@@ -4,8 +4,9 @@
  * [--systemd-cgroup]`, then one verb. Every call has a deadline and every failure goes
  * through classifyRuntimeError, so callers only ever see ShimErrors with stable codes.
  */
-import { randomUUID } from 'node:crypto';
-import { open, rm, stat, writeFile } from 'node:fs/promises';
+// sync fs, not node:fs/promises nor node:crypto: loading those costs a new shim several ms
+// each on its first runtime call (containerd's critical path), for a few small local files
+import { closeSync, fstatSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Options, StdinOption, StdoutStderrOption } from 'execa';
 import { internal } from '../../core/errors.js';
@@ -201,9 +202,15 @@ function passFd<T>(fd: number | 'ignore'): T {
 export interface RuntimeCommandRequest {
   file: string;
   args: string[];
-  timeoutMs: number;
+  /**
+   * deadline; undefined: none, for a call that lasts as long as a container (`runsc wait`),
+   * whose caller ends it through onSpawned's pid
+   */
+  timeoutMs: number | undefined;
   /** the container's stdio passed through; undefined: stdin /dev/null, stdout and stderr captured */
   stdio?: StdioFds;
+  /** told the runtime process's pid once it runs */
+  onSpawned?(pid: number): void;
 }
 
 export interface RuntimeCommandResult {
@@ -244,7 +251,9 @@ export const execaCommand: RuntimeCommand = {
       stripFinalNewline: false,
     };
     const { execa } = await loadExeca();
-    const result = await execa(req.file, req.args, options);
+    const child = execa(req.file, req.args, options);
+    if (child.pid !== undefined) req.onSpawned?.(child.pid);
+    const result = await child;
     // no exit code, no signal, no timeout: the runtime never ran (ENOENT, EACCES, ...)
     const neverRan = result.failed && result.exitCode === undefined && !result.timedOut && result.signal === undefined;
     return {
@@ -265,33 +274,36 @@ export interface RunOptions {
 }
 
 /** size of a file, 0 if missing: the offset after which this invocation's log lines start */
-async function sizeOf(file: string): Promise<number> {
+function sizeOf(file: string): number {
   try {
-    return (await stat(file)).size;
+    return statSync(file).size;
   } catch {
     return 0;
   }
 }
 
-async function readFrom(file: string, offset: number): Promise<string> {
-  let fh;
+function readFrom(file: string, offset: number): string {
+  let fd: number;
   try {
-    fh = await open(file, 'r');
+    fd = openSync(file, 'r');
   } catch {
     return '';
   }
   try {
-    const { size } = await fh.stat();
+    const { size } = fstatSync(fd);
     // runc logs are small per call; cap what we read in case something floods it
     const start = Math.max(offset, size - 1024 * 1024);
     if (size <= start) return '';
     const buf = Buffer.alloc(size - start);
-    await fh.read(buf, 0, buf.length, start);
-    return buf.toString('utf8');
+    const n = readSync(fd, buf, 0, buf.length, start);
+    return buf.subarray(0, n).toString('utf8');
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
+
+/** names the temporary files of concurrent update calls apart (no crypto needed for that) */
+let updateFileCounter = 0;
 
 export class RuncCli {
   readonly binary: string;
@@ -355,12 +367,12 @@ export class RuncCli {
    * pipes are. A file in the bundle works for both runtimes.
    */
   async update(id: string, bundle: string, resources: Record<string, unknown>): Promise<void> {
-    const file = join(bundle, `.update-${randomUUID()}.json`);
-    await writeFile(file, JSON.stringify(resources), { mode: 0o600 });
+    const file = join(bundle, `.update-${process.pid}-${++updateFileCounter}.json`);
+    writeFileSync(file, JSON.stringify(resources), { mode: 0o600 });
     try {
       await this.run('update', ['update', '--resources', file, id], { bundle });
     } finally {
-      await rm(file, { force: true });
+      rmSync(file, { force: true });
     }
   }
 
@@ -405,6 +417,11 @@ export class RuncCli {
     }
   }
 
+  /** what the runtime's log says of this invocation's failure: its last error, as the reference shim reads it */
+  protected errorFromLog(_verb: RuntimeVerb, logText: string): string | undefined {
+    return lastLogError(logText);
+  }
+
   /**
    * One invocation. Returns stdout; throws the classified ShimError on any failure.
    * Processes that get the container's stdio (create/exec/restore) cannot have their
@@ -412,7 +429,7 @@ export class RuncCli {
    */
   protected async run(verb: RuntimeVerb, verbArgs: string[], o: RunOptions): Promise<string> {
     const logPath = o.bundle !== undefined ? runtimeLogPath(o.bundle) : undefined;
-    const logOffset = logPath ? await sizeOf(logPath) : 0;
+    const logOffset = logPath ? sizeOf(logPath) : 0;
     const timeout = this.timeouts[verb];
     const result = await this.command.run({
       file: this.binary,
@@ -423,7 +440,7 @@ export class RuncCli {
     if (result.exitCode === 0 && !result.timedOut) return result.stdout;
 
     const neverRan = result.spawnErrno !== undefined;
-    const logMsg = logPath && !neverRan ? lastLogError(await readFrom(logPath, logOffset)) : undefined;
+    const logMsg = logPath && !neverRan ? this.errorFromLog(verb, readFrom(logPath, logOffset)) : undefined;
     const stderr = result.stderr;
     throw classifyRuntimeError(verb, stderr, logMsg, result.exitCode, {
       binary: this.binary,

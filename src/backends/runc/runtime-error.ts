@@ -157,21 +157,66 @@ export function classifyRuntimeError(
 }
 
 /**
- * The last error-level `msg` of a runtime JSON log (one object per line), like the
- * reference shim's getLastRuntimeError. Lines that are not JSON are skipped: a crash can
- * leave half a line.
+ * The objects of a runtime JSON log, in order. runc and crun write one per line; runsc writes
+ * them back to back without newlines (its sandbox and gofer write to the same file), which
+ * the reference shim's decoder (Go's json.Decoder) reads as well. Text that is not a whole
+ * object is skipped: a crash can leave half of one.
  */
-export function lastLogError(logText: string): string | undefined {
-  let last: string | undefined;
-  for (const line of logText.split('\n')) {
-    const trimmed = line.trim();
-    if (!trimmed.startsWith('{')) continue;
-    try {
-      const entry = JSON.parse(trimmed) as { level?: unknown; msg?: unknown };
-      if (entry.level === 'error' && typeof entry.msg === 'string' && entry.msg.trim()) last = entry.msg.trim();
-    } catch {
-      // partial or foreign line
+export function logEntries(logText: string): Array<{ level?: unknown; msg?: unknown }> {
+  const entries: Array<{ level?: unknown; msg?: unknown }> = [];
+  let depth = 0;
+  let start = -1;
+  let inString = false;
+  let escaped = false;
+  for (let i = 0; i < logText.length; i++) {
+    const ch = logText[i];
+    if (ch === '\n') {
+      // JSON writers escape newlines in strings and put none inside an object: an object
+      // still open here was cut off (a crash)
+      depth = 0;
+      inString = false;
+      escaped = false;
+      continue;
+    }
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (ch === '\\') escaped = true;
+      else if (ch === '"') inString = false;
+      continue;
+    }
+    if (ch === '"') {
+      if (depth > 0) inString = true;
+    } else if (ch === '{') {
+      if (depth === 0) start = i;
+      depth++;
+    } else if (ch === '}' && depth > 0) {
+      depth--;
+      if (depth === 0) {
+        try {
+          const entry = JSON.parse(logText.slice(start, i + 1)) as unknown;
+          if (entry && typeof entry === 'object' && !Array.isArray(entry)) entries.push(entry as { level?: unknown; msg?: unknown });
+        } catch {
+          // not an object after all
+        }
+      }
     }
   }
-  return last;
+  return entries;
+}
+
+/** every error-level `msg` of a runtime JSON log, in order */
+export function logErrors(logText: string): string[] {
+  const errors: string[] = [];
+  for (const entry of logEntries(logText)) {
+    if (entry.level === 'error' && typeof entry.msg === 'string' && entry.msg.trim()) errors.push(entry.msg.trim());
+  }
+  return errors;
+}
+
+/**
+ * The last error-level `msg` of a runtime JSON log, like the reference shim's
+ * getLastRuntimeError.
+ */
+export function lastLogError(logText: string): string | undefined {
+  return logErrors(logText).pop();
 }

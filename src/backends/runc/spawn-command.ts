@@ -15,6 +15,11 @@ import { openPipeFd, type ByteStream } from '../../sys/uv-pipe.js';
 import { execaCommand, type RuntimeCommand, type RuntimeCommandRequest, type RuntimeCommandResult } from './cli.js';
 import type { WantingExitSource } from './backend.js';
 
+/** how long a call without a deadline may keep its pipes open after the runtime exited */
+const UNBOUNDED_CALL_DRAIN_MS = 1_000;
+/** an interval that only keeps the event loop alive (the longest Node takes) */
+const KEEP_ALIVE_MS = 2 ** 31 - 1;
+
 /** PATH lookup as execvp does it: the first executable regular file */
 function resolveOnPath(file: string): string | undefined {
   if (file.includes('/')) return file;
@@ -152,22 +157,38 @@ export class PosixSpawnCommand implements RuntimeCommand {
     const exited = new Promise<ExitEvent>((resolve) => this.running.set(pid, resolve)).then((e) => (exit = e));
     this.reaper.want(pid);
     const out = ours.length ? ours.map((f) => collect(openPipeFd(f))) : [];
+    req.onSpawned?.(pid);
 
     let timedOut = false;
     const deadline = new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        timedOut = exit === undefined;
-        if (timedOut) {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // exited meanwhile
-          }
-        }
+      let timer: NodeJS.Timeout | undefined;
+      const stopReading = () => {
         // the runtime is gone or killed: a grandchild holding our pipes does not hold us
         for (const o of out) o.stop();
         resolve();
-      }, req.timeoutMs);
+      };
+      if (req.timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          timedOut = exit === undefined;
+          if (timedOut) {
+            try {
+              process.kill(pid, 'SIGKILL');
+            } catch {
+              // exited meanwhile
+            }
+          }
+          stopReading();
+        }, req.timeoutMs);
+      } else {
+        // no deadline (a call as long as a container's life). The exit arrives by SIGCHLD,
+        // which keeps no event loop alive: an idle timer does, until the runtime has exited;
+        // then what it wrote is in the pipes within moments
+        const keepAlive = setInterval(() => undefined, KEEP_ALIVE_MS);
+        void exited.then(() => {
+          clearInterval(keepAlive);
+          timer = setTimeout(stopReading, UNBOUNDED_CALL_DRAIN_MS);
+        });
+      }
       void Promise.all([exited, ...out.map((o) => o.done)]).then(() => {
         clearTimeout(timer);
         resolve();
