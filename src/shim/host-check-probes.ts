@@ -5,7 +5,7 @@
  * Unit tests replace this with a fake (test/unit/host-check.test.ts).
  */
 import { guestAssetsFrom } from '../backends/kata/guest-assets.js';
-import { spawn } from 'node:child_process';
+import { childProcess } from '../sys/lazy-builtins.js';
 import { accessSync, constants as fsConstants, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -81,7 +81,7 @@ function runCommand(file: string, args: readonly string[], o: { timeoutMs: numbe
       done({ ...r, output, timedOut, ms: Date.now() - started });
     };
     // its own process group: a deadline kills whatever it started too
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, cwd: o.cwd ?? '/', env: { ...process.env, LC_ALL: 'C' } });
+    const child = childProcess().spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, cwd: o.cwd ?? '/', env: { ...process.env, LC_ALL: 'C' } });
     const take = (b: Buffer) => {
       if (output.length < OUTPUT_CAP) output += b.toString('utf8');
     };
