@@ -13,6 +13,7 @@ import { release } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateContainerd } from './harness/private-containerd.js';
+import type { TaskExitPayload } from './harness/containerd-api.js';
 import { BUSYBOX_IMAGE } from './harness/test-images.js';
 import { waitUntil } from './harness/wait-until.js';
 import { mountPointsUnder, readCmdline } from './harness/proc-fs.js';
@@ -168,6 +169,45 @@ function defineKataCtr(version: '1.6' | '2.1', full: boolean): void {
         await nothingLeft('kill + delete');
       }, 90_000);
     });
+
+    it('a shim killed with SIGKILL: containerd reports 137 and the delete action stops the VM, leaving nothing', async () => {
+      const id = newId('shimkill');
+      expect((await cd.ctr(run(['-d'], id, ['sleep', '600']), { timeoutMs: 240_000 })).exitCode).toBe(0);
+      const qemu = (await cd.api().getTask(id)).pid;
+      const shims = cd.shimProcessesFor(id).filter((p) => p.pid !== qemu && !vmProcesses(stateRoot).some((v) => v.startsWith(`${p.pid}:`)));
+      expect(shims.length).toBeGreaterThan(0);
+      const events = await cd.api().subscribe([`topic=="/tasks/exit"`]);
+      try {
+        for (const shim of shims) process.kill(shim.pid, 'SIGKILL');
+        const exit = await events.next((e) => e.topic === '/tasks/exit' && e.payload.containerId === id);
+        expect((exit.payload as unknown as TaskExitPayload).exitStatus).toBe(137);
+      } finally {
+        events.close();
+      }
+      await waitUntil(() => !existsSync(cd.bundleDir(id)), { what: 'bundle to be removed', timeoutMs: 60_000 });
+      await cd.ctr(['container', 'rm', id]);
+      await nothingLeft('shim SIGKILL');
+    }, 300_000);
+
+    it('a VM that dies under its containers: they exit with 255, nothing hangs, delete leaves nothing', async () => {
+      const id = newId('vmdies');
+      expect((await cd.ctr(run(['-d'], id, ['sleep', '600']), { timeoutMs: 240_000 })).exitCode).toBe(0);
+      const started = await cd.api().subscribe([`topic=="/tasks/exec-started"`]);
+      const exec = cd.ctr(['task', 'exec', '--exec-id', 'hang', id, 'sleep', '600'], { timeoutMs: 60_000 });
+      try {
+        await started.next((e) => e.topic === '/tasks/exec-started' && e.payload.containerId === id);
+      } finally {
+        started.close();
+      }
+      process.kill((await cd.api().getTask(id)).pid, 'SIGKILL');
+      expect((await cd.api().wait(id)).exitStatus).toBe(255);
+      const execResult = await exec;
+      expect(execResult.exitCode, execResult.stderr).toBe(255);
+      const del = await cd.ctr(['task', 'delete', id]);
+      expect(del.exitCode, del.stderr).toBe(0);
+      expect((await cd.ctr(['container', 'rm', id])).exitCode).toBe(0);
+      await nothingLeft('VM killed');
+    }, 300_000);
 
     const badAssets: Array<[string, string, RegExp]> = [
       ['a missing kernel', 'kernel = "/nonexistent/vmlinuz"', /guest kernel \/nonexistent\/vmlinuz does not exist/],

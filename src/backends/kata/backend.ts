@@ -461,7 +461,9 @@ export class KataBackend implements Backend {
         await sandbox.agent.signalProcess({ containerId: c.id, execId: '', signal: 9 }, { timeoutMs: TEARDOWN_CALL_MS }).catch(() => undefined);
       }
       await sandbox.agent.removeContainer({ containerId: c.id, timeout: TEARDOWN_CALL_MS / 1000 }, { timeoutMs: TEARDOWN_CALL_MS * 2 }).catch((err) => {
-        if (!(err instanceof ShimError && err.code === 'NotFound') && !opts.force && !sandbox.dead) throw err;
+        // gone already, or the VM with it (its connection is lost before QEMU is reaped)
+        const vmGone = sandbox.dead || sandbox.agent.closed || (err instanceof ShimError && err.code === 'Unavailable');
+        if (!(err instanceof ShimError && err.code === 'NotFound') && !opts.force && !vmGone) throw err;
       });
     }
     for (const p of c.processes.values()) p.streams.stop();
