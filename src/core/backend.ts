@@ -188,6 +188,12 @@ export interface Backend {
    * gone with it).
    */
   closeSandbox?(sandboxId: string, namespace: string): Promise<void>;
+  /**
+   * OOM kills the backend learns itself (a Kata guest's agent), by container id; the core
+   * publishes them as TaskOOM. Backends whose containers are in host cgroups leave this out:
+   * the shim's own OOM monitor watches those.
+   */
+  onOom?(cb: (containerId: string) => void): void;
   /** `delete` binary action after a dead shim: must work from the bundle alone */
   cleanupAfterCrash(input: { id: string; namespace: string; bundle: string; options: RuncLikeOptions }): Promise<void>;
 }

@@ -217,6 +217,7 @@ export class TaskCore {
       this.earlyExits.set(backend, new Map());
       const sub = backend.exits.subscribe();
       sub.onExit((e) => this.onExit(backend, e));
+      backend.onOom?.((id) => this.reportOom(id));
     }
     return pids;
   }

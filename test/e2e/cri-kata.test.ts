@@ -111,6 +111,25 @@ describe.skipIf(kataMissing !== undefined)(`CRI e2e: containerd 1.6, handler tss
     expect(stats.cpu?.usageCoreNanoSeconds?.value ?? 0).toBeGreaterThan(0);
   }, 90_000);
 
+  it('a container over its memory limit in the VM ends with reason OOMKilled, 137', async () => {
+    const hog = await startContainer(
+      env,
+      sandboxId,
+      pod,
+      containerConfig('hog', ['sh', '-c', 'echo hog-started; exec tail /dev/zero'], { linux: { resources: { memoryLimitInBytes: 32 * 1024 * 1024 } } }),
+    );
+    const status = await waitUntil(
+      async () => {
+        const st = await env.cri.containerStatus(hog);
+        return st.status.state === 'CONTAINER_EXITED' ? st : undefined;
+      },
+      { what: 'the hog to be OOM-killed', timeoutMs: 120_000 },
+    );
+    expect(status.status.reason).toBe('OOMKilled');
+    expect(status.status.exitCode).toBe(137);
+    await env.cri.removeContainer(hog);
+  }, 180_000);
+
   it('stop and remove leave no VM, mount or tap, and the shim exits', async () => {
     await env.cri.stopPodSandbox(sandboxId, 120_000);
     await env.cri.removePodSandbox(sandboxId, 120_000);

@@ -164,6 +164,7 @@ export class KataBackend implements Backend {
   private readonly sandboxes = new Map<string, KataSandbox>();
   /** sandboxes being booted: a joining container waits for its pod's VM */
   private readonly booting = new Map<string, Promise<KataSandbox>>();
+  private readonly oomListeners: Array<(containerId: string) => void> = [];
 
   constructor(private readonly o: KataBackendOptions) {
     this.exits = new MergedExitSource(o.exits);
@@ -308,12 +309,39 @@ export class KataBackend implements Backend {
     }
     const sandbox = new KataSandbox(sandboxId, stateDir, sharedDir, vm, agent, network);
     this.sandboxes.set(sandboxId, sandbox);
+    this.watchOom(sandbox);
     void vm.exited.then(() => {
       // every call in flight fails now: WaitProcess calls report the processes as exited
       sandbox.dead = true;
       void agent.close().catch(() => undefined);
     });
     return sandbox;
+  }
+
+  onOom(cb: (containerId: string) => void): void {
+    this.oomListeners.push(cb);
+  }
+
+  /**
+   * GetOOMEvent blocks in the agent until a container of the VM is OOM-killed: one call in
+   * flight per VM, for as long as it runs. The kill's exit comes through WaitProcess after it.
+   */
+  private watchOom(sandbox: KataSandbox): void {
+    const next = (): void => {
+      if (sandbox.dead || sandbox.agent.closed) return;
+      sandbox.agent.getOomEvent({}).then(
+        (r) => {
+          if (r.containerId && sandbox.members.has(r.containerId)) for (const cb of this.oomListeners) cb(r.containerId);
+          // an empty id: the agent is going away
+          if (r.containerId) next();
+        },
+        (err) => {
+          // an agent without OOM events answers Unimplemented once; a lost VM ends the loop too
+          if (err instanceof ShimError && err.code === 'Unimplemented') return;
+        },
+      );
+    };
+    next();
   }
 
   /** bind-mounts what the guest needs from the host into the shared directory */
