@@ -111,6 +111,15 @@ describe.skipIf(kataMissing !== undefined)(`CRI e2e: containerd 1.6, handler tss
     expect(stats.cpu?.usageCoreNanoSeconds?.value ?? 0).toBeGreaterThan(0);
   }, 90_000);
 
+  it('UpdateContainerResources changes the memory limit of the container\'s cgroup in the guest', async () => {
+    const limit = 96 * 1024 * 1024;
+    await env.cri.updateContainerResources(worker, { memoryLimitInBytes: limit });
+    // the container's own cgroup at /sys/fs/cgroup (as runc mounts it without a cgroup namespace), else under its path
+    const script = 'f=/sys/fs/cgroup/memory.max; [ -f $f ] || f=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)/memory.max; cat $f';
+    const r = await env.cri.execSync(worker, ['sh', '-c', script]);
+    expect(r.stdout.toString().trim(), r.stderr.toString()).toBe(String(limit));
+  }, 90_000);
+
   it('a container over its memory limit in the VM ends with reason OOMKilled, 137', async () => {
     const hog = await startContainer(
       env,

@@ -95,7 +95,20 @@ function defineKataCtr(version: '1.6' | '2.1', full: boolean): void {
       await nothingLeft('run --rm');
     }, 300_000);
 
-    if (!full) return;
+    if (!full) {
+      it('smoke: exec output and exit code, SIGKILL is 137, delete leaves nothing', async () => {
+        const id = newId('smoke');
+        expect((await cd.ctr(run(['-d'], id, ['sleep', '600']), { timeoutMs: 240_000 })).exitCode).toBe(0);
+        const exec = await cd.ctr(['task', 'exec', '--exec-id', 'e1', id, 'sh', '-c', 'echo in-vm; exit 3'], { timeoutMs: 60_000 });
+        expect([exec.exitCode, exec.stdout]).toEqual([3, 'in-vm\n']);
+        expect((await cd.ctr(['task', 'kill', '-s', 'SIGKILL', id])).exitCode).toBe(0);
+        expect((await cd.api().wait(id)).exitStatus).toBe(137);
+        expect((await cd.ctr(['task', 'delete', id])).exitCode).toBe(0);
+        expect((await cd.ctr(['container', 'rm', id])).exitCode).toBe(0);
+        await nothingLeft('smoke');
+      }, 300_000);
+      return;
+    }
 
     it('forwards stdin, including its end', async () => {
       const id = newId('stdin');

@@ -463,7 +463,9 @@ export class KataBackend implements Backend {
 
   async update(bc: BackendContainer, resources: Record<string, unknown>): Promise<void> {
     const c = asKata(bc);
-    await c.sandbox.agent.updateContainer({ containerId: c.id, resources: ociResourcesToProto(resources) });
+    // device rules name host devices, which mean nothing in the guest (as at create)
+    const { devices: _hostDevices, ...forGuest } = resources;
+    await c.sandbox.agent.updateContainer({ containerId: c.id, resources: ociResourcesToProto(forGuest) });
   }
 
   async pids(bc: BackendContainer): Promise<number[]> {
