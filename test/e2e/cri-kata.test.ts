@@ -14,20 +14,11 @@ import { containerConfig, podConfig, sandboxPid, containerPid, startContainer, p
 import type { PodSandboxConfig } from './harness/cri-api.js';
 import { mountPointsUnder, readCmdline } from './harness/proc-fs.js';
 import { waitUntil } from './harness/wait-until.js';
-import { kataMissing } from './kata-assets.js';
+import { kataMissing, vmProcesses } from './kata-assets.js';
 
 const HTTP_PORT = 8080;
 const VM_MS = 300_000;
 
-function vmProcesses(stateRoot: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const argv = readCmdline(Number(name));
-    if (argv.some((a) => a.includes(stateRoot))) out.push(`${name}: ${argv.join(' ').slice(0, 160)}`);
-  }
-  return out;
-}
 
 async function fetchText(url: string): Promise<{ status: number; body: string }> {
   const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });

@@ -17,18 +17,8 @@ import type { TaskExitPayload } from './harness/containerd-api.js';
 import { BUSYBOX_IMAGE } from './harness/test-images.js';
 import { waitUntil } from './harness/wait-until.js';
 import { mountPointsUnder, readCmdline } from './harness/proc-fs.js';
-import { kataMissing } from './kata-assets.js';
+import { kataMissing, vmProcesses } from './kata-assets.js';
 
-/** processes whose command line names this instance's kata state (QEMU, virtiofsd, vsock device) */
-function vmProcesses(stateRoot: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const argv = readCmdline(Number(name));
-    if (argv.some((a) => a.includes(stateRoot))) out.push(`${name}: ${argv.join(' ').slice(0, 160)}`);
-  }
-  return out;
-}
 
 /** ctr's output through a pty: no CRs */
 function ttyText(s: string): string {

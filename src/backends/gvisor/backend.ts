@@ -23,11 +23,10 @@ import type {
   CheckpointInput,
   CreateInput,
   CreateResult,
-  ExitEvent,
-  ExitSubscription,
   RuncLikeOptions,
 } from '../../core/backend.js';
 import { ShimError, unimplemented } from '../../core/errors.js';
+import { MergedExitSource } from '../../core/merged-exit-source.js';
 import { RuncBackend, asRunc, runtimeRoot, type RuncContainer, type WantingExitSource } from '../runc/backend.js';
 import { execaCommand, type RuncCli, type RuntimeCommand, type RuntimeVerb, type StdioFds } from '../runc/cli.js';
 import type { GvisorConfig, GvisorNetwork, GvisorPlatform } from '../../shim/config.js';
@@ -45,40 +44,6 @@ export interface GvisorBackendOptions {
   /** runsc root with the namespace */
   root: string;
   exits: WantingExitSource;
-}
-
-/**
- * The reaper's exits plus the exits this backend learns itself (`runsc wait`), as one source:
- * the core subscribes to a backend's exits once, before its first spawn.
- */
-class GvisorExitSource implements WantingExitSource {
-  private readonly listeners = new Set<(e: ExitEvent) => void>();
-  constructor(private readonly reaper: WantingExitSource) {}
-
-  subscribe(): ExitSubscription {
-    const inner = this.reaper.subscribe();
-    const own: Array<(e: ExitEvent) => void> = [];
-    return {
-      onExit: (cb) => {
-        inner.onExit(cb);
-        own.push(cb);
-        this.listeners.add(cb);
-      },
-      take: (pid) => inner.take(pid),
-      close: () => {
-        inner.close();
-        for (const cb of own) this.listeners.delete(cb);
-      },
-    };
-  }
-
-  want(pid: number): void {
-    this.reaper.want?.(pid);
-  }
-
-  emit(e: ExitEvent): void {
-    for (const cb of this.listeners) cb(e);
-  }
 }
 
 /** runsc's flags from tsshim's [gvisor] table and the handler's [runsc_config], last wins */
@@ -125,14 +90,15 @@ class GvisorContainer {
 
 export class GvisorBackend extends RuncBackend {
   private readonly config: GvisorConfig;
-  private readonly gvisorExits: GvisorExitSource;
+  /** the reaper's exits plus those `runsc wait` reports */
+  private readonly gvisorExits: MergedExitSource;
   private readonly extra = new WeakMap<RuncContainer, GvisorContainer>();
   /** sandbox id → host pid of its runsc-sandbox process */
   private readonly sandboxPids = new Map<string, number>();
   private platform: GvisorPlatform | undefined;
 
   constructor(o: GvisorBackendOptions) {
-    const exits = new GvisorExitSource(o.exits);
+    const exits = new MergedExitSource(o.exits);
     // runsc checkpoints and restores without CRIU
     super({ name: 'gvisor', binary: o.config.binary, root: o.root, exits, criuAvailable: true });
     this.gvisorExits = exits;
