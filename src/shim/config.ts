@@ -82,6 +82,10 @@ export interface KataConfig {
   stateRoot: string;
   /** Kata's own configuration.toml: its [hypervisor.qemu] keys fill what [kata] leaves unset */
   configuration?: string;
+  /** virtiofsd; undefined: the one bookworm's QEMU ships (/usr/lib/qemu/virtiofsd) */
+  virtiofsd?: string;
+  /** vhost-device-vsock (the guest's vsock); undefined: the one scripts/fetch-kata.sh unpacked */
+  vsockDevice?: string;
   /** the guest agent's vsock port */
   agentPort: number;
 }
@@ -335,6 +339,8 @@ export function parseConfig(text: string, source: string): ShimConfig {
     ['image', 'image'],
     ['configuration', 'configuration'],
     ['state_root', 'stateRoot'],
+    ['virtiofsd', 'virtiofsd'],
+    ['vsock_device', 'vsockDevice'],
   ] as const) {
     const v = str(kata, key, `kata.${key}`);
     if (v === undefined) continue;
@@ -370,7 +376,7 @@ export function parseConfig(text: string, source: string): ShimConfig {
     const fromFile = readKataConfiguration(cfg.kata.configuration);
     const explicit: Record<string, string> = {
       hypervisor: 'hypervisor', hypervisorPath: 'hypervisor_path', kernel: 'kernel', initrd: 'initrd',
-      image: 'image', memoryMiB: 'memory', vcpus: 'vcpus', kernelParams: 'kernel_params',
+      image: 'image', memoryMiB: 'memory', vcpus: 'vcpus', kernelParams: 'kernel_params', virtiofsd: 'virtiofsd',
     };
     for (const [field, value] of Object.entries(fromFile)) {
       if (kata[explicit[field]!] === undefined) (cfg.kata as unknown as Record<string, unknown>)[field] = value;

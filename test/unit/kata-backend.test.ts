@@ -123,7 +123,7 @@ describe('kata config', () => {
       writeFileSync(
         file,
         '[hypervisor.qemu]\npath = "/opt/kata/bin/qemu"\nkernel = "/opt/kata/vmlinux"\ninitrd = "/opt/kata/initrd"\n' +
-          'kernel_params = "quiet  debug"\ndefault_vcpus = 2\ndefault_memory = 2048\n[runtime]\nenable_debug = true\n',
+          'kernel_params = "quiet  debug"\ndefault_vcpus = 2\ndefault_memory = 2048\nvirtio_fs_daemon = "/opt/kata/libexec/virtiofsd"\n[runtime]\nenable_debug = true\n',
       );
       const cfg = parseConfig(`[kata]\nconfiguration = "${file}"\nmemory = 768\n`, 't.toml');
       expect(cfg.kata).toMatchObject({
@@ -134,6 +134,7 @@ describe('kata config', () => {
         kernelParams: ['quiet', 'debug'],
         vcpus: 2,
         memoryMiB: 768,
+        virtiofsd: '/opt/kata/libexec/virtiofsd',
       });
       writeFileSync(file, '[hypervisor.qemu\n');
       expect(() => parseConfig(`[kata]\nconfiguration = "${file}"\n`, 't.toml')).toThrow(/kata configuration .*configuration.toml/);

@@ -170,7 +170,13 @@ export class KataBackend implements Backend {
     this.exits = new MergedExitSource(o.exits);
     // inside the shim the Reaper reaps QEMU and its helpers; the `delete` action has none
     const reaper = Reaper.current();
-    this.hypervisor = o.hypervisor ?? hypervisorByName(o.config.hypervisor, reaper ? { reaper } : {});
+    this.hypervisor =
+      o.hypervisor ??
+      hypervisorByName(o.config.hypervisor, {
+        ...(reaper ? { reaper } : {}),
+        ...(o.config.virtiofsd ? { virtiofsd: o.config.virtiofsd } : {}),
+        ...(o.config.vsockDevice ? { vhostDeviceVsock: o.config.vsockDevice } : {}),
+      });
   }
 
   private stateDirOf(sandboxId: string): string {

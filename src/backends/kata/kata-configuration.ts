@@ -10,7 +10,7 @@ import { invalidArgument } from '../../core/errors.js';
 import type { KataConfig, KataHypervisorName } from '../../shim/config.js';
 
 export type KataFileSettings = Partial<
-  Pick<KataConfig, 'hypervisor' | 'hypervisorPath' | 'kernel' | 'initrd' | 'image' | 'memoryMiB' | 'vcpus' | 'kernelParams'>
+  Pick<KataConfig, 'hypervisor' | 'hypervisorPath' | 'kernel' | 'initrd' | 'image' | 'memoryMiB' | 'vcpus' | 'kernelParams' | 'virtiofsd'>
 >;
 
 const HYPERVISOR_TABLES: Record<string, KataHypervisorName> = {
@@ -52,6 +52,7 @@ export function readKataConfiguration(file: string): KataFileSettings {
   out.kernel = str('kernel');
   out.initrd = str('initrd');
   out.image = str('image');
+  out.virtiofsd = str('virtio_fs_daemon');
   out.memoryMiB = num('default_memory');
   out.vcpus = num('default_vcpus');
   const params = str('kernel_params');
