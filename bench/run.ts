@@ -13,10 +13,13 @@
  * Then the gVisor rows (bench/gvisor-benchmarks.ts): tsshim's gvisor backend against runsc
  * behind containerd's runc shim.
  *
+ * Then the kata rows (bench/kata-benchmarks.ts): tsshim's kata backend against the floor, the
+ * same QEMU booting the same kernel to an init that powers off, measured in the same run.
+ *
  * Environment: TSSHIM_BENCH_RUNS (latency samples, default 20), TSSHIM_BENCH_MEMORY_RUNS
  * (default 1), TSSHIM_BENCH_LIFECYCLE_RUNS (default 30), TSSHIM_BENCH_JSON=<file> (also
- * write the results as JSON), TSSHIM_BENCH_ONLY (`ctr`, `lifecycle`, `pods` or `gvisor`: run only
- * that part), TSSHIM_BENCH_VARIANTS (ctr part: only the runtimes whose label contains one of
+ * write the results as JSON), TSSHIM_BENCH_ONLY (`ctr`, `lifecycle`, `pods`, `gvisor` or `kata`: run
+ * only that part), TSSHIM_BENCH_VARIANTS (ctr part: only the runtimes whose label contains one of
  * these comma-separated words, plus the reference), plus the pod benchmarks' own variables.
  */
 import { join } from 'node:path';
@@ -28,6 +31,7 @@ import { BENCHMARKS, type BenchContext, type Benchmark, type Statistic } from '.
 import { printLifecycleTable, runLifecycleBenchmarks } from './lifecycle-benchmarks.js';
 import { printPodTable, runPodBenchmarks, type PodBenchResult } from './pod-benchmarks.js';
 import { printGvisorTable, runGvisorBenchmarks, type GvisorBenchResult } from './gvisor-benchmarks.js';
+import { printKataTable, runKataBenchmarks, type KataBenchResult } from './kata-benchmarks.js';
 import { REFERENCE, selectRuntimes, type BenchRuntime } from './runtimes.js';
 import { median, percentile } from './stats.js';
 import { describeFloor, idleNodeServerMemory } from './node-floor.js';
@@ -121,13 +125,33 @@ async function main(): Promise<number> {
   if (only === 'pods') return podsOnly();
   if (only === 'lifecycle') return lifecycleOnly();
   if (only === 'gvisor') return gvisorOnly();
+  if (only === 'kata') return kataOnly();
   const code = await ctrBenchmarks();
   if (code !== 0 || only === 'ctr') return code;
   const lifecycle = await lifecycleOnly();
   if (lifecycle !== 0) return lifecycle;
   const pods = await podsOnly();
   if (pods !== 0) return pods;
-  return gvisorOnly();
+  const gvisor = await gvisorOnly();
+  if (gvisor !== 0) return gvisor;
+  return kataOnly();
+}
+
+async function kataOnly(): Promise<number> {
+  console.log('');
+  console.log('tsshim bench: kata, tsshim kata backend vs the floor (same QEMU + kernel, an init that powers off)...');
+  let result: KataBenchResult;
+  try {
+    result = await runKataBenchmarks();
+  } catch (err) {
+    console.log(`NOT MEASURED: kata: ${errorText(err)}`);
+    return 0;
+  }
+  console.log('');
+  printKataTable(result);
+  jsonResult.kata = result;
+  writeJson();
+  return 0;
 }
 
 async function gvisorOnly(): Promise<number> {
