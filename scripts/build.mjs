@@ -11,7 +11,6 @@ import * as path from 'node:path';
 import { buildDaemon, buildTsrunBundle, versionDefine } from './build-cached-bundle.mjs';
 import { buildLauncher } from './build-launcher.mjs';
 import { buildNative, NATIVE_OUTPUT } from './build-native.mjs';
-import { buildKataAgent } from './build-kata-agent.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -72,7 +71,9 @@ const launcher = await buildLauncher(root);
 // the tsrun CLI bundle (src/backends/native)
 const tsrun = await buildTsrunBundle(root);
 
-// the Kata guest agent and what the guest image takes with it (dist/kata/guest-files.txt)
+// the Kata guest agent and what the guest image takes with it (dist/kata/guest-files.txt);
+// loaded here, not above: the packed project's `--c-only` build has no such script
+const { buildKataAgent } = await import('./build-kata-agent.mjs');
 await buildKataAgent(root);
 
 /** paths relative to the root, of the files a release needs (no source maps) */

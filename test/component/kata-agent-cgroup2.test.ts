@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '../../src/backends/kata/agent-client.js';
+import { connectToSpawnedAgent } from './kata-agent-connect.js';
 import { isRoot, repoRoot } from './native-fixtures.js';
 import { makeBundle, removeRootfsTemplate } from './oci-bundle.js';
 
@@ -65,8 +66,7 @@ describe.skipIf(!isRoot || !hybridHost || !hasUnshare)('kata guest agent: a cgro
       { stdio: ['ignore', 'inherit', 'inherit'] },
     );
     agentExit = new Promise((resolve) => agent.once('exit', (code) => resolve(code)));
-    for (let i = 0; i < 100 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
-    client = await AgentClient.connect({ unix: sock }, { timeoutMs: 5000, defaultTimeoutMs: 30_000 });
+    client = await connectToSpawnedAgent(sock);
     await client.createSandbox({ sandboxId: 'v2sandbox', storages: [] });
   }, 60_000);
 

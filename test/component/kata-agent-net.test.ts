@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '../../src/backends/kata/agent-client.js';
+import { connectToSpawnedAgent } from './kata-agent-connect.js';
 import { IPFamily } from '../../src/proto/gen/kata/types.js';
 import { isRoot, repoRoot } from './native-fixtures.js';
 
@@ -48,8 +49,7 @@ describe.skipIf(!isRoot || !hasTools)('kata guest agent: guest network', () => {
       { stdio: ['ignore', 'inherit', 'inherit'] },
     );
     agentExit = new Promise((resolve) => agent.once('exit', (code) => resolve(code)));
-    for (let i = 0; i < 100 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
-    client = await AgentClient.connect({ unix: sock }, { timeoutMs: 5000, defaultTimeoutMs: 30_000 });
+    client = await connectToSpawnedAgent(sock);
     // the VM's NIC: the host named it by MAC, the guest kernel calls it something else
     // (a veth pair: this host's kernel has no dummy driver and cannot load modules)
     inNs('link', 'add', 'nic0', 'address', MAC, 'type', 'veth', 'peer', 'name', 'nic0peer');

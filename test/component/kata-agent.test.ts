@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '../../src/backends/kata/agent-client.js';
+import { connectToSpawnedAgent } from './kata-agent-connect.js';
 import { Code, TtrpcClient } from '../../src/ttrpc/index.js';
 import { ociSpecToProto } from '../../src/backends/kata/oci-spec.js';
 import { Spec } from '../../src/proto/gen/kata/oci.js';
@@ -135,8 +136,7 @@ describe.skipIf(!isRoot)('kata guest agent on the host', () => {
     );
     agent.stderr!.on('data', (c: Buffer) => (agentLog += c.toString()));
     agentExit = new Promise((resolve) => agent.once('exit', (code) => resolve(code)));
-    for (let i = 0; i < 100 && !fs.existsSync(socket()); i++) await new Promise((r) => setTimeout(r, 50));
-    client = await AgentClient.connect({ unix: socket() }, { timeoutMs: 5000, defaultTimeoutMs: 30_000 });
+    client = await connectToSpawnedAgent(socket());
     expect((await client.check()).status).toBe(1); // SERVING
     await client.createSandbox({
       sandboxId: 'sandbox1',
