@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '../../src/backends/kata/agent-client.js';
-import { connectToSpawnedAgent } from './kata-agent-connect.js';
+import { buildAgent, connectToSpawnedAgent, stopAgent } from './kata-agent-connect.js';
 import { isRoot, repoRoot } from './native-fixtures.js';
 import { makeBundle, removeRootfsTemplate } from './oci-bundle.js';
 
@@ -34,10 +34,7 @@ describe.skipIf(!isRoot || !hybridHost || !hasUnshare)('kata guest agent: a cgro
   const cgroupParent = `/tsshim-kata-agent-v2-${process.pid}`;
 
   beforeAll(async () => {
-    const { buildNative } = (await import(path.join(repoRoot, 'scripts/build-native.mjs'))) as { buildNative: (root: string) => string };
-    buildNative(repoRoot);
-    const { buildKataAgent } = (await import(path.join(repoRoot, 'scripts/build-kata-agent.mjs'))) as { buildKataAgent: (root: string) => Promise<string[]> };
-    await buildKataAgent(repoRoot);
+    await buildAgent();
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-kata-agent-v2-'));
     shared = path.join(work, 'shared');
     fs.mkdirSync(shared);
@@ -71,11 +68,7 @@ describe.skipIf(!isRoot || !hybridHost || !hasUnshare)('kata guest agent: a cgro
   }, 60_000);
 
   afterAll(async () => {
-    await client?.close().catch(() => undefined);
-    if (agent && agent.exitCode === null && agent.signalCode === null) {
-      agent.kill('SIGKILL');
-      await agentExit;
-    }
+    await stopAgent(client, agent, agentExit);
     const parent = path.join(UNIFIED, cgroupParent);
     if (fs.existsSync(parent)) {
       for (const c of fs.readdirSync(parent, { withFileTypes: true })) {

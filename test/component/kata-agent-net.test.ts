@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '../../src/backends/kata/agent-client.js';
-import { connectToSpawnedAgent } from './kata-agent-connect.js';
+import { buildAgent, connectToSpawnedAgent, stopAgent } from './kata-agent-connect.js';
 import { IPFamily } from '../../src/proto/gen/kata/types.js';
 import { isRoot, repoRoot } from './native-fixtures.js';
 
@@ -35,10 +35,7 @@ describe.skipIf(!isRoot || !hasTools)('kata guest agent: guest network', () => {
   const inNs = (...args: string[]) => execFileSync('nsenter', ['-t', String(agent.pid), '-n', 'ip', ...args], { encoding: 'utf8' });
 
   beforeAll(async () => {
-    const { buildNative } = (await import(path.join(repoRoot, 'scripts/build-native.mjs'))) as { buildNative: (root: string) => string };
-    buildNative(repoRoot);
-    const { buildKataAgent } = (await import(path.join(repoRoot, 'scripts/build-kata-agent.mjs'))) as { buildKataAgent: (root: string) => Promise<string[]> };
-    await buildKataAgent(repoRoot);
+    await buildAgent();
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-kata-agent-net-'));
     fs.mkdirSync(path.join(work, 'shared'));
     const sock = path.join(work, 'agent.sock');
@@ -57,11 +54,7 @@ describe.skipIf(!isRoot || !hasTools)('kata guest agent: guest network', () => {
   }, 60_000);
 
   afterAll(async () => {
-    await client?.close().catch(() => undefined);
-    if (agent && agent.exitCode === null && agent.signalCode === null) {
-      agent.kill('SIGKILL');
-      await agentExit;
-    }
+    await stopAgent(client, agent, agentExit);
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 

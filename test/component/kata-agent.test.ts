@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '../../src/backends/kata/agent-client.js';
-import { connectToSpawnedAgent } from './kata-agent-connect.js';
+import { buildAgent, connectToSpawnedAgent, stopAgent } from './kata-agent-connect.js';
 import { Code, TtrpcClient } from '../../src/ttrpc/index.js';
 import { ociSpecToProto } from '../../src/backends/kata/oci-spec.js';
 import { Spec } from '../../src/proto/gen/kata/oci.js';
@@ -115,10 +115,7 @@ describe.skipIf(!isRoot)('kata guest agent on the host', () => {
   };
 
   beforeAll(async () => {
-    const { buildNative } = (await import(path.join(repoRoot, 'scripts/build-native.mjs'))) as { buildNative: (root: string) => string };
-    buildNative(repoRoot);
-    const { buildKataAgent } = (await import(path.join(repoRoot, 'scripts/build-kata-agent.mjs'))) as { buildKataAgent: (root: string) => Promise<string[]> };
-    await buildKataAgent(repoRoot);
+    await buildAgent();
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-kata-agent-'));
     shared = path.join(work, 'shared');
     fs.mkdirSync(shared);
@@ -146,11 +143,7 @@ describe.skipIf(!isRoot)('kata guest agent on the host', () => {
   }, 60_000);
 
   afterAll(async () => {
-    await client?.close().catch(() => undefined);
-    if (agent && agent.exitCode === null && agent.signalCode === null) {
-      agent.kill('SIGKILL');
-      await agentExit;
-    }
+    await stopAgent(client, agent, agentExit);
     // after a failed test: what the agent left running must not outlive the test
     for (const d of cgroupDirsUnder(cgroupParent)) {
       const procs = path.join(d, 'cgroup.procs');
