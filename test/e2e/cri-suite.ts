@@ -306,6 +306,9 @@ export function defineCriSuite(options: CriSuiteOptions): void {
       });
 
       it('ContainerStats and ListContainerStats report CPU and memory', async () => {
+        // CPU the container surely used: an idle httpd may have used less than a sandbox
+        // accounts for (gVisor reported 0 ns once, right after start)
+        await env.cri.execSync(web, ['sh', '-c', 'i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done']);
         const stats = await env.cri.containerStats(web);
         expect(stats.attributes?.id).toBe(web);
         expect(stats.attributes?.metadata?.name).toBe('web');
