@@ -40,6 +40,7 @@ import * as ffi from '../../sys/ffi.js';
 import { mountsUnder } from '../../sys/mountinfo.js';
 import { AgentClient } from './agent-client.js';
 import { GUEST_SHARED_DIR, guestSpecOf, type HostShare } from './guest-spec.js';
+import { tailOf } from './hypervisor/host-process.js';
 import { cleanupVmState, hypervisorByName, type Hypervisor, type RunningVm } from './hypervisor/hypervisor.js';
 import { guestAssetsFrom } from './guest-assets.js';
 import { Reaper } from '../../sys/reaper.js';
@@ -109,16 +110,10 @@ function bounded<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
   );
 }
 
-/** the last lines of the guest console, for an error that says why the VM did not come up */
-function consoleTail(file: string | undefined): string {
-  if (!file) return '';
-  try {
-    const lines = readFileSync(file, 'utf8').split('\n').map((l) => l.trimEnd()).filter(Boolean);
-    if (lines.length === 0) return '';
-    return `; guest console (last lines): ${lines.slice(-CONSOLE_TAIL_LINES).join(' | ')}`;
-  } catch {
-    return '';
-  }
+/** the last lines of the guest console (escapes stripped), for an error that says why the VM did not come up */
+function consoleTail(file: string): string {
+  const tail = tailOf(file, CONSOLE_TAIL_LINES);
+  return tail ? `; guest console (last lines): ${tail.split('\n').join(' | ')}` : '';
 }
 
 /** unmount everything at or below `dir` (deepest first), then remove it */

@@ -41,14 +41,10 @@ class OutputSink {
     if (this.stream) {
       if (this.stream.destroyed) return;
       if (!this.stream.write(data)) {
+        // a reader that drained it, or one that went away (the bytes are then dropped)
         await new Promise<void>((resolve) => {
-          const s = this.stream!;
-          const done = () => {
-            s.off('error', done as never);
-            resolve();
-          };
-          s.once('drain', done);
-          s.once('close', done);
+          this.stream!.once('drain', resolve);
+          this.stream!.once('close', resolve);
         });
       }
       return;
