@@ -16,8 +16,12 @@ function fromV1(d: V1Metrics): CgroupStats {
   const blk = d.blkio;
   const entries = (list: { op: string; major: bigint; minor: bigint; value: bigint }[] | undefined): BlkioStatsEntry[] =>
     (list ?? []).map((e) => ({ major: e.major, minor: e.minor, op: e.op, value: e.value }));
-  const hugetlb = hugetlbByPagesize((d.hugetlb ?? []).map((h) => ({ pagesize: h.pagesize, usage: h.usage, max: h.max, failcnt: h.failcnt })));
-  const stats = memoryStatMap(mem);
+  const hugetlb: CgroupStats['hugetlbStats'] = {};
+  for (const h of d.hugetlb ?? []) hugetlb[h.pagesize] = { usage: h.usage, maxUsage: h.max, failcnt: h.failcnt };
+  const stats: Record<string, bigint> = {};
+  if (mem) {
+    for (const [k, v] of Object.entries(mem)) if (typeof v === 'bigint') stats[snake(k)] = v;
+  }
   return CgroupStats.fromPartial({
     cpuStats: d.cpu
       ? {
@@ -70,8 +74,12 @@ function fromV2(d: V2Metrics): CgroupStats {
     ioBytes.push({ major: e.major, minor: e.minor, op: 'Read', value: e.rbytes }, { major: e.major, minor: e.minor, op: 'Write', value: e.wbytes });
     ioOps.push({ major: e.major, minor: e.minor, op: 'Read', value: e.rios }, { major: e.major, minor: e.minor, op: 'Write', value: e.wios });
   }
-  const hugetlb = hugetlbByPagesize((d.hugetlb ?? []).map((h) => ({ pagesize: h.pagesize, usage: h.current, max: h.max, failcnt: h.failcnt })));
-  const stats = memoryStatMap(mem);
+  const hugetlb: CgroupStats['hugetlbStats'] = {};
+  for (const h of d.hugetlb ?? []) hugetlb[h.pagesize] = { usage: h.current, maxUsage: h.max, failcnt: h.failcnt };
+  const stats: Record<string, bigint> = {};
+  if (mem) {
+    for (const [k, v] of Object.entries(mem)) if (typeof v === 'bigint') stats[snake(k)] = v;
+  }
   return CgroupStats.fromPartial({
     cpuStats: d.cpu
       ? {
@@ -92,20 +100,6 @@ function fromV2(d: V2Metrics): CgroupStats {
     blkioStats: { ioServiceBytesRecursive: ioBytes, ioServicedRecursive: ioOps },
     hugetlbStats: hugetlb,
   });
-}
-
-/** CgroupStats' hugetlb map, keyed by page size */
-function hugetlbByPagesize(list: Array<{ pagesize: string; usage: bigint; max: bigint; failcnt: bigint }>): CgroupStats['hugetlbStats'] {
-  const out: CgroupStats['hugetlbStats'] = {};
-  for (const h of list) out[h.pagesize] = { usage: h.usage, maxUsage: h.max, failcnt: h.failcnt };
-  return out;
-}
-
-/** every counter of the memory stats, by its cgroup file name (MemoryStats.stats) */
-function memoryStatMap(mem: object | undefined): Record<string, bigint> {
-  const stats: Record<string, bigint> = {};
-  for (const [k, v] of Object.entries(mem ?? {})) if (typeof v === 'bigint') stats[snake(k)] = v;
-  return stats;
 }
 
 function snake(name: string): string {
