@@ -275,8 +275,10 @@ export class PrivateSystemd {
       () => {
         if (ended) return { ended };
         const child = childPids(outer)[0];
-        // nsenter's child first is a copy of nsenter, then the command once exec'd.
-        return child !== undefined && !readExe(child)?.endsWith('/nsenter') ? { pid: child } : undefined;
+        // nsenter's child first is a copy of nsenter, then the command once exec'd. A child whose
+        // exe can't be read is a zombie whose exec failed: wait for nsenter to report it.
+        const exe = child === undefined ? undefined : readExe(child);
+        return exe !== undefined && !exe.endsWith('/nsenter') ? { pid: child! } : undefined;
       },
       { timeoutMs: 10_000, intervalMs: 10, what: `${command} to start inside the private systemd` },
     );
