@@ -159,11 +159,13 @@ const spareMemory: Benchmark = {
     { key: 'anon', label: 'anonymous' },
   ],
   async sample(ctx, rt) {
+    // Spares of the other runtimes measured before (other configs: other keys) wait on the same
+    // containerd: the one to measure is the spare this start leaves, the new one.
+    const before = new Set(ctx.cd.spareProcesses().map((s) => s.pid));
     await ctrOrThrow(ctx, ctx.runArgs(rt, ['--rm'], ctx.newId('spare'), ['/bin/true']));
-    await waitUntil(() => ctx.cd.spareProcesses().length === 1, { timeoutMs: 20_000, what: 'a booted spare' });
+    const spare = await waitUntil(() => ctx.cd.spareProcesses().find((s) => !before.has(s.pid)), { timeoutMs: 20_000, what: 'a booted spare' });
     // settled, as shimMemory does
     await new Promise((resolve) => setTimeout(resolve, 1_000));
-    const spare = ctx.cd.spareProcesses()[0]!;
     const m = readMemory(spare.pid);
     if (!m) throw new Error(`spare ${spare.pid} vanished`);
     return { rss: m.rssKb / 1024, pss: m.pssKb / 1024, anon: m.anonKb / 1024 };

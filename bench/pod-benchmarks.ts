@@ -3,14 +3,17 @@
  * the reference) against the tsshim handler in the same containerd, samples interleaved:
  *
  *   pod start latency   RunPodSandbox + 2 × (CreateContainer + StartContainer), and the
- *                       RunPodSandbox part alone
+ *                       RunPodSandbox part alone; again with two CPU-bound processes loading
+ *                       the machine (a node starting pods while busy: a drain, a rollout)
  *   shim memory per pod RSS / PSS / anonymous memory of the process(es) serving a pod with two
  *                       containers, averaged over TSSHIM_BENCH_PODS pods running at once (with
  *                       the tsshim-shared handler, shim.group = "namespace", they share one shim)
  *
- * Environment: TSSHIM_BENCH_POD_RUNS (latency samples, default 10), TSSHIM_BENCH_PODS (pods at
+ * Environment: TSSHIM_BENCH_POD_RUNS (latency samples, default 10; under load half as many),
+ * TSSHIM_BENCH_PODS (pods at
  * once for memory, default 3), TSSHIM_BENCH_CONTAINERD (1.6 | 1.7 | 2.1, default 1.6).
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { CONTAINERD_LINES, type ContainerdLine } from '../test/e2e/harness/containerd-versions.js';
 import { launchCriContainerd, type CriContainerd } from '../test/e2e/harness/cri-containerd.js';
 import { containerConfig, podConfig, podFacts, startContainer } from '../test/e2e/harness/cri-pods.js';
@@ -105,6 +108,19 @@ async function settle(env: CriContainerd): Promise<void> {
   await waitUntil(() => env.cd.shimProcesses().length === 0, { timeoutMs: 15_000, what: 'pod shims to exit' }).catch(() => {});
 }
 
+/**
+ * Two busy loops, each in a session of its own (so, where the kernel groups tasks by session,
+ * each weighs as one more workload does): the load under which the loaded rows are measured.
+ */
+function startCpuLoad(): () => void {
+  // each loop ends by itself once the bench is gone (a killed bench must not leave them spinning)
+  const loop = `while kill -0 ${process.pid} 2>/dev/null; do :; done`;
+  const loops: ChildProcess[] = [0, 1].map(() => spawn('sh', ['-c', loop], { detached: true, stdio: 'ignore' }));
+  return () => {
+    for (const loop of loops) loop.kill('SIGKILL');
+  };
+}
+
 /** Runs the pod benchmarks in a CRI-enabled private containerd of its own. */
 export async function runPodBenchmarks(log: (line: string) => void = console.log): Promise<PodBenchResult> {
   const runs = envInt('TSSHIM_BENCH_POD_RUNS', 10);
@@ -113,29 +129,41 @@ export async function runPodBenchmarks(log: (line: string) => void = console.log
   const env = await launchCriContainerd({ line: benchLine(), logLevel: 'info' });
   const failures = new Map<string, string>();
   const latency = new Map<string, { sandbox: number[]; total: number[] }>();
+  const loadedLatency = new Map<string, { sandbox: number[]; total: number[] }>();
   const memory = new Map<string, MemoryUsage & { processes: number }>();
   let containerd = '?';
   try {
     containerd = (await env.cri.version()).runtimeVersion;
     const active = (): PodHandler[] => POD_HANDLERS.filter((h) => !failures.has(h.label));
 
-    log(`measuring: pod start latency (${runs} samples per handler, ${warmup} warm-up)`);
-    for (let i = 0; i < warmup + runs; i++) {
-      for (const h of active()) {
-        try {
-          const { pod, sandboxMs, totalMs } = await startPod(env, h.handler);
-          await removePod(env, pod.sandboxId);
-          await settle(env);
-          if (i < warmup) continue;
-          const entry = latency.get(h.label) ?? { sandbox: [], total: [] };
-          entry.sandbox.push(sandboxMs);
-          entry.total.push(totalMs);
-          latency.set(h.label, entry);
-        } catch (err) {
-          if (h === POD_REFERENCE) throw err;
-          failures.set(h.label, `pod start: ${err instanceof Error ? err.message : String(err)}`);
+    const measureLatency = async (samples: number, into: typeof latency, what: string): Promise<void> => {
+      for (let i = 0; i < warmup + samples; i++) {
+        for (const h of active()) {
+          try {
+            const { pod, sandboxMs, totalMs } = await startPod(env, h.handler);
+            await removePod(env, pod.sandboxId);
+            await settle(env);
+            if (i < warmup) continue;
+            const entry = into.get(h.label) ?? { sandbox: [], total: [] };
+            entry.sandbox.push(sandboxMs);
+            entry.total.push(totalMs);
+            into.set(h.label, entry);
+          } catch (err) {
+            if (h === POD_REFERENCE) throw err;
+            failures.set(h.label, `${what}: ${err instanceof Error ? err.message : String(err)}`);
+          }
         }
       }
+    };
+    log(`measuring: pod start latency (${runs} samples per handler, ${warmup} warm-up)`);
+    await measureLatency(runs, latency, 'pod start');
+    const loadedRuns = Math.max(1, Math.floor(runs / 2));
+    log(`measuring: pod start latency with 2 CPU-bound processes running (${loadedRuns} samples per handler)`);
+    const stopLoad = startCpuLoad();
+    try {
+      await measureLatency(loadedRuns, loadedLatency, 'pod start under load');
+    } finally {
+      stopLoad();
     }
 
     log(`measuring: shim memory per pod (${podsAtOnce} pods with 2 containers each, per handler)`);
@@ -167,14 +195,16 @@ export async function runPodBenchmarks(log: (line: string) => void = console.log
   }
 
   const rows: PodRow[] = [];
-  const latencyRow = (metric: string, pick: (l: { sandbox: number[]; total: number[] }) => number[], stat: 'median' | 'p90'): void => {
+  const latencyRow = (metric: string, pick: (l: { sandbox: number[]; total: number[] }) => number[], stat: 'median' | 'p90', from = latency): void => {
     const values = new Map<string, number>();
-    for (const [label, samples] of latency) values.set(label, stat === 'median' ? median(pick(samples)) : percentile(pick(samples), 90));
+    for (const [label, samples] of from) values.set(label, stat === 'median' ? median(pick(samples)) : percentile(pick(samples), 90));
     rows.push({ metric: `${metric} ${stat}`, unit: 'ms', values });
   };
   latencyRow('pod start (RunPodSandbox + 2 containers)', (l) => l.total, 'median');
   latencyRow('pod start (RunPodSandbox + 2 containers)', (l) => l.total, 'p90');
   latencyRow('RunPodSandbox', (l) => l.sandbox, 'median');
+  latencyRow('pod start, 2 busy CPU loops', (l) => l.total, 'median', loadedLatency);
+  latencyRow('RunPodSandbox, 2 busy CPU loops', (l) => l.sandbox, 'median', loadedLatency);
   const memoryRow = (metric: string, pick: (m: MemoryUsage & { processes: number }) => number, unit: string): void => {
     rows.push({ metric, unit, values: new Map([...memory].map(([label, m]) => [label, pick(m)])) });
   };

@@ -410,7 +410,8 @@ describe.skipIf(!fastPathPossible)('spare daemons', () => {
   it('a spare starved while it boots (every CPU busy) is given a daemon\'s priority by the next start, which it then serves', async () => {
     const cd = await fakeContainerd('s.sock');
     // one busy loop per CPU at normal priority: a SCHED_IDLE spare gets next to no CPU
-    const hogs = os.cpus().map(() => spawn('sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' }));
+    // (each ends by itself if this test process dies first)
+    const hogs = os.cpus().map(() => spawn('sh', ['-c', `while kill -0 ${process.pid} 2>/dev/null; do :; done`], { stdio: 'ignore' }));
     try {
       const b1 = makeBundle('s1');
       const sock1 = expectedSock(b1, 's1', cd.address);
