@@ -13,12 +13,12 @@
  * TSSHIM_BENCH_PODS (pods at
  * once for memory, default 3), TSSHIM_BENCH_CONTAINERD (1.6 | 1.7 | 2.1, default 1.6).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { CONTAINERD_LINES, type ContainerdLine } from '../test/e2e/harness/containerd-versions.js';
 import { launchCriContainerd, type CriContainerd } from '../test/e2e/harness/cri-containerd.js';
 import { containerConfig, podConfig, podFacts, startContainer } from '../test/e2e/harness/cri-pods.js';
 import { readMemory, sumMemory, type MemoryUsage } from '../test/e2e/harness/proc-fs.js';
 import { waitUntil } from '../test/e2e/harness/wait-until.js';
+import { startCpuLoad } from './cpu-load.js';
 import { describeFloor, idleNodeServerMemory } from './node-floor.js';
 import { median, percentile } from './stats.js';
 
@@ -106,19 +106,6 @@ async function removePod(env: CriContainerd, sandboxId: string): Promise<void> {
 async function settle(env: CriContainerd): Promise<void> {
   // The next sample should not pay for the previous pod's teardown.
   await waitUntil(() => env.cd.shimProcesses().length === 0, { timeoutMs: 15_000, what: 'pod shims to exit' }).catch(() => {});
-}
-
-/**
- * Two busy loops, each in a session of its own (so, where the kernel groups tasks by session,
- * each weighs as one more workload does): the load under which the loaded rows are measured.
- */
-function startCpuLoad(): () => void {
-  // each loop ends by itself once the bench is gone (a killed bench must not leave them spinning)
-  const loop = `while kill -0 ${process.pid} 2>/dev/null; do :; done`;
-  const loops: ChildProcess[] = [0, 1].map(() => spawn('sh', ['-c', loop], { detached: true, stdio: 'ignore' }));
-  return () => {
-    for (const loop of loops) loop.kill('SIGKILL');
-  };
 }
 
 /** Runs the pod benchmarks in a CRI-enabled private containerd of its own. */

@@ -81,6 +81,42 @@ export function runscWrapper(cd: PrivateContainerd, build: RunscBuild, network =
   return file;
 }
 
+/**
+ * The pod reference's wrapper: as runscWrapper (network host: the pod's netns), plus the two
+ * things containerd's runc shim needs to drive a gVisor pod at all, which gVisor's own shim
+ * does itself:
+ *  - `start` of an app container spawns its gofer, which inherits runsc's stdout/stderr; the
+ *    runc shim reads them to EOF, so StartContainer never returned. Here runsc writes to a
+ *    file, printed when runsc exits.
+ *  - `kill` of a container whose sandbox is gone fails with "sandbox is not running", which
+ *    the runc shim does not take for an exited process (it retried until CRI's deadline).
+ *    Here that failure also says runc's "container not running".
+ */
+export function runscPodReferenceWrapper(cd: PrivateContainerd, build: RunscBuild): string {
+  const file = join(cd.dir, `runsc-${tag(build)}-pod-reference.sh`);
+  if (!existsSync(file)) {
+    const runsc = [build.binary, `--platform=${build.platform}`, '--network=host', ...SUITE_RUNSC_FLAGS].join(' ');
+    const script = [
+      '#!/bin/sh',
+      'case " $* " in',
+      '*" start "*|*" kill "*)',
+      '  out=$(mktemp) || exit 1',
+      `  ${runsc} "$@" </dev/null >"$out" 2>&1`,
+      '  rc=$?',
+      '  cat "$out"',
+      '  if [ $rc -ne 0 ] && grep -q "is not running" "$out"; then echo "container not running"; fi',
+      '  rm -f "$out"',
+      '  exit $rc ;;',
+      'esac',
+      `exec ${runsc} "$@"`,
+      '',
+    ].join('\n');
+    writeFileSync(file, script);
+    chmodSync(file, 0o755);
+  }
+  return file;
+}
+
 /** `ctr run` flags for the reference: containerd's runc shim driving runsc through the wrapper */
 export function runscReferenceRunFlags(build: RunscBuild): (cd: PrivateContainerd) => string[] {
   return (cd) => ['--runc-binary', runscWrapper(cd, build), '--runc-root', join(cd.dir, 'runsc-ref')];

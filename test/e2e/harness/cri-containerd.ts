@@ -26,6 +26,8 @@
  *                      state_root = <dir>/kata (the guest the project builds, QEMU)
  *   runsc              the gVisor reference: io.containerd.runc.v2 with BinaryName = a wrapper
  *                      adding runsc's flags (network host: the pod's netns), Root <dir>/runsc-ref
+ *   runsc-pod          the same with runscPodReferenceWrapper: what the runc shim needs to drive
+ *                      a gVisor pod (the pod-start reference of the bench and the CRI suite)
  *
  * Backends keep their state in separate roots (runc: cd.runtimeRoot, crun: <dir>/crun, native:
  * <dir>/native), so a
@@ -42,7 +44,7 @@ import { crunUsableWith, type ContainerdLine } from './containerd-versions.js';
 import { CriClient } from './cri-api.js';
 import { PrivateContainerd, type CriRuntime } from './private-containerd.js';
 import { cacheDir, shimBinDir, tsshimBinary } from './repo-paths.js';
-import { RUNSC_DEBIAN, gvisorConfigToml, runscWrapper, type RunscBuild } from '../gvisor-flags.js';
+import { RUNSC_DEBIAN, gvisorConfigToml, runscPodReferenceWrapper, runscWrapper, type RunscBuild } from '../gvisor-flags.js';
 
 export const TSSHIM_BACKEND_ANNOTATION = 'io.tsshim.backend';
 const CNI_RESULTS_DIR = '/var/lib/cni/results';
@@ -66,7 +68,8 @@ export type CriHandler =
   | 'tsshim-native-runc-typed'
   | 'tsshim-gvisor'
   | 'tsshim-kata'
-  | 'runsc';
+  | 'runsc'
+  | 'runsc-pod';
 
 export interface CriContainerd {
   cd: PrivateContainerd;
@@ -198,6 +201,7 @@ export async function launchCriContainerd(options: CriContainerdOptions): Promis
       'tsshim-gvisor': tsshim(configs.gvisor, true, 'io.containerd.tsshim-gvisor.v2'),
       'tsshim-kata': tsshim(configs.kata, true, 'io.containerd.tsshim-kata.v2'),
       runsc: { runtimeType: 'io.containerd.runc.v2', options: { BinaryName: runscWrapper(cd, gvisorBuild, 'host'), Root: join(cd.dir, 'runsc-ref') } },
+      'runsc-pod': { runtimeType: 'io.containerd.runc.v2', options: { BinaryName: runscPodReferenceWrapper(cd, gvisorBuild), Root: join(cd.dir, 'runsc-ref') } },
     };
   };
 
