@@ -38,6 +38,6 @@ defineCriSuite({
     handler: 'runsc',
     // measured with runsc 2022: a pod alone, and a pod with a plain and a tty app container
     cannot:
-      "containerd's runc shim cannot drive a gVisor pod. StopPodSandbox of a pod alone hits CRI's 60 s deadline: the TaskExit comes only with containerd's SIGKILL, and its retries then fail on runsc's \"sandbox is not running\", which the runc shim does not take for an exited process, so the pod is never removed. An app container's `runsc start` gives it the shim's pipes, which its gofer keeps open (StartContainer hits the deadline); with a terminal it starts, but its exit never arrives (the shim waits on its pid, the sandbox's)",
+      "containerd's runc shim cannot drive a gVisor pod. StopPodSandbox of a pod alone hits CRI's 60 s deadline: the TaskExit comes only with containerd's SIGKILL, and its retries then fail on runsc's \"sandbox is not running\", which the runc shim does not take for an exited process, so the pod is never removed. An app container's `runsc start` gives it the shim's pipes, which its gofer keeps open (StartContainer hits the deadline); with a terminal it starts, but its exit never arrives (the shim waits on its pid, the sandbox's). The handler runsc-pod (runscPodReferenceWrapper) gets past StartContainer, so the bench can time a pod's start, but no app container's exit reaches the runc shim there either, so it cannot stop a pod",
   },
 });
