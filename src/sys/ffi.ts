@@ -166,6 +166,8 @@ interface Libc {
   spawnActionsAddOpen: Fn<number>;
   poll: Fn<number>;
   accept4: Fn<number>;
+  socket: Fn<number>;
+  connect: Fn<number>;
 }
 
 let libc: Libc | undefined;
@@ -245,6 +247,8 @@ function load(): Libc {
     spawnActionsAddOpen: fn('posix_spawn_file_actions_addopen', D.I32, [D.I64, D.I32, D.String, D.I32, D.I32]),
     poll: fn('poll', D.I32, [D.U8Array, D.I64, D.I32]),
     accept4: fn('accept4', D.I32, [D.I32, D.I64, D.I64, D.I32]),
+    socket: fn('socket', D.I32, [D.I32, D.I32, D.I32]),
+    connect: fn('connect', D.I32, [D.I32, D.U8Array, D.I32]),
   };
   return libc;
 }
@@ -548,6 +552,34 @@ export function waitReadable(fd: number, timeoutMs: number): boolean {
 /** accept4(fd, NULL, NULL, SOCK_CLOEXEC): a blocking, close-on-exec connection */
 export function acceptConnection(listenFd: number): number {
   return check('accept4', load().accept4([listenFd, 0, 0, SOCK_CLOEXEC]), `fd ${listenFd}`);
+}
+
+const SOCK_NONBLOCK = 0o4000;
+const SUN_PATH_MAX = 108;
+
+/**
+ * A unix stream socket connected to `address` (a path, or an abstract name starting with a
+ * NUL) with the address's exact length. Node and libuv pad an abstract name to the whole
+ * sun_path, so they cannot reach a socket bound with a shorter one, as runsc 2022's control
+ * socket is. The connect is non-blocking: a listener whose backlog is full fails (EAGAIN)
+ * instead of blocking the process. The fd (close-on-exec, non-blocking) is the caller's.
+ */
+export function connectUnix(address: string): number {
+  const name = Buffer.from(address, 'utf8');
+  const shown = address.replace(/\0/g, '@');
+  if (name.length === 0 || name.length > SUN_PATH_MAX) throw new SysError('connect', osConstants.errno.ENAMETOOLONG, shown);
+  // struct sockaddr_un: sa_family_t (u16), then the name; the length says where it ends
+  const sockaddr = Buffer.alloc(2 + name.length);
+  sockaddr.writeUInt16LE(AF_UNIX, 0);
+  name.copy(sockaddr, 2);
+  const l = load();
+  const fd = check('socket', l.socket([AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0]));
+  const r = l.connect([fd, sockaddr, sockaddr.length]);
+  if (r.value < 0) {
+    l.close([fd]);
+    throw new SysError('connect', r.errnoCode, shown);
+  }
+  return fd;
 }
 
 /** close(2) for fds that Node does not own */

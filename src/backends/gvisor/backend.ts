@@ -10,7 +10,9 @@
  *  - Exits: the creator's exit is the sandbox process's exit (runsc-sandbox exits with the
  *    root container's status, 128 + signal when killed), which the shim's reaper reaps: runsc
  *    create leaves it to us, the subreaper. An app container's pid is the sandbox's, shared,
- *    so its exit comes from a `runsc wait <id>` child and is reported by container id. Execs:
+ *    so its exit comes from its sandbox's control socket (the call `runsc wait` makes,
+ *    sandbox-control.ts; a `runsc wait <id>` child where the socket cannot be reached) and is
+ *    reported by container id. Execs:
  *    `runsc exec --detach` leaves a host proxy process whose exit is the exec's.
  *  - Stats from `runsc events --stats`; no `update` (runsc has none); checkpoint and restore by
  *    runsc itself (no CRIU).
@@ -32,10 +34,13 @@ import { execaCommand, type RuncCli, type RuntimeCommand, type RuntimeVerb, type
 import type { GvisorConfig, GvisorNetwork, GvisorPlatform } from '../../shim/config.js';
 import { bestPlatform, runscRelease } from './runsc-facts.js';
 import { RunscCli } from './runsc-cli.js';
+import { controlSocketAddress, waitOnControlSocket } from './sandbox-control.js';
 import { metricsFromRunscStats } from './stats.js';
 
 export const DEFAULT_RUNSC_ROOT = '/run/containerd/runsc';
 const SANDBOX_STOP_TIMEOUT_MS = 5_000;
+/** 50 ms polls for a dead sandbox process to be reaped (see watchExit) */
+const SANDBOX_REAP_POLLS = 40;
 /** runsc 20221219 (bookworm) hangs in checkpoint --leave-running; 20240729 (backports) does not */
 const LEAVE_RUNNING_WORKS_SINCE = 20230101;
 
@@ -83,9 +88,13 @@ class GvisorContainer {
     readonly joinsSandbox: boolean,
     /** its stdio, which runsc takes at start for an app container */
     readonly stdio: StdioFds,
+    /** the sandbox it runs in (its own id for the sandbox's creator) */
+    readonly sandboxId: string,
   ) {}
-  /** the pid of the app container's `runsc wait`, while it runs */
-  waiterPid?: number;
+  /** ends the wait for the app container's exit, while one runs */
+  stopWaiting?: () => void;
+  /** deleted: an exit that comes now is nobody's */
+  deleted = false;
 }
 
 export class GvisorBackend extends RuncBackend {
@@ -144,7 +153,7 @@ export class GvisorBackend extends RuncBackend {
     const c = asRunc(r.container);
     const placement = input.sandbox ?? { sandboxId: input.id, creates: true };
     const stdio: StdioFds = input.stdio.terminal ? ['ignore', 'ignore', 'ignore'] : [input.stdio.stdin, input.stdio.stdout, input.stdio.stderr];
-    this.extra.set(c, new GvisorContainer(!placement.creates, stdio));
+    this.extra.set(c, new GvisorContainer(!placement.creates, stdio, placement.sandboxId));
     if (placement.creates) {
       this.sandboxPids.set(placement.sandboxId, r.pid);
       return r;
@@ -199,20 +208,41 @@ export class GvisorBackend extends RuncBackend {
     return this.command ?? execaCommand;
   }
 
-  /** `runsc wait <id>` until the app container exits; its status is the container's */
+  /**
+   * Waits for the app container's exit on its sandbox's control socket, or with `runsc wait
+   * <id>` where that socket cannot be reached; the status is the container's.
+   */
   private watchExit(c: RuncContainer): void {
     const extra = this.extra.get(c);
-    const report = (reported: number | undefined) => {
-      if (extra) extra.waiterPid = undefined;
-      // the sandbox died under it (killed pod): its containers were killed with it
-      const status = reported ?? (isAlive(c.initPid) ? 255 : 128 + 9);
+    const report = async (reported: number | undefined) => {
+      if (extra) extra.stopWaiting = undefined;
+      if (extra?.deleted) return;
+      let status = reported;
+      if (status === undefined) {
+        // No status: the sandbox died under it (killed pod), and its containers with it. The
+        // control socket closes as the sandbox dies, before the reaper has collected it: give
+        // the reaper a moment before telling a killed sandbox from one that lost track.
+        for (let i = 0; i < SANDBOX_REAP_POLLS && isAlive(c.initPid); i++) await new Promise((r) => setTimeout(r, 50));
+        status = isAlive(c.initPid) ? 255 : 128 + 9;
+      }
       this.gvisorExits.emit({ pid: c.initPid, containerId: c.id, status, at: new Date() });
     };
-    (c.cli as RunscCli)
-      .wait(c.id, (pid) => {
-        if (extra) extra.waiterPid = pid;
-      })
-      .then(report, () => report(undefined));
+    const withRunscWait = () => {
+      (c.cli as RunscCli)
+        .wait(c.id, (pid) => {
+          if (extra) extra.stopWaiting = () => killQuietly(pid);
+        })
+        .then(report, () => report(undefined));
+    };
+    if (!extra) return withRunscWait();
+    let wait;
+    try {
+      wait = waitOnControlSocket(controlSocketAddress(c.cli.root, extra.sandboxId), c.id);
+    } catch {
+      return withRunscWait();
+    }
+    extra.stopWaiting = wait.cancel;
+    void wait.status.then(report);
   }
 
   /**
@@ -272,15 +302,10 @@ export class GvisorBackend extends RuncBackend {
   override async delete(bc: BackendContainer, opts: { force: boolean }): Promise<void> {
     const c = asRunc(bc);
     await super.delete(bc, opts);
-    // the container is gone: its `runsc wait` has nothing left to wait for
-    const waiterPid = this.extra.get(c)?.waiterPid;
-    if (waiterPid !== undefined) {
-      try {
-        process.kill(waiterPid, 'SIGKILL');
-      } catch {
-        // exited meanwhile
-      }
-    }
+    // the container is gone: there is nothing left to wait for
+    const extra = this.extra.get(c);
+    if (extra) extra.deleted = true;
+    extra?.stopWaiting?.();
   }
 
   /** whether runsc holds state for the container (the `delete` action skips runsc otherwise) */
@@ -332,5 +357,13 @@ function isRunscProcess(pid: number): boolean {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('runsc');
   } catch {
     return false;
+  }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // exited meanwhile
   }
 }
