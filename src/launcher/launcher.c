@@ -1326,6 +1326,20 @@ static _Noreturn void child_failed(int report_fd)
 }
 
 /* everything from fd `from` up is closed by the coming exec */
+/* closes every fd from `from` on (a process that will not exec) */
+static void close_from(int from)
+{
+#if defined(SYS_close_range)
+	if (syscall(SYS_close_range, (unsigned)from, ~0U, 0) == 0)
+		return;
+#endif
+	long max = sysconf(_SC_OPEN_MAX);
+	if (max < 0 || max > 65536)
+		max = 65536;
+	for (int fd = from; fd < max; fd++)
+		(void)close(fd);
+}
+
 static void cloexec_from(int from)
 {
 #if defined(SYS_close_range)
@@ -1772,6 +1786,8 @@ static void sweep_dead_spares(const char *socket_dir)
 
 static _Noreturn void boost_spare_later(pid_t spare)
 {
+	/* it holds nothing of the start's (the spare's control socket, the group's socket) */
+	close_from(3);
 	struct timespec delay = { .tv_sec = SPARE_BOOST_AFTER_MS / 1000, .tv_nsec = (SPARE_BOOST_AFTER_MS % 1000) * 1000000L };
 	while (nanosleep(&delay, &delay) != 0 && errno == EINTR)
 		;
