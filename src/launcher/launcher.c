@@ -1784,16 +1784,43 @@ static void sweep_dead_spares(const char *socket_dir)
  */
 #define SPARE_BOOST_AFTER_MS 250
 
-static _Noreturn void boost_spare_later(pid_t spare)
+#define SPARE_RAISER_NAME "tsshim-spare-raise"
+
+/*
+ * The helper, in a process of its own that looks like nothing of containerd's: not in the
+ * bundle, none of the start's fds or environment, and its own command line (a copy of the
+ * launcher would pass for a second shim of this container, e.g. to `ps` and to tests, for its
+ * 250 ms). It runs this same binary as `tsshim-spare-raise <pid>` (see main).
+ */
+static void raise_spare_later(pid_t spare)
 {
-	/* it holds nothing of the start's (the spare's control socket, the group's socket) */
+	pid_t helper = fork();
+	if (helper != 0)
+		return;
 	close_from(3);
+	if (chdir("/") != 0)
+		_exit(127);
+	char pid_text[32];
+	snprintf(pid_text, sizeof pid_text, "%ld", (long)spare);
+	char *argv[] = { SPARE_RAISER_NAME, pid_text, NULL };
+	char *envp[] = { NULL };
+	execve("/proc/self/exe", argv, envp);
+	_exit(127);
+}
+
+/* `tsshim-spare-raise <pid>`: after SPARE_BOOST_AFTER_MS, the spare boots at a daemon's priority */
+static _Noreturn void run_spare_raiser(const char *pid_text)
+{
+	char *end;
+	long spare = strtol(pid_text, &end, 10);
+	if (spare <= 1 || *end != '\0')
+		_exit(2);
 	struct timespec delay = { .tv_sec = SPARE_BOOST_AFTER_MS / 1000, .tv_nsec = (SPARE_BOOST_AFTER_MS % 1000) * 1000000L };
 	while (nanosleep(&delay, &delay) != 0 && errno == EINTR)
 		;
 	/* only a spare still idle-scheduled: adopted (or gone and its pid reused), it is not ours to touch */
-	if (sched_getscheduler(spare) == SCHED_IDLE)
-		give_back_priority(spare);
+	if (sched_getscheduler((pid_t)spare) == SCHED_IDLE)
+		give_back_priority((pid_t)spare);
 	_exit(0);
 }
 
@@ -1859,9 +1886,9 @@ static void spawn_spare(const char *spare_path, const struct args *a, const char
 	if (pid == 0) {
 		pid_t spare = fork();
 		if (spare != 0) {
-			/* the middle process: the spare is nobody's child of ours */
-			if (spare > 0 && fork() == 0)
-				boost_spare_later(spare);
+			/* the middle process: the spare (and its raiser) are nobody's children of ours */
+			if (spare > 0)
+				raise_spare_later(spare);
 			_exit(0);
 		}
 		if (setsid() < 0) /* a session of its own, led by it, as a spawned daemon's */
@@ -2166,6 +2193,8 @@ static void locate_release(void)
 
 int main(int argc, char **argv)
 {
+	if (argc == 2 && argv[0] && strcmp(argv[0], SPARE_RAISER_NAME) == 0)
+		run_spare_raiser(argv[1]);
 	self_name = argc > 0 && argv[0] ? argv[0] : "containerd-shim-tsshim-v2";
 	locate_release();
 	struct args a;
