@@ -1325,35 +1325,31 @@ static _Noreturn void child_failed(int report_fd)
 	_exit(127);
 }
 
-/* everything from fd `from` up is closed by the coming exec */
-/* closes every fd from `from` on (a process that will not exec) */
-static void close_from(int from)
-{
-#if defined(SYS_close_range)
-	if (syscall(SYS_close_range, (unsigned)from, ~0U, 0) == 0)
-		return;
-#endif
-	long max = sysconf(_SC_OPEN_MAX);
-	if (max < 0 || max > 65536)
-		max = 65536;
-	for (int fd = from; fd < max; fd++)
-		(void)close(fd);
-}
-
-static void cloexec_from(int from)
+/* every fd from `from` on: closed (a process that will not exec) or marked close-on-exec (closed by the coming exec) */
+static void fds_from(int from, bool close_them)
 {
 #if defined(SYS_close_range)
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
-	if (syscall(SYS_close_range, (unsigned)from, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+	if (syscall(SYS_close_range, (unsigned)from, ~0U, close_them ? 0U : CLOSE_RANGE_CLOEXEC) == 0)
 		return;
 #endif
 	long max = sysconf(_SC_OPEN_MAX);
 	if (max < 0 || max > 65536)
 		max = 65536;
 	for (int fd = from; fd < max; fd++)
-		(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+		(void)(close_them ? close(fd) : fcntl(fd, F_SETFD, FD_CLOEXEC));
+}
+
+static void close_from(int from)
+{
+	fds_from(from, true);
+}
+
+static void cloexec_from(int from)
+{
+	fds_from(from, false);
 }
 
 /*
