@@ -20,6 +20,7 @@ import { readMemory, sumMemory, type MemoryUsage } from '../test/e2e/harness/pro
 import { BUSYBOX_IMAGE } from '../test/e2e/harness/test-images.js';
 import { waitUntil } from '../test/e2e/harness/wait-until.js';
 import { RUNSC_BACKPORTS, RUNSC_DEBIAN, gvisorRunFlags, runscReferenceRunFlags, type RunscBuild } from '../test/e2e/gvisor-flags.js';
+import { killQuietly } from '../src/sys/reaper.js';
 import { startCpuLoad } from './cpu-load.js';
 import { median } from './stats.js';
 
@@ -66,27 +67,22 @@ async function ctrRows(build: RunscBuild): Promise<GvisorBenchRow[]> {
   const memory = new Map<string, MemoryUsage[]>();
   let counter = 0;
   try {
-    const runs = envInt('TSSHIM_BENCH_GVISOR_RUNS', 10);
-    for (let i = 0; i < runs + 1; i++) {
-      for (const v of variants) {
-        const id = `gvtrue-${++counter}`;
-        const started = process.hrtime.bigint();
-        await ctrOrThrow(cd, ['run', '--runtime', v.runtime, ...v.flags(cd), '--rm', BUSYBOX_IMAGE, id, '/bin/true']);
-        const ms = Number(process.hrtime.bigint() - started) / 1e6;
-        if (i > 0) latency.set(v.label, [...(latency.get(v.label) ?? []), ms]); // first: warm-up
-      }
-    }
-    const stopLoad = startCpuLoad();
-    try {
-      for (let i = 0; i < Math.max(1, Math.ceil(runs / 2)) + 1; i++) {
+    const sampleLatency = async (samples: number, into: Map<string, number[]>): Promise<void> => {
+      for (let i = 0; i < samples + 1; i++) {
         for (const v of variants) {
           const id = `gvtrue-${++counter}`;
           const started = process.hrtime.bigint();
           await ctrOrThrow(cd, ['run', '--runtime', v.runtime, ...v.flags(cd), '--rm', BUSYBOX_IMAGE, id, '/bin/true']);
           const ms = Number(process.hrtime.bigint() - started) / 1e6;
-          if (i > 0) loadedLatency.set(v.label, [...(loadedLatency.get(v.label) ?? []), ms]);
+          if (i > 0) into.set(v.label, [...(into.get(v.label) ?? []), ms]); // first: warm-up
         }
       }
+    };
+    const runs = envInt('TSSHIM_BENCH_GVISOR_RUNS', 10);
+    await sampleLatency(runs, latency);
+    const stopLoad = startCpuLoad();
+    try {
+      await sampleLatency(Math.max(1, Math.ceil(runs / 2)), loadedLatency);
     } finally {
       stopLoad();
     }
@@ -157,13 +153,7 @@ async function podRows(build: RunscBuild): Promise<GvisorBenchRow[]> {
         } finally {
           if (label === 'reference') {
             // one pod at a time: every shim and runsc process is this pod's
-            for (const p of [...env.cd.shimProcesses(), ...env.cd.runscProcesses()]) {
-              try {
-                process.kill(p.pid, 'SIGKILL');
-              } catch {
-                /* gone */
-              }
-            }
+            for (const p of [...env.cd.shimProcesses(), ...env.cd.runscProcesses()]) killQuietly(p.pid);
           }
           await env.cri.stopPodSandbox(sandboxId).catch(() => undefined);
           await env.cri.removePodSandbox(sandboxId).catch(() => undefined);

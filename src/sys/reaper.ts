@@ -295,6 +295,15 @@ function listOwnChildren(): number[] {
   return pids;
 }
 
+/** SIGKILL for a process that may be gone already (then nothing happens) */
+export function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+}
+
 function processExists(pid: number): boolean {
   try {
     process.kill(pid, 0);

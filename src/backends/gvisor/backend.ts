@@ -29,6 +29,7 @@ import type {
 } from '../../core/backend.js';
 import { ShimError, unimplemented } from '../../core/errors.js';
 import { MergedExitSource } from '../../core/merged-exit-source.js';
+import { killQuietly } from '../../sys/reaper.js';
 import { RuncBackend, asRunc, runtimeRoot, type RuncContainer, type WantingExitSource } from '../runc/backend.js';
 import { execaCommand, type RuncCli, type RuntimeCommand, type RuntimeVerb, type StdioFds } from '../runc/cli.js';
 import type { GvisorConfig, GvisorNetwork, GvisorPlatform } from '../../shim/config.js';
@@ -357,13 +358,5 @@ function isRunscProcess(pid: number): boolean {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('runsc');
   } catch {
     return false;
-  }
-}
-
-function killQuietly(pid: number): void {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    // exited meanwhile
   }
 }

@@ -13,7 +13,7 @@
  * the sandbox's kernel kept for the container's init.
  *
  * Where the socket is: runsc 2022 (bookworm) listens on the abstract address
- * `@runsc-sandbox.<sandbox id>`; later releases (bookworm-backports' 2024) on
+ * `@runsc-sandbox.<sandbox id>@` (a trailing NUL is part of the name); later releases (bookworm-backports' 2024) on
  * `<runsc root>/runsc-<sandbox id>.sock`. Both were read off /proc/net/unix with real sandboxes.
  * A socket that cannot be reached (another layout, a path too long for sun_path) is the
  * caller's cue to run `runsc wait` instead.

@@ -23,11 +23,11 @@ import type {
 } from '../../core/backend.js';
 import { ShimError, internal, unimplemented } from '../../core/errors.js';
 import { ConsoleSocket } from '../../sys/console-socket.js';
-import { Reaper } from '../../sys/reaper.js';
+import { Reaper, killQuietly } from '../../sys/reaper.js';
 import type { ConsoleSocketFactory, ConsoleSocketLike, WantingExitSource } from '../runc/backend.js';
 import type { CgroupManager, CgroupSet } from './cgroup-manager.js';
 import type { CompileWarning } from './compile.js';
-import { NativeRuntime, killQuietly, signalError, type HostLsm, type NativeHandle, type NativeTimeouts, type Stdio3 } from './runtime.js';
+import { NativeRuntime, signalError, type HostLsm, type NativeHandle, type NativeTimeouts, type Stdio3 } from './runtime.js';
 import { parseProcess } from './spec.js';
 import type { NativeState } from './state.js';
 

@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { ShimError, failedPrecondition, notFound, unimplemented } from '../../core/errors.js';
 import { readCgroupMetrics, readProcessCgroups, type CgroupMetricsData } from '../../sys/cgroups.js';
 import { mountsUnder } from '../../sys/mountinfo.js';
+import { killQuietly } from '../../sys/reaper.js';
 import { CgroupManager, type CgroupSet } from './cgroup-manager.js';
 import { resolveCgroupfsPaths, resolveSystemdUnit, uniformCgroupPaths, type CgroupPaths, type SystemdUnitPlace } from './cgroup-path.js';
 import { SystemdCgroupDriver } from './systemd-cgroup.js';
@@ -470,14 +471,6 @@ export class NativeRuntime {
     }
     removeContainerDir(h.root, state.id);
     await this.runLaterHooks(h, 'poststop', 'stopped');
-  }
-}
-
-export function killQuietly(pid: number): void {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    // gone already
   }
 }
 
