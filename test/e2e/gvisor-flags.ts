@@ -70,15 +70,24 @@ export function gvisorRunFlags(build: RunscBuild): (cd: PrivateContainerd) => st
   };
 }
 
-/** a runc-compatible wrapper: runsc with the flags tsshim's backend passes */
-export function runscWrapper(cd: PrivateContainerd, build: RunscBuild, network = 'none'): string {
-  const file = join(cd.dir, `runsc-${tag(build)}-${network}.sh`);
+/** runsc with the flags tsshim's backend passes, as a shell command line */
+function runscCommand(build: RunscBuild, network: string): string {
+  return [build.binary, `--platform=${build.platform}`, `--network=${network}`, ...SUITE_RUNSC_FLAGS].join(' ');
+}
+
+/** <cd.dir>/<name>, an executable script with `body` (written once per containerd) */
+function wrapperScript(cd: PrivateContainerd, name: string, body: () => string): string {
+  const file = join(cd.dir, name);
   if (!existsSync(file)) {
-    const flags = [`--platform=${build.platform}`, `--network=${network}`, ...SUITE_RUNSC_FLAGS].join(' ');
-    writeFileSync(file, `#!/bin/sh\nexec ${build.binary} ${flags} "$@"\n`);
+    writeFileSync(file, body());
     chmodSync(file, 0o755);
   }
   return file;
+}
+
+/** a runc-compatible wrapper: runsc with the flags tsshim's backend passes */
+export function runscWrapper(cd: PrivateContainerd, build: RunscBuild, network = 'none'): string {
+  return wrapperScript(cd, `runsc-${tag(build)}-${network}.sh`, () => `#!/bin/sh\nexec ${runscCommand(build, network)} "$@"\n`);
 }
 
 /**
@@ -93,10 +102,9 @@ export function runscWrapper(cd: PrivateContainerd, build: RunscBuild, network =
  *    Here that failure also says runc's "container not running".
  */
 export function runscPodReferenceWrapper(cd: PrivateContainerd, build: RunscBuild): string {
-  const file = join(cd.dir, `runsc-${tag(build)}-pod-reference.sh`);
-  if (!existsSync(file)) {
-    const runsc = [build.binary, `--platform=${build.platform}`, '--network=host', ...SUITE_RUNSC_FLAGS].join(' ');
-    const script = [
+  return wrapperScript(cd, `runsc-${tag(build)}-pod-reference.sh`, () => {
+    const runsc = runscCommand(build, 'host');
+    return [
       '#!/bin/sh',
       'case " $* " in',
       '*" start "*|*" kill "*)',
@@ -111,10 +119,7 @@ export function runscPodReferenceWrapper(cd: PrivateContainerd, build: RunscBuil
       `exec ${runsc} "$@"`,
       '',
     ].join('\n');
-    writeFileSync(file, script);
-    chmodSync(file, 0o755);
-  }
-  return file;
+  });
 }
 
 /** `ctr run` flags for the reference: containerd's runc shim driving runsc through the wrapper */

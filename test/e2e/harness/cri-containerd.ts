@@ -27,7 +27,7 @@
  *   runsc              the gVisor reference: io.containerd.runc.v2 with BinaryName = a wrapper
  *                      adding runsc's flags (network host: the pod's netns), Root <dir>/runsc-ref
  *   runsc-pod          the same with runscPodReferenceWrapper: what the runc shim needs to drive
- *                      a gVisor pod (the pod-start reference of the bench and the CRI suite)
+ *                      a gVisor pod far enough to time its start (the bench's pod reference)
  *
  * Backends keep their state in separate roots (runc: cd.runtimeRoot, crun: <dir>/crun, native:
  * <dir>/native), so a
