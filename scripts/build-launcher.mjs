@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-const SOURCES = ['src/launcher/launcher.c', 'src/launcher/sha256.c', 'src/launcher/sha256.h'];
+const SOURCES = ['src/launcher/launcher.c', 'src/launcher/tsrun-front.c', 'src/launcher/launcher.h', 'src/launcher/sha256.c', 'src/launcher/sha256.h'];
 export const LAUNCHER_OUTPUT = 'bin/containerd-shim-tsshim-v2';
 
 /** a C string literal; octal escapes for anything unusual (and `?`, against trigraphs) */
@@ -85,6 +85,8 @@ function header(root, values) {
     `#define TSSHIM_DEFAULT_CONFIG ${cString(values.DEFAULT_CONFIG_PATH)}`,
     `#define TSSHIM_NAMESPACE_GROUP_KEY ${cString(values.NAMESPACE_GROUP_KEY)}`,
     `#define TSSHIM_CONFIG_CACHE_PREFIX ${cString(values.CONFIG_CACHE_PREFIX)}`,
+    `#define TSSHIM_CODE_CACHE_PRODUCE_ENV ${cString(values.CODE_CACHE_PRODUCE_ENV)}`,
+    `#define TSSHIM_CODE_CACHE_CHECK_ENV ${cString(values.CODE_CACHE_CHECK_ENV)}`,
     '',
   ].join('\n');
 }

@@ -235,18 +235,10 @@ function copyPackage(from, to) {
   });
 }
 
-/** bin/tsrun with the node executable the release was built for (the checkout's runs `node` from PATH) */
-function tsrunFor(node) {
-  const text = fs.readFileSync(path.join(repo, 'bin/tsrun'), 'utf8');
-  const quoted = `'${node.replaceAll("'", "'\\''")}'`;
-  const out = text.replace(/^exec node /m, `exec ${quoted} `);
-  if (out === text) throw new InstallError('bin/tsrun: cannot find its `exec node` line');
-  return out;
-}
-
 /**
  * The commands for PREFIX/bin, as the build found them in bin/ (dist/release.json): the
- * launcher, its aliases (links to it: an alias added to bin/ comes along), tsrun.
+ * launcher and its aliases (links to it: an alias added to bin/ comes along; tsrun is one,
+ * the launcher runs its front end under that name).
  */
 function binEntries(manifest) {
   const entries = [];
@@ -340,7 +332,6 @@ function stageRelease(stage, manifest) {
   for (const e of binEntries(manifest)) {
     const dest = path.join(stage, 'bin', e.name);
     if (e.alias) fs.symlinkSync(LAUNCHER, dest);
-    else if (e.name === 'tsrun') fs.writeFileSync(dest, tsrunFor(manifest.node), { mode: 0o755 });
     else if (!fs.existsSync(dest)) {
       fs.copyFileSync(path.join(repo, 'bin', e.name), dest);
       fs.chmodSync(dest, fs.statSync(path.join(repo, 'bin', e.name)).mode & 0o777);

@@ -54,11 +54,12 @@
 
 #include "launcher-config.h" /* generated: TSSHIM_NODE, TSSHIM_ENTRY, TSSHIM_DAEMON_FLAGS, ... */
 #include "sha256.h"
+#include "launcher.h"
 
 extern char **environ;
 
 /* Same values as the TS side (see scripts/build-launcher.mjs for where they come from). */
-static const char *const daemon_flags[] = { TSSHIM_DAEMON_FLAGS NULL };
+const char *const daemon_flags[] = { TSSHIM_DAEMON_FLAGS NULL };
 #define DELETED_MARKER ".tsshim-deleted" /* written by the daemon after a successful Delete */
 #define LISTEN_BACKLOG 512
 #define CONNECT_TIMEOUT_SEC 1
@@ -72,12 +73,13 @@ static const char *const daemon_flags[] = { TSSHIM_DAEMON_FLAGS NULL };
 static char *self_name; /* argv[0]: aliases are symlinks and the TS side reads the name */
 /* <root>/TSSHIM_ENTRY and <root>/TSSHIM_DAEMON_ENTRY, <root> = the dir above our real bin/ */
 static char *entry_path, *daemon_entry_path;
+char *release_root;
 
 /* ------------------------------------------------------------------------------------
  * Small I/O helpers
  * ------------------------------------------------------------------------------------ */
 
-static bool write_all(int fd, const void *buf, size_t len)
+bool write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;
 	while (len > 0) {
@@ -94,7 +96,7 @@ static bool write_all(int fd, const void *buf, size_t len)
 }
 
 /* Whole file into a malloc'd buffer. Returns false on any error (errno set; EFBIG if larger than max). */
-static bool read_file(const char *path, size_t max, char **out, size_t *out_len)
+bool read_file(const char *path, size_t max, char **out, size_t *out_len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -173,13 +175,13 @@ static _Noreturn void start_failed(const char *what, int err)
  * Handing over to Node
  * ------------------------------------------------------------------------------------ */
 
-static bool has_name(const char *entry, const char *name)
+bool has_name(const char *entry, const char *name)
 {
 	size_t n = strlen(name);
 	return strncmp(entry, name, n) == 0 && entry[n] == '=';
 }
 
-static char *concat(const char *a, const char *b)
+char *concat(const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b);
 	char *s = malloc(la + lb + 1);
@@ -667,7 +669,7 @@ static bool join_path(char *out, size_t cap, const char *const parts[], int npar
 }
 
 /* Caller guarantees sun_path fits (checked by socket_path_for). */
-static void fill_addr(struct sockaddr_un *sa, const char *path)
+void fill_addr(struct sockaddr_un *sa, const char *path)
 {
 	memset(sa, 0, sizeof *sa);
 	sa->sun_family = AF_UNIX;
@@ -713,7 +715,7 @@ static bool mkdir_p(const char *dir)
 }
 
 /* 0: a daemon accepts on sock; else the errno of connect (EAGAIN after the deadline) */
-static int probe_daemon(const char *sock)
+int probe_daemon(const char *sock)
 {
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -1229,7 +1231,7 @@ static void adjust_oom_score(pid_t child)
  * something is unusual (a hierarchy mounted from a subtree, an unreadable mountinfo):
  * then Node decides. The result is a malloc'd, NULL-terminated array of mount points.
  */
-static char **cgroup_mount_points(void)
+char **cgroup_mount_points(void)
 {
 	char *text;
 	size_t len;
@@ -1286,7 +1288,7 @@ static char **cgroup_mount_points(void)
  * does with its options' ShimCgroup (it skips hierarchies without the cgroup and fails
  * if none has it). 0, or an errno (ENOENT: in no hierarchy).
  */
-static int join_shim_cgroup(pid_t pid, const char *cgroup, char *const *mounts)
+int join_shim_cgroup(pid_t pid, const char *cgroup, char *const *mounts)
 {
 	int joined = 0;
 	while (*cgroup == '/')
@@ -1342,12 +1344,12 @@ static void fds_from(int from, bool close_them)
 		(void)(close_them ? close(fd) : fcntl(fd, F_SETFD, FD_CLOEXEC));
 }
 
-static void close_from(int from)
+void close_from(int from)
 {
 	fds_from(from, true);
 }
 
-static void cloexec_from(int from)
+void cloexec_from(int from)
 {
 	fds_from(from, false);
 }
@@ -1455,8 +1457,6 @@ static pid_t spawn_daemon(const struct args *a, const char *sock, int listen_fd,
  * its group to instead of paying Node's boot on containerd's critical path.
  * ------------------------------------------------------------------------------------ */
 
-#define SPARE_READY_MS 1000  /* an idle spare answers at once; a booting one is still sooner than a spawn */
-#define SPARE_ADOPT_MS 2000  /* from the hand-over to listening: a cold start's budget */
 #define SPARE_PAD 512        /* argv room for the daemon's command line (process-name.ts) */
 #define SPARE_PAYLOAD_VERSION "tsshim-spare-1"
 /*
@@ -1478,7 +1478,7 @@ static pid_t spawn_daemon(const struct args *a, const char *sock, int listen_fd,
 #define SPARE_AUTOGROUP_NICE 19
 
 /* the autogroup nice of pid's session (0: our own); best effort, no autogroups is fine */
-static void set_autogroup_nice(pid_t pid, int nice)
+void set_autogroup_nice(pid_t pid, int nice)
 {
 	char path[64], value[16];
 	snprintf(path, sizeof path, pid ? "/proc/%ld/autogroup" : "/proc/self/autogroup", (long)pid);
@@ -1492,7 +1492,7 @@ static void set_autogroup_nice(pid_t pid, int nice)
 	close(fd);
 }
 
-static void hash_str(struct sha256 *h, const char *s)
+void hash_str(struct sha256 *h, const char *s)
 {
 	sha256_update(h, s, strlen(s) + 1); /* with the NUL: fields cannot run together */
 }
@@ -1547,7 +1547,7 @@ static bool same_cgroups(pid_t pid)
 	return same;
 }
 
-static void set_timeout(int fd, int opt, int ms)
+void set_timeout(int fd, int opt, int ms)
 {
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 	(void)setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
@@ -1557,7 +1557,7 @@ static void set_timeout(int fd, int opt, int ms)
  * every thread of pid gets our scheduling: out of SCHED_IDLE, and our nice value (both are per
  * thread on Linux); false on any failure
  */
-static bool give_back_priority(pid_t pid)
+bool give_back_priority(pid_t pid)
 {
 	set_autogroup_nice(pid, 0); /* a spawned daemon's session starts a new autogroup at 0 */
 	errno = 0;
@@ -1585,7 +1585,7 @@ static bool give_back_priority(pid_t pid)
 }
 
 /* appends s and its NUL to buf (grown as needed); false on ENOMEM */
-static bool put_field(char **buf, size_t *len, size_t *cap, const char *s)
+bool put_field(char **buf, size_t *len, size_t *cap, const char *s)
 {
 	size_t n = strlen(s) + 1;
 	if (*len + n > *cap) {
@@ -1737,7 +1737,7 @@ static bool adopt_spare(const char *spare_path, const struct args *a, const char
  * kept; one wrongly removed would only leave (spares exit when their socket goes).
  * Never connects: that would wake a live spare of another key and cost it.
  */
-static void sweep_dead_spares(const char *socket_dir)
+void sweep_dead_spares(const char *socket_dir)
 {
 	DIR *d = opendir(socket_dir);
 	if (!d)
@@ -1820,12 +1820,13 @@ static _Noreturn void run_spare_raiser(const char *pid_text)
 	_exit(0);
 }
 
-static void spawn_spare(const char *spare_path, const struct args *a, const char *socket_dir, long long idle_sec)
+void spawn_spare_process(const struct spare_spawn *sp)
 {
-	sweep_dead_spares(socket_dir);
+	sweep_dead_spares(sp->sweep_dir);
 	int cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (cfd < 0)
 		return;
+	const char *spare_path = sp->path;
 	struct sockaddr_un sa;
 	fill_addr(&sa, spare_path);
 	if (bind(cfd, (struct sockaddr *)&sa, sizeof sa) != 0) {
@@ -1841,14 +1842,20 @@ static void spawn_spare(const char *spare_path, const struct args *a, const char
 		close(cfd);
 		return;
 	}
+	char **root_mounts = NULL;
+	if (sp->root_cgroup && !(root_mounts = cgroup_mount_points())) {
+		unlink(spare_path);
+		close(cfd);
+		return;
+	}
 	char idle[32], pad[SPARE_PAD + 1];
-	snprintf(idle, sizeof idle, "%lld", idle_sec);
+	snprintf(idle, sizeof idle, "%lld", sp->idle_sec);
 	memset(pad, '-', SPARE_PAD);
 	pad[SPARE_PAD] = '\0';
 	size_t nflags = sizeof daemon_flags / sizeof *daemon_flags - 1;
 	char **argv = calloc(nflags + 8, sizeof *argv);
 	/* room in its environment block for the one it adopts (setEnvironArea in process-name.ts) */
-	char **base_env = node_env("-");
+	char **base_env = node_env(sp->daemon_env ? "-" : NULL);
 	size_t nenv = 0, env_bytes = 0;
 	while (base_env && base_env[nenv])
 		env_bytes += strlen(base_env[nenv++]) + 1;
@@ -1870,10 +1877,10 @@ static void spawn_spare(const char *spare_path, const struct args *a, const char
 	argv[k++] = (char *)TSSHIM_NODE;
 	for (size_t i = 0; i < nflags; i++)
 		argv[k++] = (char *)daemon_flags[i];
-	argv[k++] = daemon_entry_path;
+	argv[k++] = (char *)sp->entry;
 	argv[k++] = "-spare";
 	argv[k++] = (char *)spare_path;
-	argv[k++] = (char *)a->address;
+	argv[k++] = (char *)sp->address;
 	argv[k++] = idle;
 	argv[k++] = pad;
 	argv[k] = NULL;
@@ -1888,6 +1895,10 @@ static void spawn_spare(const char *spare_path, const struct args *a, const char
 			_exit(0);
 		}
 		if (setsid() < 0) /* a session of its own, led by it, as a spawned daemon's */
+			_exit(127);
+		/* a tsrun spare waits in the root cgroup: it would keep its caller's (a conmon scope,
+		   a shim's cgroup) from being removed; the front end that adopts it moves it back */
+		if (root_mounts && join_shim_cgroup(getpid(), "/", root_mounts) != 0)
 			_exit(127);
 		sigset_t all;
 		sigemptyset(&all);
@@ -1929,6 +1940,9 @@ static void spawn_spare(const char *spare_path, const struct args *a, const char
 	else
 		unlink(spare_path);
 	close(cfd);
+	for (size_t i = 0; root_mounts && root_mounts[i]; i++)
+		free(root_mounts[i]);
+	free(root_mounts);
 }
 
 static _Noreturn void run_start(int argc, char **argv, const struct args *a)
@@ -1996,7 +2010,11 @@ started:
 			dup2(null_fd, STDERR_FILENO);
 			close(null_fd);
 		}
-		spawn_spare(spare_path, a, settings.socket_dir, settings.spare_idle_sec);
+		struct spare_spawn sp = {
+			.path = spare_path, .entry = daemon_entry_path, .address = a->address,
+			.sweep_dir = settings.socket_dir, .idle_sec = settings.spare_idle_sec, .daemon_env = true,
+		};
+		spawn_spare_process(&sp);
 	}
 	_exit(0);
 }
@@ -2170,9 +2188,10 @@ static void locate_release(void)
 			slash = strrchr(self, '/');
 			if (slash) {
 				slash[1] = '\0'; /* <root>/ */
+				release_root = strdup(self);
 				entry_path = concat(self, TSSHIM_ENTRY);
 				daemon_entry_path = concat(self, TSSHIM_DAEMON_ENTRY);
-				if (entry_path && daemon_entry_path)
+				if (release_root && entry_path && daemon_entry_path)
 					return;
 				err = ENOMEM;
 			}
@@ -2193,6 +2212,9 @@ int main(int argc, char **argv)
 		run_spare_raiser(argv[1]);
 	self_name = argc > 0 && argv[0] ? argv[0] : "containerd-shim-tsshim-v2";
 	locate_release();
+	const char *base = strrchr(self_name, '/');
+	if (strcmp(base ? base + 1 : self_name, "tsrun") == 0)
+		tsrun_main(argc, argv);
 	struct args a;
 	if (argc > 0 && parse_args(argc, argv, &a)) {
 		if (strcmp(a.action, "start") == 0 && !a.bundle)

@@ -43,17 +43,17 @@ const MAX_PAYLOAD = 4 << 20;
 
 export interface SpareArgs {
   controlPath: string;
-  /** containerd's address (unix://… or a path) */
-  address: string;
+  /** containerd's address (unix://… or a path); undefined ("-") for a tsrun spare, which serves no containerd */
+  address: string | undefined;
   idleSec: number;
 }
 
-/** `… daemon-boot.cjs -spare <control path> <address> <idle s> <padding>`; undefined if not a spare */
+/** `… <boot>.cjs -spare <control path> <address | -> <idle s> <padding>`; undefined if not a spare */
 export function parseSpareArgs(argv: string[]): SpareArgs | undefined {
   if (argv[0] !== SPARE_FLAG || argv.length < 4) return undefined;
   const idleSec = Number(argv[3]);
   if (!Number.isInteger(idleSec) || idleSec <= 0) return undefined;
-  return { controlPath: argv[1]!, address: argv[2]!, idleSec };
+  return { controlPath: argv[1]!, address: argv[2] === '-' ? undefined : argv[2]!, idleSec };
 }
 
 /** What a `start` hands over. */
@@ -66,6 +66,23 @@ export interface Adoption {
   listenerFd: number;
   /** the connection to the launcher, for the final "A" */
   connection: number;
+}
+
+/** What any hand-over carries: fixed header fields, then argv and the environment, and fds. */
+export interface HandOver {
+  header: string[];
+  argv: string[];
+  env: Record<string, string>;
+  /** received with the payload (close-on-exec), the caller's */
+  fds: number[];
+  connection: number;
+}
+
+/** What a kind of spare expects: its payload's version and header fields, and what `ps` shows while it waits. */
+export interface HandOverForm {
+  version: string;
+  headerFields: number;
+  waitingCommandLine: string[];
 }
 
 function inode(path: string): number | undefined {
@@ -86,15 +103,37 @@ function socketPathOf(address: string): string {
  * caller exits.
  */
 export function waitForAdoption(a: SpareArgs): Adoption | undefined {
+  if (a.address === undefined) return undefined;
+  const h = waitForHandOver(a, {
+    version: PAYLOAD_VERSION,
+    headerFields: 1,
+    waitingCommandLine: [SPARE_PROCESS_NAME, '-address', a.address, '-control', a.controlPath],
+  });
+  if (!h) return undefined;
+  const [listenerFd, ...extra] = h.fds;
+  for (const fd of extra) closeSync(fd);
+  if (listenerFd === undefined) {
+    closeSync(h.connection);
+    return undefined;
+  }
+  return { cwd: h.header[0]!, argv: h.argv, env: h.env, listenerFd, connection: h.connection };
+}
+
+/**
+ * Waits (blocking) for the hand-over to a spare of any kind. undefined: idle time over,
+ * the control socket gone or replaced, containerd gone (a shim's spare), or a peer that
+ * did not finish the exchange; the caller exits.
+ */
+export function waitForHandOver(a: SpareArgs, form: HandOverForm): HandOver | undefined {
   // what `ps` shows while we wait (the argv area was padded by the launcher for the
-  // daemon's command line later)
-  setCommandLine([SPARE_PROCESS_NAME, '-address', a.address, '-control', a.controlPath]);
+  // command line we take on later)
+  setCommandLine(form.waitingCommandLine);
   // the file the launcher bound for us just before it started us (a socket's fstat
   // gives the socket's inode, not the file's)
   const controlIno = inode(a.controlPath);
-  const containerdSocket = socketPathOf(a.address);
-  const containerdIno = inode(containerdSocket);
-  if (controlIno === undefined || containerdIno === undefined) return quit(a, controlIno);
+  const containerdSocket = a.address === undefined ? undefined : socketPathOf(a.address);
+  const containerdIno = containerdSocket === undefined ? undefined : inode(containerdSocket);
+  if (controlIno === undefined || (containerdSocket !== undefined && containerdIno === undefined)) return quit(a, controlIno);
   // what booting left behind (garbage, freed C heap) is given back before the wait, as a
   // daemon does when idle (memory-trimmer.ts): a spare may wait for minutes
   try {
@@ -108,15 +147,18 @@ export function waitForAdoption(a: SpareArgs): Adoption | undefined {
     const left = deadline - Date.now();
     if (left <= 0) return quit(a, controlIno);
     if (waitReadable(CONTROL_FD, Math.min(CHECK_MS, left))) break;
-    if (inode(containerdSocket) !== containerdIno || inode(a.controlPath) !== controlIno) return quit(a, controlIno);
+    if ((containerdSocket !== undefined && inode(containerdSocket) !== containerdIno) || inode(a.controlPath) !== controlIno) return quit(a, controlIno);
   }
   const connection = acceptConnection(CONTROL_FD);
   // from here on we belong to this launcher: nobody else may find us
   quit(a, controlIno);
   try {
     writeSync(connection, `R${process.pid}\n`);
-    return receive(connection);
+    const h = receive(connection, form);
+    if (!h) closeSync(connection);
+    return h;
   } catch {
+    closeSync(connection);
     return undefined;
   }
 }
@@ -134,46 +176,47 @@ function quit(a: SpareArgs, controlIno: number | undefined): undefined {
   return undefined;
 }
 
-function receive(connection: number): Adoption | undefined {
+function receive(connection: number, form: HandOverForm): HandOver | undefined {
   const deadline = Date.now() + PAYLOAD_MS;
-  let listenerFd: number | undefined;
+  let fds: number[] | undefined;
   let data = Buffer.alloc(0);
   let want = -1;
+  const dropFds = (): undefined => {
+    fds?.forEach((fd) => closeSync(fd));
+    return undefined;
+  };
   while (want < 0 || data.length < want + 4) {
     const left = deadline - Date.now();
     if (left <= 0 || !waitReadable(connection, left)) {
-      if (Date.now() >= deadline) return undefined;
+      if (Date.now() >= deadline) return dropFds();
       continue;
     }
-    if (listenerFd === undefined) {
+    if (fds === undefined) {
       const m = recvFdMessage(connection);
-      if (m.kind === 'eof') return undefined;
+      if (m.kind === 'eof') return dropFds();
       if (m.kind === 'again') continue;
-      if (m.kind === 'fds') {
-        listenerFd = m.fds[0];
-        for (const extra of m.fds.slice(1)) closeSync(extra);
-      }
+      if (m.kind === 'fds') fds = m.fds;
       data = Buffer.concat([data, m.data]);
     } else {
       const chunk = Buffer.alloc(64 * 1024);
       const n = readSync(connection, chunk);
-      if (n === 0) return undefined;
+      if (n === 0) return dropFds();
       data = Buffer.concat([data, chunk.subarray(0, n)]);
     }
     if (want < 0 && data.length >= 4) {
       want = data.readUInt32LE(0);
-      if (want > MAX_PAYLOAD) return undefined;
+      if (want > MAX_PAYLOAD) return dropFds();
     }
   }
-  if (listenerFd === undefined) return undefined;
+  if (fds === undefined) return undefined;
   const fields = data.subarray(4, 4 + want).toString('utf8').split('\0');
   let i = 0;
   const next = (): string => {
     if (i >= fields.length) throw new Error('short spare payload');
     return fields[i++]!;
   };
-  if (next() !== PAYLOAD_VERSION) return undefined;
-  const cwd = next();
+  if (next() !== form.version) return dropFds();
+  const header = Array.from({ length: form.headerFields }, next);
   const argv = Array.from({ length: Number(next()) }, next);
   const env: Record<string, string> = {};
   const envc = Number(next());
@@ -182,15 +225,20 @@ function receive(connection: number): Adoption | undefined {
     const eq = entry.indexOf('=');
     if (eq > 0) env[entry.slice(0, eq)] = entry.slice(eq + 1);
   }
-  return { cwd, argv, env, listenerFd, connection };
+  return { header, argv, env, fds, connection };
+}
+
+/** The environment of the process we become: exactly this one, in process.env and in what `ps e` shows. */
+export function replaceEnvironment(env: Record<string, string>): void {
+  for (const name of Object.keys(process.env)) delete process.env[name];
+  Object.assign(process.env, env);
+  setEnvironArea(Object.entries(env).map(([k, v]) => `${k}=${v}`));
 }
 
 /** Become the daemon a spawned `start` would have made: its cwd and exactly its environment. */
 export function applyAdoption(adoption: Adoption): void {
   process.chdir(adoption.cwd);
-  for (const name of Object.keys(process.env)) delete process.env[name];
-  Object.assign(process.env, adoption.env);
-  setEnvironArea(Object.entries(adoption.env).map(([k, v]) => `${k}=${v}`));
+  replaceEnvironment(adoption.env);
 }
 
 /** tell the launcher we serve; it may now print the address */

@@ -146,6 +146,8 @@ interface Libc {
   fcntl: Fn<number>;
   eventfd: Fn<number>;
   recvmsg: Fn<number>;
+  sendmsg: Fn<number>;
+  dup2: Fn<number>;
   mount: Fn<number>;
   umount2: Fn<number>;
   malloc: (args: unknown[]) => number;
@@ -223,6 +225,8 @@ function load(): Libc {
     fcntl: fn('fcntl', D.I32, [D.I32, D.I32, D.I64]),
     eventfd: fn('eventfd', D.I32, [D.I32, D.I32]),
     recvmsg: fn('recvmsg', D.I64, [D.I32, D.I64, D.I32]),
+    sendmsg: fn('sendmsg', D.I64, [D.I32, D.I64, D.I32]),
+    dup2: fn('dup2', D.I32, [D.I32, D.I32]),
     mount: fn('mount', D.I32, [D.String, D.String, D.String, D.I64, D.String]),
     umount2: fn('umount2', D.I32, [D.String, D.I32]),
     malloc: fn('malloc', D.I64, [D.I64], false),
@@ -490,6 +494,59 @@ export function recvFd(sockFd: number): number | null {
         return m.fds[0]!;
     }
   }
+}
+
+const MSG_NOSIGNAL = 0x4000;
+const POLLOUT = 4;
+
+/**
+ * Sends data with fds (SCM_RIGHTS, at most 16) on a unix stream socket, all of it: a
+ * non-blocking socket whose buffer is full is waited on (poll). The fds stay the caller's.
+ */
+export function sendFdMessage(sockFd: number, data: Buffer, fds: number[] = []): void {
+  if (fds.length > 16) throw new SysError('sendmsg', osConstants.errno.EINVAL, 'more than 16 fds');
+  if (data.length === 0 || data.length > DATA_LEN) throw new SysError('sendmsg', osConstants.errno.EMSGSIZE, `${data.length} bytes`);
+  const a = nativeArena();
+  const v = a.view;
+  let off = 0;
+  while (off < data.length) {
+    v.fill(0, 0, DATA_OFF);
+    const chunk = data.subarray(off);
+    chunk.copy(v, DATA_OFF);
+    v.writeBigUInt64LE(BigInt(a.addr + DATA_OFF), IOVEC_OFF);
+    v.writeBigUInt64LE(BigInt(chunk.length), IOVEC_OFF + 8);
+    v.writeBigUInt64LE(BigInt(a.addr + IOVEC_OFF), MSGHDR_OFF + 16);
+    v.writeBigUInt64LE(1n, MSGHDR_OFF + 24);
+    // the fds go with the first byte only
+    if (off === 0 && fds.length > 0) {
+      const len = 16 + fds.length * 4;
+      v.writeBigUInt64LE(BigInt(len), CONTROL_OFF);
+      v.writeInt32LE(SOL_SOCKET, CONTROL_OFF + 8);
+      v.writeInt32LE(SCM_RIGHTS, CONTROL_OFF + 12);
+      fds.forEach((fd, i) => v.writeInt32LE(fd, CONTROL_OFF + 16 + i * 4));
+      v.writeBigUInt64LE(BigInt(a.addr + CONTROL_OFF), MSGHDR_OFF + 32);
+      v.writeBigUInt64LE(BigInt((len + 7) & ~7), MSGHDR_OFF + 40);
+    }
+    const r = load().sendmsg([sockFd, a.addr + MSGHDR_OFF, MSG_NOSIGNAL | MSG_DONTWAIT]);
+    if (r.value < 0) {
+      const name = errnoName(r.errnoCode);
+      if (name === 'EAGAIN') {
+        const pfd = Buffer.alloc(8);
+        pfd.writeInt32LE(sockFd, 0);
+        pfd.writeInt16LE(POLLOUT, 4);
+        load().poll([pfd, 1, 1000]);
+        continue;
+      }
+      if (name === 'EINTR') continue;
+      throw new SysError('sendmsg', r.errnoCode, `fd ${sockFd}`);
+    }
+    off += r.value;
+  }
+}
+
+/** dup2(2): newFd becomes a copy of oldFd (not close-on-exec) */
+export function dup2(oldFd: number, newFd: number): void {
+  check('dup2', load().dup2([oldFd, newFd]), `fd ${oldFd} -> ${newFd}`);
 }
 
 // ---- mounts --------------------------------------------------------------------------

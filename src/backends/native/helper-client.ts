@@ -55,6 +55,22 @@ export function defaultHelperPath(): string {
   throw failedPrecondition(`native backend: ${HELPER_NAME} is not built (run \`node scripts/build-native.mjs\`, or set ${HELPER_ENV})`);
 }
 
+/**
+ * Starts helpers in another process: tsrun's C front end (src/launcher/tsrun-front.c),
+ * for a tsrun spare that serves a command line of that front end. The helper, and the
+ * container it starts, must be children of the process its caller ran (podman's conmon and
+ * containerd's shim reap the container as its subreaper), not of the spare.
+ */
+export interface RemoteSpawner {
+  /**
+   * Spawns file with argv there; its fds 0..inherit-1 are that process's own fds of the
+   * same numbers, fd `inherit` is `control` (sent along). Resolves with its pid.
+   */
+  spawn(file: string, argv: string[], inherit: number, control: number): Promise<number>;
+}
+
+export type HelperSpawner = 'child_process' | 'posix_spawn' | RemoteSpawner;
+
 export interface HelperRun {
   helperPath: string;
   mode: 'create' | 'exec';
@@ -72,7 +88,7 @@ export interface HelperRun {
    * helper is then a plain child of ours, reaped by the process's Reaper; `spawned` is
    * told its pid first, so an exit source can hide it.
    */
-  spawner?: 'child_process' | 'posix_spawn';
+  spawner?: HelperSpawner;
   spawned?: (helperPid: number) => void;
   /**
    * The plan's hook pause (PlanFlag.HookPause): called with the container process's pid
@@ -120,12 +136,32 @@ function startWithChildProcess(o: HelperRun, args: string[], controlFd: number):
 
 async function startWithPosixSpawn(o: HelperRun, args: string[], controlFd: number): Promise<StartedHelper> {
   const ffi = await import('../../sys/ffi.js');
+  return startOnSocketpair(o, ffi, (theirs) => {
+    const fds = [...o.stdio, ...(o.extraFds ?? [])].map((from, child) => ({ child, from: from === 'ignore' ? ('devnull' as const) : from }));
+    fds.push({ child: controlFd, from: theirs });
+    return ffi.posixSpawn(o.helperPath, [o.helperPath, ...args], [], fds);
+  });
+}
+
+async function startRemotely(o: HelperRun, args: string[], controlFd: number, remote: RemoteSpawner): Promise<StartedHelper> {
+  // the remote process gives the helper its own fds 0..controlFd-1: only the identity
+  // mapping (tsrun's stdio and --preserve-fds) can be started there
+  const fds = [...o.stdio, ...(o.extraFds ?? [])];
+  if (fds.some((fd, i) => fd !== i)) throw new ShimError('Internal', `${HELPER_NAME}: a remote spawn passes fds 0-${controlFd - 1} as they are, not ${fds.join(',')}`);
+  const ffi = await import('../../sys/ffi.js');
+  return startOnSocketpair(o, ffi, (theirs) => remote.spawn(o.helperPath, [o.helperPath, ...args], controlFd, theirs));
+}
+
+/** a helper spawned with the far end of a new socketpair as its control socket */
+async function startOnSocketpair(
+  o: HelperRun,
+  ffi: typeof import('../../sys/ffi.js'),
+  spawn: (theirs: number) => number | Promise<number>,
+): Promise<StartedHelper> {
   const [ours, theirs] = ffi.socketpair();
   let pid: number;
   try {
-    const fds = [...o.stdio, ...(o.extraFds ?? [])].map((from, child) => ({ child, from: from === 'ignore' ? ('devnull' as const) : from }));
-    fds.push({ child: controlFd, from: theirs });
-    pid = ffi.posixSpawn(o.helperPath, [o.helperPath, ...args], [], fds);
+    pid = await spawn(theirs);
   } catch (err) {
     ffi.closeFd(ours);
     throw err instanceof ShimError && (err as { errno?: string }).errno === 'ENOENT'
@@ -137,7 +173,7 @@ async function startWithPosixSpawn(o: HelperRun, args: string[], controlFd: numb
   o.spawned?.(pid);
   const control = openPipeFd(ours);
   let gone: ((why: string) => void) | undefined;
-  // the helper holds the only other end: EOF means it exited (the reaper has its status)
+  // the helper holds the only other end: EOF means it exited (its parent has its status)
   control.on('close', () => gone?.(`${HELPER_NAME} ${o.mode} (pid ${pid}) ended without an answer`));
   return {
     pid,
@@ -176,7 +212,13 @@ export async function runHelper(o: HelperRun): Promise<{ pid: number }> {
   const controlFd = 3 + extra.length;
   const args = [o.mode, '--control-fd', String(controlFd)];
   if (o.sealed) args.push('--sealed');
-  const helper = o.spawner === 'posix_spawn' ? await startWithPosixSpawn(o, args, controlFd) : startWithChildProcess(o, args, controlFd);
+  const spawner = o.spawner ?? 'child_process';
+  const helper =
+    spawner === 'posix_spawn'
+      ? await startWithPosixSpawn(o, args, controlFd)
+      : spawner === 'child_process'
+        ? startWithChildProcess(o, args, controlFd)
+        : await startRemotely(o, args, controlFd, spawner);
   const { control } = helper;
   return new Promise((resolve, reject) => {
     let settled = false;

@@ -18,7 +18,7 @@ import { CgroupManager, type CgroupSet } from './cgroup-manager.js';
 import { resolveCgroupfsPaths, resolveSystemdUnit, uniformCgroupPaths, type CgroupPaths, type SystemdUnitPlace } from './cgroup-path.js';
 import { SystemdCgroupDriver } from './systemd-cgroup.js';
 import { compileCreate, compileExec, type CompileWarning } from './compile.js';
-import { defaultHelperPath, runHelper } from './helper-client.js';
+import { defaultHelperPath, runHelper, type HelperSpawner } from './helper-client.js';
 import { runHooks, runHooksReportingFailures, type HookState } from './hooks.js';
 import { encodePlan, type ProcessPlan } from './plan.js';
 import { parseResources, parseSpecText, type OciProcess, type OciSpec } from './spec.js';
@@ -62,7 +62,12 @@ export interface NativeRuntimeOptions {
   cgroups?: CgroupManager;
   onWarning?: (w: CompileWarning & { id: string }) => void;
   /** how helpers are started (see HelperRun.spawner); default child_process */
-  spawner?: 'child_process' | 'posix_spawn';
+  spawner?: HelperSpawner;
+  /**
+   * The process whose cgroups a relative cgroupsPath starts from, as runc's start from its
+   * own: this one by default; a tsrun spare names the front end it runs a command for.
+   */
+  cgroupsOf?: number;
   /** told each helper's pid when spawner is posix_spawn (its exit is not a container's) */
   onHelperSpawned?: (pid: number) => void;
   /** which security modules apply process labels (default: detected from /sys) */
@@ -110,6 +115,7 @@ export class NativeRuntime {
   private readonly spawner: NativeRuntimeOptions['spawner'];
   private readonly onHelperSpawned: NativeRuntimeOptions['onHelperSpawned'];
   private readonly lsm: Partial<HostLsm>;
+  private readonly cgroupsOf: number | 'self';
   private readonly systemdOption: SystemdCgroupDriver | undefined;
   private systemdDriver: SystemdCgroupDriver | undefined;
 
@@ -124,6 +130,7 @@ export class NativeRuntime {
     this.spawner = o.spawner;
     this.onHelperSpawned = o.onHelperSpawned;
     this.lsm = o.lsm ?? {};
+    this.cgroupsOf = o.cgroupsOf ?? 'self';
   }
 
   private get systemd(): SystemdCgroupDriver {
@@ -138,7 +145,7 @@ export class NativeRuntime {
    */
   private placeCgroup(cgroupsPath: string | undefined, id: string, systemd: boolean): { paths: CgroupPaths; unit?: SystemdUnitPlace } {
     const layout = this.cgroups.layout;
-    if (!systemd) return { paths: resolveCgroupfsPaths(cgroupsPath, id, layout, () => readProcessCgroups('self')) };
+    if (!systemd) return { paths: resolveCgroupfsPaths(cgroupsPath, id, layout, () => readProcessCgroups(this.cgroupsOf)) };
     // runc's test for systemd as init
     if (!existsSync('/run/systemd/system')) {
       throw failedPrecondition('the systemd cgroup driver is configured (SystemdCgroup), but systemd is not running on this host (no /run/systemd/system): use the cgroupfs driver');

@@ -18,6 +18,7 @@ import { goJson, runcStats } from './runc-stats.js';
 import { memoryDir, v1Dir } from '../../../sys/cgroups.js';
 import { childProcess } from '../../../sys/lazy-builtins.js';
 import { SHIM_VERSION } from '../../../shim/version.js';
+import type { FrontEnd } from './front-end.js';
 
 export const DEFAULT_TSRUN_ROOT = '/run/tsrun';
 const OCI_VERSION = '1.0.2-dev';
@@ -198,7 +199,7 @@ commands: create start state kill delete run exec ps list pause resume update ev
 global options: --root <dir> (default ${DEFAULT_TSRUN_ROOT}), --log <file>, --log-format text|json, --systemd-cgroup, --debug
 `;
 
-async function dispatch(c: Command, log: RuntimeLog): Promise<number> {
+async function dispatch(c: Command, log: RuntimeLog, frontEnd: FrontEnd | undefined): Promise<number> {
   const g = c.global;
   if (g.bools.has('version')) {
     process.stdout.write(`tsrun version ${SHIM_VERSION}\nspec: ${OCI_VERSION}\n`);
@@ -209,24 +210,37 @@ async function dispatch(c: Command, log: RuntimeLog): Promise<number> {
     return c.name || g.bools.has('help') || c.cmd.bools.has('help') ? 0 : 1;
   }
   // run and exec in the foreground wait for their process: the reaper they install for that
-  // also reaps the helper, so it can be started with posix_spawn (a few ms less than libuv)
-  const waiter = (c.name === 'run' || c.name === 'exec') && !c.cmd.bools.has('detach') ? await reaperForWaiting() : undefined;
+  // also reaps the helper, so it can be started with posix_spawn (a few ms less than libuv).
+  // A spare has the front end wait: the process is the front end's child, not ours.
+  const foreground = (c.name === 'run' || c.name === 'exec') && !c.cmd.bools.has('detach');
+  let waiter: Waiter | undefined;
+  if (foreground && frontEnd) {
+    frontEnd.becomeSubreaper();
+    waiter = { wait: (pid) => frontEnd.wait(pid), close: () => undefined, forwardsSignals: true };
+  } else if (foreground) {
+    waiter = await reaperForWaiting();
+  }
   try {
-    return await runCommand(c, log, waiter);
+    return await runCommand(c, log, waiter, frontEnd);
   } finally {
     waiter?.close();
   }
 }
 
-type Waiter = Awaited<ReturnType<typeof reaperForWaiting>>;
+interface Waiter {
+  wait: (pid: number) => Promise<number>;
+  close: () => void;
+  /** the front end forwards the signals it gets to the waited-for process */
+  forwardsSignals?: boolean;
+}
 
-async function runCommand(c: Command, log: RuntimeLog, waiter: Waiter | undefined): Promise<number> {
+async function runCommand(c: Command, log: RuntimeLog, waiter: Waiter | undefined, frontEnd: FrontEnd | undefined): Promise<number> {
   const g = c.global;
   const rt = new NativeRuntime({
     root: pathResolve(flag(g, 'root') ?? DEFAULT_TSRUN_ROOT),
     systemdCgroup: g.bools.has('systemd-cgroup'),
     onWarning: (w) => log.write('warning', `${w.field}: ${w.message}`, true),
-    ...(waiter ? { spawner: 'posix_spawn' as const } : {}),
+    ...(frontEnd ? { spawner: frontEnd, cgroupsOf: frontEnd.pid } : waiter ? { spawner: 'posix_spawn' as const } : {}),
   });
   const out = (s: string) => process.stdout.write(s);
 
@@ -264,7 +278,7 @@ async function runCommand(c: Command, log: RuntimeLog, waiter: Waiter | undefine
         throw err;
       }
       if (!waiter || !exited) return 0;
-      const stop = forwardSignals(h.state.initPid);
+      const stop = waiter.forwardsSignals ? () => undefined : forwardSignals(h.state.initPid);
       const status = await exited;
       stop();
       if (!c.cmd.bools.has('keep')) await rt.destroy(h);
@@ -302,7 +316,7 @@ async function runCommand(c: Command, log: RuntimeLog, waiter: Waiter | undefine
       const pidFile = flag(c.cmd, 'pid-file');
       if (pidFile) writePidFile(pidFile, pid);
       if (!waiter) return 0;
-      const stop = forwardSignals(pid);
+      const stop = waiter.forwardsSignals ? () => undefined : forwardSignals(pid);
       const status = await waiter.wait(pid);
       stop();
       return status;
@@ -406,7 +420,7 @@ function preScan(argv: string[], name: string): string | undefined {
 }
 
 /** Runs tsrun with argv (without node and script); resolves with the exit code. */
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], frontEnd?: FrontEnd): Promise<number> {
   // known before parsing, so that a command line error reaches the log too
   let log = new RuntimeLog(preScan(argv, 'log'), preScan(argv, 'log-format') === 'json');
   let verb: string | undefined;
@@ -416,7 +430,7 @@ export async function main(argv: string[]): Promise<number> {
     const format = flag(c.global, 'log-format') ?? 'text';
     if (format !== 'text' && format !== 'json') throw invalidArgument(`--log-format: must be text or json (got ${format})`);
     log = new RuntimeLog(flag(c.global, 'log'), format === 'json');
-    return await dispatch(c, log);
+    return await dispatch(c, log, frontEnd);
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
     // with --log the error is in the file, which callers (go-runc) read; runc also says it on stderr

@@ -1,0 +1,737 @@
+/*
+ * bin/tsrun: runc's command line over tsshim's native executor (the Node program in
+ * src/backends/native/tsrun). This front end is what callers (podman, containerd's runc
+ * shim with BinaryName, scripts) run; it is the launcher binary under the name `tsrun`.
+ *
+ * A standalone `tsrun` pays Node's boot on every command (~50 ms here, far more on a loaded
+ * node): runc and crun are done in less. So, as root, a command line goes to a *spare*: a
+ * tsrun Node process booted ahead of time, idle on <root>/spare-<key>. It gets our argv,
+ * environment, cwd, umask and fds 0-2 (the exchange of src/shim/spare.ts), runs the command
+ * and tells us the exit status (protocol: src/backends/native/tsrun/front-end.ts). The
+ * processes the caller must see as its descendants stay ours: we spawn the native helper
+ * (it starts the container) when the spare asks, we become the subreaper and wait for the
+ * container process of a foreground `run`/`exec`, and we forward signals to it, as runc does.
+ *
+ * One spare per key: the release (this binary, its Node program), the state root, the
+ * namespaces, credentials and capabilities of this process, its root directory and its
+ * environment: everything that makes a Node tsrun behave differently is the same for the
+ * spare. It waits in the root cgroup (not to pin its spawner's cgroup) and is moved into
+ * ours when adopted, so what it does is accounted and placed as if we had run it. It exits
+ * after TSRUN_SPARE_IDLE seconds (default 60; 0: no spares) or within a second of its
+ * socket going (the root removed).
+ *
+ * No spare (none yet, not root, an unusual command line, anything failing before the spare
+ * took over): exec Node with the same argv, as bin/tsrun always did. Each command boots
+ * the spare for the next one.
+ */
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "launcher-config.h"
+#include "launcher.h"
+
+extern char **environ;
+
+#define TSRUN_BOOT "dist/native/tsrun-boot.cjs"
+#define TSRUN_DEFAULT_ROOT "/run/tsrun"
+#define TSRUN_SPARE_PAYLOAD "tsrun-spare-1"
+#define TSRUN_SPARE_IDLE_ENV "TSRUN_SPARE_IDLE"
+#define TSRUN_SPARE_IDLE_DEFAULT 60
+/* our own fds go above the caller's (stdio, --preserve-fds), which the helper gets */
+#define OWN_FDS_FROM 200
+#define MAX_MESSAGE (1u << 20)
+
+static char *boot_path;
+
+/* Node with the daemon's flags (the code cache's), tsrun's boot script, our argv: the old bin/tsrun */
+static _Noreturn void exec_node(int argc, char **argv)
+{
+	size_t nflags = 0;
+	while (daemon_flags[nflags])
+		nflags++;
+	char **args = calloc(nflags + (size_t)argc + 3, sizeof *args);
+	size_t nenv = 0;
+	while (environ && environ[nenv])
+		nenv++;
+	char **env = calloc(nenv + 1, sizeof *env);
+	if (args && env && boot_path) {
+		size_t k = 0;
+		args[k++] = (char *)TSSHIM_NODE;
+		for (size_t i = 0; i < nflags; i++)
+			args[k++] = (char *)daemon_flags[i];
+		args[k++] = boot_path;
+		for (int i = 1; i < argc; i++)
+			args[k++] = argv[i];
+		/* Node reads NODE_EXTRA_CA_CERTS at startup (~25-70 ms here); tsrun never uses TLS */
+		size_t e = 0;
+		for (size_t i = 0; i < nenv; i++)
+			if (!has_name(environ[i], "NODE_EXTRA_CA_CERTS"))
+				env[e++] = environ[i];
+		execve(TSSHIM_NODE, args, env);
+	}
+	fprintf(stderr, "tsrun: cannot run %s: %s\n", TSSHIM_NODE, strerror(args && env && boot_path ? errno : ENOMEM));
+	_exit(1);
+}
+
+/*
+ * The state root from runc's global flags (runc 1.1: --root, --log, --log-format, --criu,
+ * --rootless take a value; --debug, --systemd-cgroup, --help, --version do not). false on
+ * anything else: Node parses it and says what is wrong.
+ */
+static bool global_root(int argc, char **argv, const char **root)
+{
+	static const char *const with_value[] = { "root", "log", "log-format", "criu", "rootless", NULL };
+	static const char *const without[] = { "debug", "systemd-cgroup", "help", "h", "version", "v", NULL };
+	*root = TSRUN_DEFAULT_ROOT;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (a[0] != '-')
+			return true; /* the command */
+		const char *name = a + (a[1] == '-' ? 2 : 1);
+		const char *eq = strchr(name, '=');
+		size_t len = eq ? (size_t)(eq - name) : strlen(name);
+		bool known = false;
+		for (const char *const *f = with_value; *f && !known; f++) {
+			if (strlen(*f) != len || strncmp(name, *f, len) != 0)
+				continue;
+			known = true;
+			const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+			if (!value)
+				return false;
+			if (strcmp(*f, "root") == 0)
+				*root = value;
+		}
+		for (const char *const *f = without; *f && !known; f++)
+			known = strlen(*f) == len && strncmp(name, *f, len) == 0;
+		if (!known)
+			return false;
+	}
+	return true;
+}
+
+static void hash_file(struct sha256 *h, const char *path, size_t max)
+{
+	char *text;
+	size_t len;
+	if (read_file(path, max, &text, &len)) {
+		sha256_update(h, text, len);
+		free(text);
+	}
+	sha256_update(h, "", 1);
+}
+
+/* <root>/spare-<key> (see the top of this file for what the key covers) */
+static bool spare_path_for(const char *root, char *out, size_t cap)
+{
+	char exe[PATH_MAX], text[PATH_MAX + 64];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	struct stat boot, slash;
+	if (n <= 0 || stat(boot_path, &boot) != 0 || stat("/", &slash) != 0)
+		return false;
+	exe[n] = '\0';
+	struct sha256 h;
+	uint8_t digest[SHA256_DIGEST_SIZE];
+	sha256_init(&h);
+	hash_str(&h, TSRUN_SPARE_PAYLOAD);
+	hash_str(&h, exe);
+	/* a rebuild rewrites the boot script: an older build's spare serves nobody */
+	snprintf(text, sizeof text, "%lu:%lu:%lld.%09ld", (unsigned long)boot.st_dev, (unsigned long)boot.st_ino, (long long)boot.st_mtim.tv_sec,
+		 boot.st_mtim.tv_nsec);
+	hash_str(&h, text);
+	hash_str(&h, root);
+	static const char *const namespaces[] = { "cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "user", "uts", NULL };
+	for (const char *const *ns = namespaces; *ns; ns++) {
+		char path[64];
+		snprintf(path, sizeof path, "/proc/self/ns/%s", *ns);
+		ssize_t m = readlink(path, text, sizeof text - 1);
+		text[m > 0 ? m : 0] = '\0';
+		hash_str(&h, text);
+	}
+	snprintf(text, sizeof text, "/:%lu:%lu", (unsigned long)slash.st_dev, (unsigned long)slash.st_ino);
+	hash_str(&h, text);
+	/* credentials, capabilities, no_new_privs, seccomp: the lines of /proc/self/status that say them */
+	char *status;
+	size_t len;
+	if (!read_file("/proc/self/status", 1 << 20, &status, &len))
+		return false;
+	static const char *const fields[] = { "Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:", NULL };
+	for (char *line = status; line < status + len;) {
+		char *nl = memchr(line, '\n', (size_t)(status + len - line));
+		size_t l = nl ? (size_t)(nl - line) : (size_t)(status + len - line);
+		for (const char *const *f = fields; *f; f++)
+			if (l >= strlen(*f) && strncmp(line, *f, strlen(*f)) == 0)
+				sha256_update(&h, line, l + 1 <= (size_t)(status + len - line) ? l + 1 : l);
+		line += l + 1;
+	}
+	free(status);
+	hash_file(&h, "/proc/self/attr/current", 4096);
+	/* the environment (the spare takes on ours, but Node reads some of it as it boots), less
+	   what a shell changes between two commands and nothing reads */
+	for (char **e = environ; e && *e; e++)
+		if (!has_name(*e, "PWD") && !has_name(*e, "OLDPWD") && !has_name(*e, "_") && !has_name(*e, "SHLVL"))
+			hash_str(&h, *e);
+	sha256_final(&h, digest);
+	char hex[33];
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	int l = snprintf(out, cap, "%s/spare-%s", root, hex);
+	return l > 0 && (size_t)l < cap && (size_t)l < sizeof(((struct sockaddr_un *)0)->sun_path);
+}
+
+/* a close-on-exec copy of fd above the caller's fds where the limit allows, the original closed */
+static int move_high(int fd)
+{
+	int high = fcntl(fd, F_DUPFD_CLOEXEC, OWN_FDS_FROM);
+	if (high < 0)
+		return fd;
+	close(fd);
+	return high;
+}
+
+/* the spare's oom_score_adj becomes ours (the runtime a caller runs has the caller's) */
+static void copy_oom_score(pid_t pid)
+{
+	char buf[32], path[64];
+	int fd = open("/proc/self/oom_score_adj", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	snprintf(path, sizeof path, "/proc/%ld/oom_score_adj", (long)pid);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	(void)write_all(fd, buf, (size_t)n);
+	close(fd);
+}
+
+static bool read_line(int fd, char *buf, size_t cap)
+{
+	size_t got = 0;
+	while (got < cap - 1) {
+		ssize_t n = read(fd, buf + got, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		if (buf[got++] == '\n')
+			break;
+	}
+	buf[got] = '\0';
+	return got > 0 && buf[got - 1] == '\n';
+}
+
+static bool send_with_fds(int fd, const char *data, size_t len, const int *fds, int nfds)
+{
+	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+	union {
+		char space[CMSG_SPACE(3 * sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	memset(&control, 0, sizeof control);
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (nfds > 0) {
+		msg.msg_control = control.space;
+		msg.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, (size_t)nfds * sizeof(int));
+	}
+	ssize_t sent;
+	do
+		sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
+	while (sent < 0 && errno == EINTR);
+	size_t off = sent > 0 ? (size_t)sent : 0;
+	bool ok = sent > 0;
+	while (ok && off < len) {
+		ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		ok = n > 0;
+		off += ok ? (size_t)n : 0;
+	}
+	return ok;
+}
+
+/* where the next command's spare goes: set once the command line is known */
+static const char *next_path, *next_root;
+static long long next_idle_sec;
+static bool next_booted;
+
+static void boot_next_spare(void)
+{
+	struct stat st;
+	if (stat(next_root, &st) != 0 || !S_ISDIR(st.st_mode))
+		return; /* no state root yet: the command that makes it boots the next spare */
+	struct spare_spawn sp = {
+		.path = next_path, .entry = boot_path, .address = "-", .sweep_dir = next_root, .idle_sec = next_idle_sec,
+		.daemon_env = false, .root_cgroup = true,
+	};
+	spawn_spare_process(&sp);
+}
+
+/*
+ * The next command's spare boots now, off this one's path: a child of ours does the work
+ * (the sweep, the forks) while we go on; it is reaped with our other children, or inherited
+ * by Node (whose reaper ignores it) if we exec it.
+ */
+static void boot_next_spare_async(void)
+{
+	if (next_booted || !next_path)
+		return;
+	next_booted = true;
+	pid_t pid = fork();
+	if (pid == 0) {
+		boot_next_spare();
+		_exit(0);
+	}
+}
+
+/*
+ * Hand our command line to the spare on spare_path. The connection (it serves us from
+ * now on), or -1: no spare, or it failed before taking over (then it is killed and we
+ * run the command ourselves).
+ */
+static int adopt_spare(const char *spare_path, int argc, char **argv)
+{
+	for (int fd = 0; fd <= 2; fd++)
+		if (fcntl(fd, F_GETFD) < 0)
+			return -1; /* a closed stdio fd cannot be passed on: Node deals with it */
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	fd = move_high(fd);
+	set_timeout(fd, SO_SNDTIMEO, SPARE_READY_MS);
+	set_timeout(fd, SO_RCVTIMEO, SPARE_READY_MS);
+	struct sockaddr_un sa;
+	fill_addr(&sa, spare_path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		close(fd);
+		return -1;
+	}
+	/* still booting under SCHED_IDLE: it finishes at our priority (see the launcher's adopt_spare) */
+	struct ucred peer;
+	socklen_t peer_len = sizeof peer;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) == 0 && peer.pid > 1 && sched_getscheduler(peer.pid) == SCHED_IDLE)
+		give_back_priority(peer.pid);
+	char ready[32];
+	char *end;
+	long pid = read_line(fd, ready, sizeof ready) && ready[0] == 'R' ? strtol(ready + 1, &end, 10) : 0;
+	if (pid <= 1 || *end != '\n') {
+		close(fd);
+		return -1;
+	}
+	/* it accepted us and unlinked its socket: the next command's spare can be bound there now */
+	boot_next_spare_async();
+	bool ok = give_back_priority((pid_t)pid);
+	if (ok)
+		copy_oom_score((pid_t)pid);
+	char *buf = NULL, num[32], cwd[PATH_MAX];
+	size_t len = 4, cap = 0;
+	mode_t mask = umask(0);
+	umask(mask);
+	snprintf(num, sizeof num, "%04o", (unsigned)mask);
+	char me[24];
+	snprintf(me, sizeof me, "%ld", (long)getpid());
+	ok = ok && getcwd(cwd, sizeof cwd) && put_field(&buf, &len, &cap, TSRUN_SPARE_PAYLOAD) && put_field(&buf, &len, &cap, cwd) &&
+	     put_field(&buf, &len, &cap, num) && put_field(&buf, &len, &cap, me);
+	snprintf(num, sizeof num, "%d", argc - 1);
+	ok = ok && put_field(&buf, &len, &cap, num);
+	for (int i = 1; ok && i < argc; i++)
+		ok = put_field(&buf, &len, &cap, argv[i]);
+	size_t nenv = 0;
+	while (environ && environ[nenv])
+		nenv++;
+	snprintf(num, sizeof num, "%zu", nenv);
+	ok = ok && put_field(&buf, &len, &cap, num);
+	for (size_t i = 0; ok && i < nenv; i++)
+		ok = put_field(&buf, &len, &cap, environ[i]);
+	if (ok) {
+		uint32_t body = (uint32_t)(len - 4);
+		memcpy(buf, &body, 4); /* little-endian hosts only, as the rest of the shim */
+		static const int stdio[3] = { 0, 1, 2 };
+		set_timeout(fd, SO_SNDTIMEO, SPARE_ADOPT_MS);
+		ok = send_with_fds(fd, buf, len, stdio, 3);
+	}
+	free(buf);
+	char ack = 0;
+	if (ok) {
+		set_timeout(fd, SO_RCVTIMEO, SPARE_ADOPT_MS);
+		ssize_t n;
+		do
+			n = read(fd, &ack, 1);
+		while (n < 0 && errno == EINTR);
+		ok = n == 1 && ack == 'A';
+	}
+	if (!ok) {
+		kill((pid_t)pid, SIGKILL); /* it may have our stdio: it must not run the command too */
+		close(fd);
+		return -1;
+	}
+	set_timeout(fd, SO_SNDTIMEO, 0);
+	set_timeout(fd, SO_RCVTIMEO, 0);
+	return fd;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Serving the spare: spawns, waits, signals, the exit status
+ * ------------------------------------------------------------------------------------ */
+
+static int signal_pipe[2] = { -1, -1 };
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	unsigned char s = (unsigned char)sig;
+	(void)write(signal_pipe[1], &s, 1);
+	errno = saved;
+}
+
+static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH };
+
+struct exited {
+	pid_t pid;
+	int code;
+};
+
+struct session {
+	int conn;
+	char *in;
+	size_t in_len, in_cap;
+	int *fds; /* received with spawn requests, in order */
+	size_t nfds, fds_cap;
+	pid_t *waiting;
+	size_t nwaiting, waiting_cap;
+	struct exited *exits; /* reaped before anybody asked */
+	size_t nexits, exits_cap;
+};
+
+static bool grow(void **p, size_t *cap, size_t need, size_t size)
+{
+	if (need <= *cap)
+		return true;
+	size_t c = need * 2;
+	void *bigger = realloc(*p, c * size);
+	if (!bigger)
+		return false;
+	*p = bigger;
+	*cap = c;
+	return true;
+}
+
+static bool reply(struct session *s, const char *fmt, long a, long b)
+{
+	char line[64];
+	int n = snprintf(line, sizeof line, fmt, a, b);
+	return write_all(s->conn, line, (size_t)n);
+}
+
+/* the helper (or whatever the spare asks for): our fds 0..inherit-1 as they are, control as fd inherit */
+static pid_t spawn_child(int inherit, const char *file, char **argv, int control, int *err)
+{
+	int report[2];
+	if (pipe2(report, O_CLOEXEC) != 0) {
+		*err = errno;
+		return -1;
+	}
+	report[0] = move_high(report[0]);
+	report[1] = move_high(report[1]);
+	pid_t pid = fork();
+	if (pid == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		for (int sig = 1; sig < NSIG; sig++)
+			signal(sig, SIG_DFL);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (control == inherit ? fcntl(control, F_SETFD, 0) != 0 : dup2(control, inherit) != inherit)
+			goto failed;
+		/* nothing else of ours: what the exec does not close, it must not inherit */
+		cloexec_from(inherit + 1);
+		char *envp[] = { NULL };
+		execve(file, argv, envp);
+	failed:;
+		int e = errno;
+		(void)write_all(report[1], &e, sizeof e);
+		_exit(127);
+	}
+	close(report[1]);
+	if (pid < 0) {
+		*err = errno;
+		close(report[0]);
+		return -1;
+	}
+	int e = 0;
+	ssize_t n;
+	do
+		n = read(report[0], &e, sizeof e);
+	while (n < 0 && errno == EINTR);
+	close(report[0]);
+	if (n == sizeof e) {
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		*err = e;
+		return -1;
+	}
+	return pid;
+}
+
+static bool handle_spawn(struct session *s, const char *body, size_t len)
+{
+	if (s->nfds == 0)
+		return false;
+	int control = s->fds[0];
+	memmove(s->fds, s->fds + 1, --s->nfds * sizeof *s->fds);
+	/* NUL-separated: inherit count, file, argv… */
+	char *copy = malloc(len + 1);
+	char **argv = calloc(len + 2, sizeof *argv);
+	bool ok = copy && argv;
+	size_t n = 0;
+	if (ok) {
+		memcpy(copy, body, len);
+		copy[len] = '\0';
+		for (char *p = copy; p <= copy + len; p += strlen(p) + 1)
+			argv[n++] = p;
+		argv[n] = NULL;
+	}
+	char *endp;
+	long inherit = ok && n >= 3 ? strtol(argv[0], &endp, 10) : -1;
+	if (inherit < 3 || inherit > 1024 || *endp != '\0') {
+		free(copy);
+		free(argv);
+		close(control);
+		return false;
+	}
+	int err = 0;
+	pid_t pid = spawn_child((int)inherit, argv[1], argv + 2, control, &err);
+	close(control);
+	free(copy);
+	free(argv);
+	return pid > 0 ? reply(s, "p%ld\n", (long)pid, 0) : reply(s, "e%ld\n", (long)err, 0);
+}
+
+static bool report_exit(struct session *s, pid_t pid, int code)
+{
+	for (size_t i = 0; i < s->nwaiting; i++) {
+		if (s->waiting[i] != pid)
+			continue;
+		memmove(s->waiting + i, s->waiting + i + 1, (--s->nwaiting - i) * sizeof *s->waiting);
+		return reply(s, "w%ld %ld\n", (long)pid, (long)code);
+	}
+	if (!grow((void **)&s->exits, &s->exits_cap, s->nexits + 1, sizeof *s->exits))
+		return false;
+	s->exits[s->nexits++] = (struct exited){ pid, code };
+	return true;
+}
+
+static bool handle_wait(struct session *s, pid_t pid)
+{
+	for (size_t i = 0; i < s->nexits; i++) {
+		if (s->exits[i].pid != pid)
+			continue;
+		int code = s->exits[i].code;
+		memmove(s->exits + i, s->exits + i + 1, (--s->nexits - i) * sizeof *s->exits);
+		return reply(s, "w%ld %ld\n", (long)pid, (long)code);
+	}
+	if (!grow((void **)&s->waiting, &s->waiting_cap, s->nwaiting + 1, sizeof *s->waiting))
+		return false;
+	s->waiting[s->nwaiting++] = pid;
+	return true;
+}
+
+static bool reap(struct session *s)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		if (!report_exit(s, pid, code))
+			return false;
+	}
+	return true;
+}
+
+/* reads what the spare sent; fds that came with it are queued for the spawn requests */
+static ssize_t receive(struct session *s)
+{
+	if (!grow((void **)&s->in, &s->in_cap, s->in_len + 65536, 1))
+		return -1;
+	union {
+		char space[CMSG_SPACE(16 * sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { .iov_base = s->in + s->in_len, .iov_len = s->in_cap - s->in_len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space };
+	ssize_t n;
+	do
+		n = recvmsg(s->conn, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); n >= 0 && cm; cm = CMSG_NXTHDR(&msg, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+			if (!grow((void **)&s->fds, &s->fds_cap, s->nfds + 1, sizeof *s->fds))
+				return -1;
+			s->fds[s->nfds++] = move_high(fd);
+		}
+	}
+	if (n > 0)
+		s->in_len += (size_t)n;
+	return n;
+}
+
+/* one complete message off the input: 1 handled, 0 incomplete, -1 broken; *exit_code on X */
+static int next_message(struct session *s, int *exit_code)
+{
+	char *nl = memchr(s->in, '\n', s->in_len);
+	if (!nl)
+		return s->in_len > 64 ? -1 : 0;
+	size_t head = (size_t)(nl - s->in) + 1;
+	char kind = s->in[0];
+	char *end;
+	long value = strtol(s->in + 1, &end, 10);
+	if (end != nl && kind != 'S')
+		return -1;
+	size_t used = head;
+	bool ok = true;
+	switch (kind) {
+	case 'S':
+		ok = prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0;
+		break;
+	case 'P':
+		if (value <= 0 || (unsigned long)value > MAX_MESSAGE)
+			return -1;
+		if (s->in_len < head + (size_t)value)
+			return 0;
+		ok = handle_spawn(s, s->in + head, (size_t)value);
+		used += (size_t)value;
+		break;
+	case 'W':
+		ok = value > 0 && handle_wait(s, (pid_t)value);
+		break;
+	case 'X':
+		*exit_code = (int)(value & 0xff);
+		break;
+	default:
+		return -1;
+	}
+	memmove(s->in, s->in + used, s->in_len - used);
+	s->in_len -= used;
+	return ok ? 1 : -1;
+}
+
+/* serves the spare until it says the exit status; our exit status */
+static int serve(int conn)
+{
+	struct session s = { .conn = conn };
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGCHLD, &sa, NULL);
+	for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++)
+		sigaction(forwarded[i], &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	for (;;) {
+		struct pollfd pfd[2] = { { .fd = conn, .events = POLLIN }, { .fd = signal_pipe[0], .events = POLLIN } };
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return 1;
+		}
+		if (pfd[1].revents & POLLIN) {
+			unsigned char sigs[64];
+			ssize_t n = read(signal_pipe[0], sigs, sizeof sigs);
+			for (ssize_t i = 0; i < n; i++) {
+				int sig = sigs[i];
+				if (sig == SIGCHLD) {
+					if (!reap(&s))
+						return 1;
+				} else if (s.nwaiting > 0) {
+					for (size_t k = 0; k < s.nwaiting; k++)
+						kill(s.waiting[k], sig);
+				} else if (sig != SIGWINCH) {
+					/* nothing to forward to: we die of it, as runc would (the spare then ends too) */
+					signal(sig, SIG_DFL);
+					raise(sig);
+				}
+			}
+		}
+		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			ssize_t n = receive(&s);
+			if (n <= 0) {
+				fprintf(stderr, "tsrun: the tsrun process serving this command ended without an exit status\n");
+				return 1;
+			}
+			int code = -1, r;
+			while ((r = next_message(&s, &code)) > 0 && code < 0)
+				;
+			if (r < 0) {
+				fprintf(stderr, "tsrun: the tsrun process serving this command sent a malformed message\n");
+				return 1;
+			}
+			if (code >= 0)
+				return code;
+		}
+	}
+}
+
+_Noreturn void tsrun_main(int argc, char **argv)
+{
+	boot_path = concat(release_root, TSRUN_BOOT);
+	const char *idle_text = getenv(TSRUN_SPARE_IDLE_ENV);
+	char *idle_end = NULL;
+	long long idle_sec = idle_text && *idle_text ? strtoll(idle_text, &idle_end, 10) : TSRUN_SPARE_IDLE_DEFAULT;
+	const char *root;
+	/* a build making or checking the code cache runs Node itself, and boots no spare of its environment */
+	bool cache_run = getenv(TSSHIM_CODE_CACHE_PRODUCE_ENV) || getenv(TSSHIM_CODE_CACHE_CHECK_ENV);
+	if (!boot_path || geteuid() != 0 || cache_run || (idle_end && *idle_end) || idle_sec <= 0 || !global_root(argc, argv, &root))
+		exec_node(argc, argv);
+	char abs_root[PATH_MAX], spare_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	if (root[0] == '/') {
+		snprintf(abs_root, sizeof abs_root, "%s", root);
+	} else {
+		char cwd[PATH_MAX];
+		if (!getcwd(cwd, sizeof cwd) || snprintf(abs_root, sizeof abs_root, "%s/%s", cwd, root) >= (int)sizeof abs_root)
+			exec_node(argc, argv);
+	}
+	size_t rl = strlen(abs_root);
+	while (rl > 1 && abs_root[rl - 1] == '/')
+		abs_root[--rl] = '\0';
+	if (!spare_path_for(abs_root, spare_path, sizeof spare_path))
+		exec_node(argc, argv);
+	next_path = spare_path;
+	next_root = abs_root;
+	next_idle_sec = idle_sec;
+	int conn = adopt_spare(spare_path, argc, argv);
+	if (conn < 0) {
+		boot_next_spare_async();
+		exec_node(argc, argv);
+	}
+	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+		_exit(1); /* cannot happen short of fd exhaustion; the spare sees EOF and ends */
+	signal_pipe[0] = move_high(signal_pipe[0]);
+	signal_pipe[1] = move_high(signal_pipe[1]);
+	_exit(serve(conn));
+}

@@ -1,0 +1,208 @@
+/**
+ * bin/tsrun's spares (src/launcher/tsrun-front.c, src/backends/native/tsrun/front-end.ts):
+ * a command line goes to a tsrun booted ahead of time, and what the caller can see stays
+ * as with a tsrun that boots for it: output, exit codes, the container as the caller's
+ * descendant, signals forwarded, a relative cgroupsPath under the caller's cgroup. A dead
+ * spare costs a cold start, never a failure; none outlives its state root.
+ */
+import { execFile, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Reaper, type ExitSubscription } from '../../src/sys/reaper.js';
+import { removeRootfsTemplate } from './oci-bundle.js';
+import { bundle, exitOf, isRoot, removeCgroupParent, repoRoot } from './native-fixtures.js';
+
+const TSRUN = path.join(repoRoot, 'bin/tsrun');
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cmdline(pid: number): string[] {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+/** pids of the tsrun spares waiting for commands on `root` */
+function sparesOf(root: string): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .map(Number)
+    .filter((pid) => {
+      const argv = cmdline(pid);
+      return argv[0] === 'tsrun-spare' && argv[2]?.startsWith(`${root}/spare-`) === true;
+    });
+}
+
+async function until<T>(what: string, get: () => T | undefined, timeoutMs = 10_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = get();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * a spare of root, once one is up (it listens before Node has booted: wait for its name).
+ * Callers with another environment (the `sh` of the cgroup test) have spares of their own.
+ */
+const spareOf = (root: string) => until(`a spare on ${root}`, () => sparesOf(root)[0]);
+
+function ppidOf(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+}
+
+describe.skipIf(!isRoot)('tsrun spares', () => {
+  let work: string;
+  let root: string;
+  let sub: ExitSubscription;
+  const cgroupParent = `/tsshim-tsrun-spare-${process.pid}`;
+  const callerCgroup = `tsshim-tsrun-caller-${process.pid}`;
+
+  const tsrun = (args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Run> =>
+    new Promise((resolve) => {
+      execFile(TSRUN, ['--root', root, ...args], { timeout: 20_000, encoding: 'utf8', env }, (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+  /** `create` hands its stdio to the container, which keeps pipes open: no pipes for it */
+  const tsrunDetached = (args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const child = spawn(TSRUN, ['--root', root, ...args], { stdio: 'ignore', timeout: 20_000, env });
+      child.on('error', reject);
+      child.on('exit', (code) => resolve(code ?? 1));
+    });
+
+  beforeAll(() => {
+    // the container processes of detached creates are reparented to us, as to podman's conmon
+    sub = Reaper.install().subscribe();
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'tsshim-tsrun-spare-'));
+    root = path.join(work, 'state');
+    fs.mkdirSync(root);
+  });
+
+  afterAll(() => {
+    sub?.close();
+    removeCgroupParent(cgroupParent);
+    for (const h of fs.readdirSync('/sys/fs/cgroup')) {
+      const dir = path.join('/sys/fs/cgroup', h, callerCgroup);
+      for (const d of [path.join(dir, 'rel', 'c'), path.join(dir, 'rel'), dir]) {
+        try {
+          fs.rmdirSync(d);
+        } catch {
+          // absent
+        }
+      }
+    }
+    fs.rmSync(work, { recursive: true, force: true });
+    removeRootfsTemplate();
+  });
+
+  it('hands a command to the waiting spare: output and exit code pass through, and the next spare is booted', async () => {
+    expect((await tsrun(['list', '-q'])).code).toBe(0);
+    const first = await spareOf(root);
+    const b = bundle(work, 'fg', ['sh', '-c', 'echo hello from the spare; exit 3'], cgroupParent);
+    const run = await tsrun(['run', '--bundle', b, 'fg']);
+    expect(run).toEqual({ code: 3, stdout: 'hello from the spare\n', stderr: '' });
+    // the spare served it and ended with it; another waits for the next command
+    await until('the adopted spare to end', () => (fs.existsSync(`/proc/${first}`) ? undefined : true));
+    const next = await spareOf(root);
+    expect(next).not.toBe(first);
+    expect((await tsrun(['list', '-q'])).stdout).toBe('');
+  });
+
+  it("starts the container as the caller's descendant, not the spare's", async () => {
+    await spareOf(root);
+    const b = bundle(work, 'tree', ['sleep', '1000'], cgroupParent);
+    const pidFile = path.join(work, 'tree.pid');
+    expect(await tsrunDetached(['create', '--bundle', b, '--pid-file', pidFile, 'tree'])).toBe(0);
+    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+    // reparented from the helper to the nearest subreaper above the front end: us
+    expect(ppidOf(pid)).toBe(process.pid);
+    expect((await tsrun(['start', 'tree'])).code).toBe(0);
+    expect((await tsrun(['kill', 'tree', 'KILL'])).code).toBe(0);
+    expect((await exitOf(sub, pid)).status).toBe(137);
+    expect((await tsrun(['delete', 'tree'])).code).toBe(0);
+  });
+
+  it('forwards signals to the process of a foreground run', async () => {
+    await spareOf(root);
+    const b = bundle(work, 'sig', ['sh', '-c', 'trap "exit 9" TERM; echo ready; while :; do sleep 0.1; done'], cgroupParent);
+    const child = spawn(TSRUN, ['--root', root, 'run', '--bundle', b, 'sig'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    await until('the container to be ready', () => (out.includes('ready') ? true : undefined));
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    expect(code).toBe(9);
+    expect((await tsrun(['list', '-q'])).stdout).toBe('');
+  });
+
+  it("puts a relative cgroupsPath under the caller's cgroup, as runc and a cold tsrun do", async () => {
+    // the caller runs in a cgroup of its own in every hierarchy
+    const hierarchies = fs.readdirSync('/sys/fs/cgroup').filter((h) => fs.existsSync(path.join('/sys/fs/cgroup', h, 'cgroup.procs')));
+    for (const h of hierarchies) fs.mkdirSync(path.join('/sys/fs/cgroup', h, callerCgroup), { recursive: true });
+    const join = hierarchies.map((h) => `echo $$ > /sys/fs/cgroup/${h}/${callerCgroup}/cgroup.procs`).join('; ');
+    const cgroupsOf = async (env: NodeJS.ProcessEnv, name: string) => {
+      const b = bundle(work, name, ['sleep', '1000'], cgroupParent, (s) => {
+        s.linux.cgroupsPath = 'rel/c';
+      });
+      const pidFile = path.join(work, 'rel.pid');
+      fs.rmSync(pidFile, { force: true });
+      const code = await new Promise<number | null>((resolve) => {
+        const c = spawn('sh', ['-c', `${join}; exec "$@"`, 'sh', TSRUN, '--root', root, 'create', '--bundle', b, '--pid-file', pidFile, 'rel'], { stdio: 'ignore', env });
+        c.on('exit', resolve);
+      });
+      expect(code).toBe(0);
+      const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+      const cgroups = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+      expect((await tsrun(['delete', '--force', 'rel'])).code).toBe(0);
+      await exitOf(sub, pid);
+      return cgroups;
+    };
+    await spareOf(root);
+    // the first command through `sh` boots the spare of its environment, the second uses it
+    await cgroupsOf(process.env, 'rel1');
+    const viaSpare = await cgroupsOf(process.env, 'rel2');
+    const cold = await cgroupsOf({ ...process.env, TSRUN_SPARE_IDLE: '0' }, 'rel3');
+    expect(viaSpare).toBe(cold);
+    expect(viaSpare).toContain(`/${callerCgroup}/rel/c\n`);
+  });
+
+  it('a killed spare costs a cold start, not a failure; TSRUN_SPARE_IDLE=0 boots none', async () => {
+    const spare = await spareOf(root);
+    for (const pid of sparesOf(root)) process.kill(pid, 'SIGKILL');
+    await until('the killed spares to be gone', () => (sparesOf(root).length > 0 ? undefined : true));
+    const b = bundle(work, 'after', ['sh', '-c', 'echo still works'], cgroupParent);
+    expect(await tsrun(['run', '--bundle', b, 'after'])).toEqual({ code: 0, stdout: 'still works\n', stderr: '' });
+    const next = await spareOf(root);
+    expect(next).not.toBe(spare);
+
+    const other = path.join(work, 'no-spares');
+    fs.mkdirSync(other);
+    const r = await new Promise<number | null>((resolve) =>
+      execFile(TSRUN, ['--root', other, 'list'], { env: { ...process.env, TSRUN_SPARE_IDLE: '0' } }, (err) => resolve(err ? 1 : 0)),
+    );
+    expect(r).toBe(0);
+    await new Promise((res) => setTimeout(res, 500));
+    expect(sparesOf(other)).toEqual([]);
+    expect(fs.readdirSync(other)).toEqual([]);
+  });
+
+  it('a spare leaves within seconds once its state root is removed', async () => {
+    await spareOf(root);
+    fs.rmSync(root, { recursive: true, force: true });
+    await until('the spares to leave', () => (sparesOf(root).length > 0 ? undefined : true), 5000);
+  });
+});
