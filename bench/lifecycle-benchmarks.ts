@@ -6,7 +6,8 @@
  *    `crun run` and `runc run` (each does the four steps in one process);
  *  - through the shim: the Task API (Create, Start, Wait, Delete over ttrpc) on a running
  *    tsshim per backend (the aliases containerd-shim-tsshim-{native,crun,runc}-v2), which
- *    is what containerd pays per container once the pod's shim is up.
+ *    is what containerd pays per container once the pod's shim is up;
+ *  - podman: `podman run --rm` with each CLI as podman's OCI runtime (target ≤ 1.0× crun).
  *
  * Samples are interleaved across runtimes so machine drift hits every column alike.
  * The issue's target: native ≤ 0.5 × crun.
@@ -42,6 +43,8 @@ export interface LifecycleRow {
   metric: string;
   /** runtime → [median, p90] in ms */
   values: Map<Runtime, [number, number]>;
+  /** the issue's target for native/crun (default 0.5) */
+  target?: number;
 }
 
 export interface LifecycleResult {
@@ -77,11 +80,15 @@ function elapsedMs(t0: bigint): number {
   return Number(process.hrtime.bigint() - t0) / 1e6;
 }
 
-/** `<cli> run`: the four steps in one process; sequential runs reuse the bundle */
-function standalone(rt: Runtime, bundle: string, root: string): Lifecycle {
+/**
+ * `<cli> run`: the four steps in one process; sequential runs reuse the bundle. tsrun hands
+ * each command to a spare booted by the one before (src/launcher/tsrun-front.c); `env`
+ * can turn that off (TSRUN_SPARE_IDLE=0: every command boots Node, as on an idle node).
+ */
+function standalone(rt: Runtime, bundle: string, root: string, env?: NodeJS.ProcessEnv): Lifecycle {
   return async (i) => {
     const t0 = process.hrtime.bigint();
-    const r = spawnSync(CLI[rt], ['--root', root, 'run', '--bundle', bundle, `${rt}-${i}`], { stdio: 'ignore', timeout: 30_000 });
+    const r = spawnSync(CLI[rt], ['--root', root, 'run', '--bundle', bundle, `${rt}-${i}`], { stdio: 'ignore', timeout: 30_000, env: env ?? process.env });
     const ms = elapsedMs(t0);
     if (r.status !== 0) throw new Error(`${rt} run exited ${r.status ?? r.signal}`);
     return ms;
@@ -155,9 +162,9 @@ function removeCgroups(parent: string): void {
 }
 
 /** samples of every runner, interleaved; a runner that fails is dropped with its reason */
-async function measure<K extends string>(runners: Map<K, Lifecycle>, failures: string[], what: string): Promise<Map<K, [number, number]>> {
+async function measure<K extends string>(runners: Map<K, Lifecycle>, failures: string[], what: string, runs = RUNS): Promise<Map<K, [number, number]>> {
   const samples = new Map<K, number[]>();
-  for (let i = 0; i < WARMUP + RUNS; i++) {
+  for (let i = 0; i < WARMUP + runs; i++) {
     for (const [rt, run] of runners) {
       try {
         const ms = await run(i);
@@ -180,15 +187,21 @@ export async function runLifecycleBenchmarks(): Promise<LifecycleResult> {
   const sink = await eventSink(work);
   const shims: ShimSession[] = [];
   try {
-    const cliRunners = new Map<Runtime | 'floor', Lifecycle>();
+    const cliRunners = new Map<Runtime | 'floor' | 'no-spare', Lifecycle>();
     const cliBundle = makeBundle(path.join(work, 'cli-bundle'), `${cgroupParent}/cli`);
     for (const rt of LIFECYCLE_RUNTIMES) cliRunners.set(rt, standalone(rt, cliBundle, path.join(work, `${rt}-root`)));
+    cliRunners.set('no-spare', standalone('native', cliBundle, path.join(work, 'native-cold-root'), { ...process.env, TSRUN_SPARE_IDLE: '0' }));
     // Node's start alone, interleaved with the CLIs: the floor under every tsrun call
     cliRunners.set('floor', async () => nodeStartMs());
     const cli = await measure(cliRunners, failures, 'standalone');
     const floor = cli.get('floor');
+    const noSpare = cli.get('no-spare');
     cli.delete('floor');
+    cli.delete('no-spare');
     rows.push({ metric: 'standalone: `<cli> run` (tsrun | crun | runc)', values: cli as Map<Runtime, [number, number]> });
+    if (noSpare && cli.has('crun')) {
+      rows.push({ metric: 'standalone: `tsrun run` without a spare (TSRUN_SPARE_IDLE=0)', values: new Map([['native', noSpare], ['crun', cli.get('crun')!]]) });
+    }
     if (floor && cli.has('crun')) {
       rows.push({ metric: "Node's start alone, `node -e 0` (tsrun's floor)", values: new Map([['native', floor], ['crun', cli.get('crun')!]]) });
     }
@@ -205,6 +218,8 @@ export async function runLifecycleBenchmarks(): Promise<LifecycleResult> {
       }
     }
     rows.push({ metric: 'through the shim: Create+Start+Wait+Delete', values: await measure(shimRunners, failures, 'through the shim') });
+    const podman = await podmanRow(work, failures);
+    if (podman) rows.push(podman);
   } finally {
     for (const s of shims) await s.close();
     await sink.close();
@@ -213,6 +228,58 @@ export async function runLifecycleBenchmarks(): Promise<LifecycleResult> {
     fs.rmSync(work, { recursive: true, force: true });
   }
   return { rows, failures };
+}
+
+const PODMAN_RUNS = Number(process.env.TSSHIM_BENCH_PODMAN_RUNS ?? 10);
+/** this host's root cannot grant podman's default rlimits (see test/e2e/podman-tsrun.test.ts) */
+const PODMAN_ULIMITS = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=4096:4096'];
+
+/**
+ * Debian's podman with each runtime as its OCI runtime (`--runtime`), private storage:
+ * `podman run --rm busybox true`, which calls the runtime's create, start, state and delete
+ * (each a tsrun command, each handed to a spare).
+ */
+async function podmanRow(work: string, failures: string[]): Promise<LifecycleRow | undefined> {
+  if (!fs.existsSync('/usr/bin/podman')) {
+    failures.push('podman run --rm: podman is not installed');
+    return undefined;
+  }
+  const storage = ['--root', path.join(work, 'podman-root'), '--runroot', path.join(work, 'podman-run'), '--cgroup-manager', 'cgroupfs'];
+  const hadLibpodParent = fs.existsSync('/sys/fs/cgroup/memory/libpod_parent');
+  try {
+    const { buildTestImages, BUSYBOX_IMAGE } = await import('../test/e2e/harness/test-images.js');
+    const images = await buildTestImages();
+    execFileSync('podman', [...storage, 'load', '-i', images.busybox.tarball], { stdio: 'ignore', timeout: 120_000 });
+    const runners = new Map<Runtime, Lifecycle>();
+    for (const rt of LIFECYCLE_RUNTIMES) {
+      runners.set(rt, async () => {
+        const t0 = process.hrtime.bigint();
+        const r = spawnSync('podman', [...storage, '--runtime', CLI[rt], 'run', '--rm', ...PODMAN_ULIMITS, BUSYBOX_IMAGE, 'true'], { stdio: 'ignore', timeout: 60_000 });
+        const ms = elapsedMs(t0);
+        if (r.status !== 0) throw new Error(`podman --runtime ${rt} run exited ${r.status ?? r.signal}`);
+        return ms;
+      });
+    }
+    return { metric: 'podman run --rm busybox true (--runtime tsrun | crun | runc)', values: await measure(runners, failures, 'podman', PODMAN_RUNS), target: 1.0 };
+  } catch (err) {
+    failures.push(`podman run --rm: ${(err as Error).message}`);
+    return undefined;
+  } finally {
+    spawnSync('podman', [...storage, 'rm', '--all', '--force'], { stdio: 'ignore', timeout: 60_000 });
+    spawnSync('podman', [...storage, 'rmi', '--all', '--force'], { stdio: 'ignore', timeout: 60_000 });
+    // podman's cgroupfs manager leaves its conmon cgroup behind (with any runtime)
+    if (!hadLibpodParent) {
+      for (const c of fs.readdirSync('/sys/fs/cgroup')) {
+        for (const d of [path.join('/sys/fs/cgroup', c, 'libpod_parent/conmon'), path.join('/sys/fs/cgroup', c, 'libpod_parent')]) {
+          try {
+            fs.rmdirSync(d);
+          } catch {
+            // not there, or in use
+          }
+        }
+      }
+    }
+  }
 }
 
 export function printLifecycleTable(result: LifecycleResult): void {
@@ -225,7 +292,7 @@ export function printLifecycleTable(result: LifecycleResult): void {
     };
     const n = row.values.get('native')?.[0];
     const c = row.values.get('crun')?.[0];
-    return [row.metric, ...LIFECYCLE_RUNTIMES.map(cell), n !== undefined && c !== undefined ? `${(n / c).toFixed(2)}× (target ≤ 0.5)` : 'n/a'];
+    return [row.metric, ...LIFECYCLE_RUNTIMES.map(cell), n !== undefined && c !== undefined ? `${(n / c).toFixed(2)}× (target ≤ ${row.target ?? 0.5})` : 'n/a'];
   });
   const widths = header.map((_, i) => Math.max(...[header, ...table].map((r) => r[i]!.length)));
   for (const r of [header, ...table]) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join('  '));

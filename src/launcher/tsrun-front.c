@@ -302,6 +302,11 @@ static void boot_next_spare_async(void)
 	next_booted = true;
 	pid_t pid = fork();
 	if (pid == 0) {
+		/* none of the caller's stdio in what we start (the spare's raiser lives 250 ms): a
+		   container's output pipe held open here would delay its reader's EOF */
+		int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+		for (int fd = 0; null_fd >= 0 && fd <= 2; fd++)
+			dup2(null_fd, fd);
 		boot_next_spare();
 		_exit(0);
 	}

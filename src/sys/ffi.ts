@@ -531,10 +531,7 @@ export function sendFdMessage(sockFd: number, data: Buffer, fds: number[] = []):
     if (r.value < 0) {
       const name = errnoName(r.errnoCode);
       if (name === 'EAGAIN') {
-        const pfd = Buffer.alloc(8);
-        pfd.writeInt32LE(sockFd, 0);
-        pfd.writeInt16LE(POLLOUT, 4);
-        load().poll([pfd, 1, 1000]);
+        waitWritable(sockFd, 1000);
         continue;
       }
       if (name === 'EINTR') continue;
@@ -542,6 +539,18 @@ export function sendFdMessage(sockFd: number, data: Buffer, fds: number[] = []):
     }
     off += r.value;
   }
+}
+
+/**
+ * Blocks the whole process until fd can take more data (or hung up, or timeoutMs passed):
+ * for a synchronous writer that found a non-blocking fd full. True when fd is ready.
+ */
+export function waitWritable(fd: number, timeoutMs: number): boolean {
+  const pfd = Buffer.alloc(8);
+  pfd.writeInt32LE(fd, 0);
+  pfd.writeInt16LE(POLLOUT, 4);
+  const r = load().poll([pfd, 1, Math.max(0, Math.trunc(timeoutMs))]);
+  return r.value > 0;
 }
 
 /** dup2(2): newFd becomes a copy of oldFd (not close-on-exec) */

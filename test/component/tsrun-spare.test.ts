@@ -10,7 +10,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Reaper, type ExitSubscription } from '../../src/sys/reaper.js';
+import { Reaper } from '../../src/sys/reaper.js';
+import type { ExitSubscription } from '../../src/core/backend.js';
 import { removeRootfsTemplate } from './oci-bundle.js';
 import { bundle, exitOf, isRoot, removeCgroupParent, repoRoot } from './native-fixtures.js';
 
@@ -122,6 +123,17 @@ describe.skipIf(!isRoot)('tsrun spares', () => {
     expect((await tsrun(['list', '-q'])).stdout).toBe('');
   });
 
+  it("leaves the caller's stdio as it got it: a blocking pipe stays blocking for the container", async () => {
+    await spareOf(root);
+    // the container's stdout is the caller's pipe, as containerd's runc shim passes it; the
+    // spare holds the same open file description, and must not make it non-blocking
+    const b = bundle(work, 'flags', ['sh', '-c', 'grep flags /proc/self/fdinfo/1'], cgroupParent);
+    const run = await tsrun(['run', '--bundle', b, 'flags']);
+    expect(run.code).toBe(0);
+    const flags = parseInt(/flags:\s+([0-7]+)/.exec(run.stdout)?.[1] ?? 'x', 8);
+    expect(flags & 0o4000).toBe(0);
+  });
+
   it("starts the container as the caller's descendant, not the spare's", async () => {
     await spareOf(root);
     const b = bundle(work, 'tree', ['sleep', '1000'], cgroupParent);
@@ -182,8 +194,12 @@ describe.skipIf(!isRoot)('tsrun spares', () => {
 
   it('a killed spare costs a cold start, not a failure; TSRUN_SPARE_IDLE=0 boots none', async () => {
     const spare = await spareOf(root);
-    for (const pid of sparesOf(root)) process.kill(pid, 'SIGKILL');
-    await until('the killed spares to be gone', () => (sparesOf(root).length > 0 ? undefined : true));
+    // (one the last command booted may still be coming up: kill until none is left)
+    await until('the killed spares to be gone', () => {
+      const left = sparesOf(root);
+      for (const pid of left) process.kill(pid, 'SIGKILL');
+      return left.length > 0 ? undefined : true;
+    });
     const b = bundle(work, 'after', ['sh', '-c', 'echo still works'], cgroupParent);
     expect(await tsrun(['run', '--bundle', b, 'after'])).toEqual({ code: 0, stdout: 'still works\n', stderr: '' });
     const next = await spareOf(root);

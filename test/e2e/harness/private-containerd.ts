@@ -154,6 +154,8 @@ const DEFAULT_RUNTIME_ROOTS = ['/run/containerd/runc', '/run/containerd/crun'];
 const NON_SHIM_EXES = new Set(['ctr', 'runc', 'crun', 'runsc', 'containerd', 'script']);
 /** argv[0] of a waiting spare daemon (SPARE_PROCESS_NAME in src/shim/spare.ts) */
 const SPARE_PROCESS_NAME = 'tsshim-spare';
+/** argv[0] of a waiting tsrun spare (TSRUN_SPARE_NAME in src/backends/native/tsrun/front-end.ts) */
+const TSRUN_SPARE_NAME = 'tsrun-spare';
 
 /** the default PATH of a service on a node (systemd's; containerd's unit sets none) */
 export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -646,6 +648,9 @@ export class PrivateContainerd {
       if (pid === process.pid || pid === this.pid || !isLive(pid)) continue;
       const argv = readCmdline(pid);
       if (argv[0] === SPARE_PROCESS_NAME) continue; // not serving anything: see spareProcesses()
+      // a tsrun spare (bin/tsrun as the runc shim's BinaryName) booted with the runc shim's
+      // environment: not serving anything either, and gone with its runc root
+      if (argv[0] === TSRUN_SPARE_NAME) continue;
       const addressIndex = argv.findIndex((a) => a === '-address' || a === '--address');
       const byArgv = addressIndex >= 0 && argv[addressIndex + 1] === this.address;
       const byEnv = !byArgv && readEnviron(pid).get('TTRPC_ADDRESS') === this.ttrpcAddress;

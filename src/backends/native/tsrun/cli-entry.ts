@@ -22,11 +22,9 @@ const spare = parseSpareArgs(process.argv.slice(2));
 if (spare) {
   // loaded only here: a plain tsrun command never needs it
   void import('./front-end.js').then(async ({ serveAsSpare }) => {
-    // stdout and stderr are touched only once they are the caller's (serveAsSpare)
-    await serveAsSpare(spare, (argv, frontEnd) => {
-      quietOnEpipe();
-      return main(argv, frontEnd);
-    });
+    // stdout and stderr are synchronous writers there (serveAsSpare says why): an EPIPE
+    // fails the command, which the front end then ends with
+    await serveAsSpare(spare, (argv, frontEnd) => main(argv, frontEnd));
     process.exit(0);
   });
 } else {

@@ -30,9 +30,9 @@
  * The connection closing early (the front end killed) ends the spare at once, as killing
  * runc ends runc.
  */
-import { closeSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { ShimError } from '../../../core/errors.js';
-import { dup2, sendFdMessage } from '../../../sys/ffi.js';
+import { dup2, sendFdMessage, waitWritable } from '../../../sys/ffi.js';
 import { openPipeFd, type ByteStream } from '../../../sys/uv-pipe.js';
 import { setCommandLine } from '../../../shim/process-name.js';
 import { replaceEnvironment, waitForHandOver, type SpareArgs } from '../../../shim/spare.js';
@@ -137,16 +137,67 @@ export class FrontEnd implements RemoteSpawner {
   }
 }
 
-/**
- * What every command does first and costs the same in any process, done while nobody
- * waits: the modules behind process.stdout and process.stderr (which of them depends on
- * what the caller's fds are: a pipe, a terminal, a file) and the time zone (the state's
- * timestamps). The streams themselves are made only once fds 0-2 are the caller's.
- */
+/** what every command needs and costs the same in any process, done while nobody waits: the time zone (the state's timestamps) */
 function prepare(): void {
-  process.getBuiltinModule('node:net');
-  process.getBuiltinModule('node:tty');
   new Date().toString();
+}
+
+/**
+ * process.stdout and process.stderr of a spare: synchronous writes to fds 1 and 2, and no
+ * Node stream over them. The caller's fds share their open file descriptions with whatever
+ * else the caller gave them to (a container's stdout: containerd's runc shim passes the
+ * container's pipes to `create`), and Node's stream for a pipe would make that description
+ * non-blocking: the container's writes then fail with EAGAIN once the pipe is full (seen
+ * here: `seq` through the runc shim stopping after ~1 MB). A bin/tsrun booted for the
+ * command has the same streams, but ends before the container runs; a spare would not.
+ */
+class SyncFdWriter {
+  constructor(readonly fd: number) {}
+
+  write(chunk: string | Uint8Array, encoding?: unknown, cb?: unknown): boolean {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk);
+    let off = 0;
+    while (off < buf.length) {
+      try {
+        off += writeSync(this.fd, buf, off);
+      } catch (err) {
+        // a caller that gave us a non-blocking fd: wait for room, as a blocking write would
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+        waitWritable(this.fd, 1000);
+      }
+    }
+    const done = typeof encoding === 'function' ? encoding : cb;
+    if (typeof done === 'function') (done as () => void)();
+    return true;
+  }
+
+  on(): this {
+    return this;
+  }
+
+  once(): this {
+    return this;
+  }
+}
+
+function useSyncStdio(): void {
+  for (const [name, fd] of [
+    ['stdout', 1],
+    ['stderr', 2],
+  ] as const) {
+    Object.defineProperty(process, name, { value: new SyncFdWriter(fd), configurable: true, enumerable: true, writable: true });
+  }
+}
+
+/**
+ * fds 0-2 back to /dev/null before we exit: Node puts the stdio fds' flags back as they
+ * were when it started (O_NONBLOCK, the terminal's mode), and the caller's are not ours to
+ * change.
+ */
+function letGoOfStdio(): void {
+  const nul = openSync('/dev/null', 'r+');
+  for (let fd = 0; fd <= 2; fd++) dup2(nul, fd);
+  closeSync(nul);
 }
 
 /**
@@ -165,6 +216,7 @@ export async function serveAsSpare(spare: SpareArgs, run: (argv: string[], front
     closeSync(h.connection);
     return false;
   }
+  useSyncStdio();
   h.fds.forEach((fd, i) => {
     dup2(fd, i);
     closeSync(fd);
@@ -183,6 +235,7 @@ export async function serveAsSpare(spare: SpareArgs, run: (argv: string[], front
     process.stderr.write(`tsrun: ${err instanceof Error ? err.message : String(err)}\n`);
     code = 1;
   }
+  letGoOfStdio();
   frontEnd.exit(code);
   return true;
 }
