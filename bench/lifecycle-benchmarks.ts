@@ -56,6 +56,9 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../
 const TSRUN = path.join(repoRoot, 'bin/tsrun');
 const CLI: Record<Runtime, string> = { native: TSRUN, crun: 'crun', runc: 'runc' };
 
+/** tsrun's spares are opt-in for now (TSRUN_SPARE_IDLE): the tsrun column asks for them */
+const WITH_SPARES = { ...process.env, TSRUN_SPARE_IDLE: '60' };
+
 /** one lifecycle per call, in ms */
 type Lifecycle = (i: number) => Promise<number>;
 
@@ -83,7 +86,7 @@ function elapsedMs(t0: bigint): number {
 /**
  * `<cli> run`: the four steps in one process; sequential runs reuse the bundle. tsrun hands
  * each command to a spare booted by the one before (src/launcher/tsrun-front.c); `env`
- * can turn that off (TSRUN_SPARE_IDLE=0: every command boots Node, as on an idle node).
+ * says whether (TSRUN_SPARE_IDLE: unset or 0, every command boots Node, as on an idle node).
  */
 function standalone(rt: Runtime, bundle: string, root: string, env?: NodeJS.ProcessEnv): Lifecycle {
   return async (i) => {
@@ -189,7 +192,7 @@ export async function runLifecycleBenchmarks(): Promise<LifecycleResult> {
   try {
     const cliRunners = new Map<Runtime | 'floor' | 'no-spare', Lifecycle>();
     const cliBundle = makeBundle(path.join(work, 'cli-bundle'), `${cgroupParent}/cli`);
-    for (const rt of LIFECYCLE_RUNTIMES) cliRunners.set(rt, standalone(rt, cliBundle, path.join(work, `${rt}-root`)));
+    for (const rt of LIFECYCLE_RUNTIMES) cliRunners.set(rt, standalone(rt, cliBundle, path.join(work, `${rt}-root`), rt === 'native' ? WITH_SPARES : undefined));
     cliRunners.set('no-spare', standalone('native', cliBundle, path.join(work, 'native-cold-root'), { ...process.env, TSRUN_SPARE_IDLE: '0' }));
     // Node's start alone, interleaved with the CLIs: the floor under every tsrun call
     cliRunners.set('floor', async () => nodeStartMs());
@@ -254,7 +257,7 @@ async function podmanRow(work: string, failures: string[]): Promise<LifecycleRow
     for (const rt of LIFECYCLE_RUNTIMES) {
       runners.set(rt, async () => {
         const t0 = process.hrtime.bigint();
-        const r = spawnSync('podman', [...storage, '--runtime', CLI[rt], 'run', '--rm', ...PODMAN_ULIMITS, BUSYBOX_IMAGE, 'true'], { stdio: 'ignore', timeout: 60_000 });
+        const r = spawnSync('podman', [...storage, '--runtime', CLI[rt], 'run', '--rm', ...PODMAN_ULIMITS, BUSYBOX_IMAGE, 'true'], { stdio: 'ignore', timeout: 60_000, env: WITH_SPARES });
         const ms = elapsedMs(t0);
         if (r.status !== 0) throw new Error(`podman --runtime ${rt} run exited ${r.status ?? r.signal}`);
         return ms;

@@ -1601,6 +1601,61 @@ bool put_field(char **buf, size_t *len, size_t *cap, const char *s)
 	return true;
 }
 
+/* a NUL-terminated list as put_field fields: its length, then its entries */
+bool put_list(char **buf, size_t *len, size_t *cap, char *const *list)
+{
+	size_t n = 0;
+	while (list[n])
+		n++;
+	char num[32];
+	snprintf(num, sizeof num, "%zu", n);
+	bool ok = put_field(buf, len, cap, num);
+	for (size_t i = 0; ok && i < n; i++)
+		ok = put_field(buf, len, cap, list[i]);
+	return ok;
+}
+
+/*
+ * A spare's payload: buf holds 4 bytes of room, then the fields; their length goes into
+ * those 4 bytes, and all of it goes out on fd with fds (SCM_RIGHTS, at most 4) on the
+ * first byte, the rest after it if the socket buffer took only part (a huge environment).
+ */
+bool send_payload(int fd, char *buf, size_t len, const int *fds, int nfds)
+{
+	uint32_t body = (uint32_t)(len - 4);
+	memcpy(buf, &body, 4); /* little-endian hosts only, as the rest of the shim */
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	union {
+		char space[CMSG_SPACE(4 * sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	memset(&control, 0, sizeof control);
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (nfds > 0 && nfds <= 4) {
+		msg.msg_control = control.space;
+		msg.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, (size_t)nfds * sizeof(int));
+	}
+	ssize_t sent;
+	do
+		sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
+	while (sent < 0 && errno == EINTR);
+	size_t off = sent > 0 ? (size_t)sent : 0;
+	bool ok = sent > 0;
+	while (ok && off < len) {
+		ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		ok = n > 0;
+		off += ok ? (size_t)n : 0;
+	}
+	return ok;
+}
+
 /*
  * Hand the group (listen_fd) to a live spare. True if the spare now serves it; false if
  * there was none or it failed in any way (then it is dead or never saw the socket, and
@@ -1669,43 +1724,10 @@ static bool adopt_spare(const char *spare_path, const struct args *a, const char
 	for (size_t i = 0; ok && i < ntail; i++)
 		if (tail[i])
 			ok = put_field(&buf, &len, &cap, tail[i]);
-	size_t nenv = 0;
-	while (env && env[nenv])
-		nenv++;
-	snprintf(num, sizeof num, "%zu", nenv);
-	ok = ok && put_field(&buf, &len, &cap, num);
-	for (size_t i = 0; ok && i < nenv; i++)
-		ok = put_field(&buf, &len, &cap, env[i]);
+	ok = ok && env && put_list(&buf, &len, &cap, env);
 	if (ok) {
-		uint32_t body = (uint32_t)(len - 4);
-		memcpy(buf, &body, 4); /* little-endian hosts only, as the rest of the shim */
-		struct iovec iov = { .iov_base = buf, .iov_len = len };
-		union {
-			char space[CMSG_SPACE(sizeof(int))];
-			struct cmsghdr align;
-		} control;
-		memset(&control, 0, sizeof control);
-		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space };
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &listen_fd, sizeof(int));
 		set_timeout(fd, SO_SNDTIMEO, SPARE_ADOPT_MS);
-		ssize_t sent;
-		do
-			sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
-		while (sent < 0 && errno == EINTR);
-		/* the rest, if the socket buffer took only part (a huge environment) */
-		size_t off = sent > 0 ? (size_t)sent : 0;
-		ok = sent > 0;
-		while (ok && off < len) {
-			ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
-			if (n < 0 && errno == EINTR)
-				continue;
-			ok = n > 0;
-			off += ok ? (size_t)n : 0;
-		}
+		ok = send_payload(fd, buf, len, &listen_fd, 1);
 	}
 	free(buf);
 	/* "A": it listens on the group's socket */

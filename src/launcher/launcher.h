@@ -36,6 +36,8 @@ void hash_str(struct sha256 *h, const char *s);
 void set_timeout(int fd, int opt, int ms);
 bool give_back_priority(pid_t pid);
 bool put_field(char **buf, size_t *len, size_t *cap, const char *s);
+bool put_list(char **buf, size_t *len, size_t *cap, char *const *list);
+bool send_payload(int fd, char *buf, size_t len, const int *fds, int nfds);
 void sweep_dead_spares(const char *socket_dir);
 
 /* A spare to boot (detached, SCHED_IDLE at first) on control socket `path`, if none is there. */

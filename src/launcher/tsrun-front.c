@@ -15,10 +15,10 @@
  * One spare per key: the release (this binary, its Node program), the state root, the
  * namespaces, credentials and capabilities of this process, its root directory and its
  * environment: everything that makes a Node tsrun behave differently is the same for the
- * spare. It waits in the root cgroup (not to pin its spawner's cgroup) and is moved into
- * ours when adopted, so what it does is accounted and placed as if we had run it. It exits
- * after TSRUN_SPARE_IDLE seconds (default 60; 0: no spares) or within a second of its
- * socket going (the root removed).
+ * spare. It waits in the root cgroup (not to pin its spawner's cgroup) and stays there
+ * when adopted (a move costs ~10 ms); a relative cgroupsPath starts from our cgroups. It
+ * exits after TSRUN_SPARE_IDLE seconds (unset or 0: no spares, the default for now) or
+ * within a second of its socket going (the root removed).
  *
  * No spare (none yet, not root, an unusual command line, anything failing before the spare
  * took over): exec Node with the same argv, as bin/tsrun always did. Each command boots
@@ -52,7 +52,8 @@ extern char **environ;
 #define TSRUN_DEFAULT_ROOT "/run/tsrun"
 #define TSRUN_SPARE_PAYLOAD "tsrun-spare-1"
 #define TSRUN_SPARE_IDLE_ENV "TSRUN_SPARE_IDLE"
-#define TSRUN_SPARE_IDLE_DEFAULT 60
+/* off unless asked for: see the README (tsrun spares) for what is still open */
+#define TSRUN_SPARE_IDLE_DEFAULT 0
 /* our own fds go above the caller's (stdio, --preserve-fds), which the helper gets */
 #define OWN_FDS_FROM 200
 #define MAX_MESSAGE (1u << 20)
@@ -239,40 +240,6 @@ static bool read_line(int fd, char *buf, size_t cap)
 	return got > 0 && buf[got - 1] == '\n';
 }
 
-static bool send_with_fds(int fd, const char *data, size_t len, const int *fds, int nfds)
-{
-	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
-	union {
-		char space[CMSG_SPACE(3 * sizeof(int))];
-		struct cmsghdr align;
-	} control;
-	memset(&control, 0, sizeof control);
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (nfds > 0) {
-		msg.msg_control = control.space;
-		msg.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-		memcpy(CMSG_DATA(cm), fds, (size_t)nfds * sizeof(int));
-	}
-	ssize_t sent;
-	do
-		sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
-	while (sent < 0 && errno == EINTR);
-	size_t off = sent > 0 ? (size_t)sent : 0;
-	bool ok = sent > 0;
-	while (ok && off < len) {
-		ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		ok = n > 0;
-		off += ok ? (size_t)n : 0;
-	}
-	return ok;
-}
-
 /* where the next command's spare goes: set once the command line is known */
 static const char *next_path, *next_root;
 static long long next_idle_sec;
@@ -317,7 +284,7 @@ static void boot_next_spare_async(void)
  * now on), or -1: no spare, or it failed before taking over (then it is killed and we
  * run the command ourselves).
  */
-static int adopt_spare(const char *spare_path, int argc, char **argv)
+static int adopt_spare(const char *spare_path, char **argv)
 {
 	for (int fd = 0; fd <= 2; fd++)
 		if (fcntl(fd, F_GETFD) < 0)
@@ -360,23 +327,12 @@ static int adopt_spare(const char *spare_path, int argc, char **argv)
 	snprintf(me, sizeof me, "%ld", (long)getpid());
 	ok = ok && getcwd(cwd, sizeof cwd) && put_field(&buf, &len, &cap, TSRUN_SPARE_PAYLOAD) && put_field(&buf, &len, &cap, cwd) &&
 	     put_field(&buf, &len, &cap, num) && put_field(&buf, &len, &cap, me);
-	snprintf(num, sizeof num, "%d", argc - 1);
-	ok = ok && put_field(&buf, &len, &cap, num);
-	for (int i = 1; ok && i < argc; i++)
-		ok = put_field(&buf, &len, &cap, argv[i]);
-	size_t nenv = 0;
-	while (environ && environ[nenv])
-		nenv++;
-	snprintf(num, sizeof num, "%zu", nenv);
-	ok = ok && put_field(&buf, &len, &cap, num);
-	for (size_t i = 0; ok && i < nenv; i++)
-		ok = put_field(&buf, &len, &cap, environ[i]);
+	static char *const no_env[] = { NULL };
+	ok = ok && put_list(&buf, &len, &cap, argv + 1) && put_list(&buf, &len, &cap, environ ? environ : no_env);
 	if (ok) {
-		uint32_t body = (uint32_t)(len - 4);
-		memcpy(buf, &body, 4); /* little-endian hosts only, as the rest of the shim */
 		static const int stdio[3] = { 0, 1, 2 };
 		set_timeout(fd, SO_SNDTIMEO, SPARE_ADOPT_MS);
-		ok = send_with_fds(fd, buf, len, stdio, 3);
+		ok = send_payload(fd, buf, len, stdio, 3);
 	}
 	free(buf);
 	char ack = 0;
@@ -729,7 +685,7 @@ _Noreturn void tsrun_main(int argc, char **argv)
 	next_path = spare_path;
 	next_root = abs_root;
 	next_idle_sec = idle_sec;
-	int conn = adopt_spare(spare_path, argc, argv);
+	int conn = adopt_spare(spare_path, argv);
 	if (conn < 0) {
 		boot_next_spare_async();
 		exec_node(argc, argv);
