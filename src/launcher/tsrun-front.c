@@ -95,15 +95,18 @@ static _Noreturn void exec_node(int argc, char **argv)
  * --rootless take a value; --debug, --systemd-cgroup, --help, --version do not). false on
  * anything else: Node parses it and says what is wrong.
  */
-static bool global_root(int argc, char **argv, const char **root)
+static bool global_root(int argc, char **argv, const char **root, int *verb)
 {
 	static const char *const with_value[] = { "root", "log", "log-format", "criu", "rootless", NULL };
 	static const char *const without[] = { "debug", "systemd-cgroup", "help", "h", "version", "v", NULL };
 	*root = TSRUN_DEFAULT_ROOT;
+	*verb = argc;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
-		if (a[0] != '-')
-			return true; /* the command */
+		if (a[0] != '-') {
+			*verb = i; /* the command */
+			return true;
+		}
 		const char *name = a + (a[1] == '-' ? 2 : 1);
 		const char *eq = strchr(name, '=');
 		size_t len = eq ? (size_t)(eq - name) : strlen(name);
@@ -658,6 +661,85 @@ static int serve(int conn)
 	}
 }
 
+/* runc's container ids (validateId in src/backends/native/state.ts) */
+static bool valid_id(const char *id)
+{
+	size_t n = strlen(id);
+	return n > 0 && n <= 1024 && strcmp(id, ".") != 0 && strcmp(id, "..") != 0 &&
+	       strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+-.") == n;
+}
+
+/*
+ * `tsrun [global flags] start <id>` without Node, when nothing but the exec fifo is to
+ * do: release the init waiting on it, remove it, and mark the state started, exactly as
+ * NativeRuntime.start writes it (the same JSON with "started":true). Anything else (poststart
+ * hooks to run, no init waiting, an unexpected state file) returns, and Node does the
+ * command and reports what is wrong. Returns only when nothing was done.
+ */
+static void start_alone(int argc, char **argv, int verb, const char *root)
+{
+	if (verb + 2 != argc || argv[verb + 1][0] == '-' || !valid_id(argv[verb + 1]))
+		return;
+	const char *id = argv[verb + 1];
+	char dir[PATH_MAX], file[PATH_MAX], fifo[PATH_MAX], tmp[PATH_MAX];
+	if (snprintf(dir, sizeof dir, "%s/%s", root, id) >= (int)sizeof dir || snprintf(file, sizeof file, "%s/state.json", dir) >= (int)sizeof file ||
+	    snprintf(fifo, sizeof fifo, "%s/exec.fifo", dir) >= (int)sizeof fifo ||
+	    snprintf(tmp, sizeof tmp, "%s/.state.json.%ld", dir, (long)getpid()) >= (int)sizeof tmp)
+		return;
+	char *text;
+	size_t len;
+	if (!read_file(file, 1u << 20, &text, &len))
+		return;
+	/* what writeState wrote: JSON.stringify of NativeState, version and id first; the keys
+	   are ours and no string holds an unescaped quote, so these searches cannot hit a value */
+	char head[1100];
+	snprintf(head, sizeof head, "{\"version\":1,\"id\":\"%s\",", id);
+	static const char not_started[] = "\"started\":false,";
+	char *flag = memmem(text, len, not_started, sizeof not_started - 1);
+	bool plain = len > strlen(head) && memcmp(text, head, strlen(head)) == 0 && flag &&
+		     !memmem(flag + 1, len - (size_t)(flag + 1 - text), not_started, sizeof not_started - 1) &&
+		     !memmem(text, len, "\"hooks\":", 8);
+	int fd = plain ? open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC) : -1;
+	if (fd < 0) {
+		free(text);
+		return; /* not created, or its init is gone: Node says which */
+	}
+	ssize_t n;
+	do
+		n = write(fd, "0", 1);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	if (n != 1) {
+		free(text);
+		return;
+	}
+	/* from here on the container runs: what fails is reported, as Node would */
+	const char *what = "remove the exec fifo";
+	bool ok = unlink(fifo) == 0 || errno == ENOENT;
+	if (ok) {
+		what = "write the state";
+		/* "started":false, → "started":true, : one byte shorter */
+		size_t at = (size_t)(flag - text);
+		memcpy(text + at, "\"started\":true,", sizeof not_started - 2);
+		memmove(text + at + sizeof not_started - 2, text + at + sizeof not_started - 1, len - at - (sizeof not_started - 1));
+		len--;
+		int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		ok = out >= 0 && write_all(out, text, len);
+		if (out >= 0 && close(out) != 0)
+			ok = false;
+		ok = ok && rename(tmp, file) == 0;
+		if (!ok)
+			unlink(tmp);
+	}
+	int err = errno;
+	free(text);
+	if (!ok) {
+		fprintf(stderr, "tsrun: start %s: %s: %s\n", id, what, strerror(err));
+		_exit(1);
+	}
+	_exit(0);
+}
+
 _Noreturn void tsrun_main(int argc, char **argv)
 {
 	boot_path = concat(release_root, TSRUN_BOOT);
@@ -665,9 +747,14 @@ _Noreturn void tsrun_main(int argc, char **argv)
 	char *idle_end = NULL;
 	long long idle_sec = idle_text && *idle_text ? strtoll(idle_text, &idle_end, 10) : TSRUN_SPARE_IDLE_DEFAULT;
 	const char *root;
+	int verb;
+	if (!boot_path || geteuid() != 0 || !global_root(argc, argv, &root, &verb))
+		exec_node(argc, argv);
+	if (verb < argc && strcmp(argv[verb], "start") == 0)
+		start_alone(argc, argv, verb, root);
 	/* a build making or checking the code cache runs Node itself, and boots no spare of its environment */
 	bool cache_run = getenv(TSSHIM_CODE_CACHE_PRODUCE_ENV) || getenv(TSSHIM_CODE_CACHE_CHECK_ENV);
-	if (!boot_path || geteuid() != 0 || cache_run || (idle_end && *idle_end) || idle_sec <= 0 || !global_root(argc, argv, &root))
+	if (cache_run || (idle_end && *idle_end) || idle_sec <= 0)
 		exec_node(argc, argv);
 	char abs_root[PATH_MAX], spare_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	if (root[0] == '/') {

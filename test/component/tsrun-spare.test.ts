@@ -1,5 +1,6 @@
 /**
- * bin/tsrun's spares (src/launcher/tsrun-front.c, src/backends/native/tsrun/front-end.ts):
+ * bin/tsrun's C front end: `start` done without Node, and spares (src/launcher/tsrun-front.c,
+ * src/backends/native/tsrun/front-end.ts):
  * a command line goes to a tsrun booted ahead of time, and what the caller can see stays
  * as with a tsrun that boots for it: output, exit codes, the container as the caller's
  * descendant, signals forwarded, a relative cgroupsPath under the caller's cgroup. A dead
@@ -218,6 +219,44 @@ describe.skipIf(!isRoot)('tsrun spares', () => {
     await new Promise((res) => setTimeout(res, 500));
     expect(sparesOf(other)).toEqual([]);
     expect(fs.readdirSync(other)).toEqual([]);
+  });
+
+  it('starts a created container without Node, writing the state as Node writes it', async () => {
+    const b = bundle(work, 'alone', ['sleep', '1000'], cgroupParent);
+    const pidFile = path.join(work, 'alone.pid');
+    expect(await tsrunDetached(['create', '--bundle', b, '--pid-file', pidFile, 'alone'])).toBe(0);
+    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+    const stateFile = path.join(root, 'alone', 'state.json');
+    const before = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as Record<string, unknown>;
+    // a Node that cannot even boot: only the front end can have done it
+    const noNode = { ...process.env, NODE_OPTIONS: '--no-such-node-flag' };
+    expect(await tsrun(['start', 'alone'], noNode)).toEqual({ code: 0, stdout: '', stderr: '' });
+    expect(fs.readFileSync(stateFile, 'utf8')).toBe(JSON.stringify({ ...before, started: true }));
+    expect(fs.existsSync(path.join(root, 'alone', 'exec.fifo'))).toBe(false);
+    expect(JSON.parse((await tsrun(['state', 'alone'])).stdout).status).toBe('running');
+    // a second start is Node's to refuse, with its words
+    const again = await tsrun(['start', 'alone']);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('not in the created state');
+    expect((await tsrun(['start', 'alone'], noNode)).code).not.toBe(0);
+    expect((await tsrun(['kill', 'alone', 'KILL'])).code).toBe(0);
+    await exitOf(sub, pid);
+    expect((await tsrun(['delete', 'alone'])).code).toBe(0);
+  });
+
+  it('leaves a start with poststart hooks to Node, which runs them', async () => {
+    const marker = path.join(work, 'poststart-ran');
+    const b = bundle(work, 'hooked', ['sleep', '1000'], cgroupParent, (s) => {
+      (s as unknown as { hooks: Record<string, unknown[]> }).hooks = { poststart: [{ path: '/bin/sh', args: ['sh', '-c', `touch ${marker}`] }] };
+    });
+    const pidFile = path.join(work, 'hooked.pid');
+    expect(await tsrunDetached(['create', '--bundle', b, '--pid-file', pidFile, 'hooked'])).toBe(0);
+    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+    expect((await tsrun(['start', 'hooked'])).code).toBe(0);
+    expect(fs.existsSync(marker)).toBe(true);
+    expect((await tsrun(['kill', 'hooked', 'KILL'])).code).toBe(0);
+    await exitOf(sub, pid);
+    expect((await tsrun(['delete', 'hooked'])).code).toBe(0);
   });
 
   it('a spare leaves within seconds once its state root is removed', async () => {
