@@ -234,6 +234,17 @@ static char **node_env(const char *group)
 	return env;
 }
 
+/* argv[0..]: node, our programs' Node flags, entry; the count written (argv has the room) */
+size_t put_node_command(char **argv, const char *entry)
+{
+	size_t k = 0;
+	argv[k++] = (char *)TSSHIM_NODE;
+	for (const char *const *f = daemon_flags; *f; f++)
+		argv[k++] = (char *)*f;
+	argv[k++] = (char *)entry;
+	return k;
+}
+
 /* The TS shim does the job: same argv, same stdin, this process becomes Node. */
 static _Noreturn void exec_node(int argc, char **argv)
 {
@@ -1375,10 +1386,7 @@ static pid_t spawn_daemon(const struct args *a, const char *sock, int listen_fd,
 		return -1;
 	}
 	size_t k = 0;
-	argv[k++] = (char *)TSSHIM_NODE;
-	for (size_t i = 0; i < nflags; i++)
-		argv[k++] = (char *)daemon_flags[i];
-	argv[k++] = daemon_entry_path;
+	k = put_node_command(argv, daemon_entry_path);
 	for (size_t i = 0; i < ntail; i++)
 		argv[k++] = (char *)tail[i];
 	if (a->debug)
@@ -1511,7 +1519,6 @@ static bool spare_path_for(const struct args *a, const struct shim_settings *set
 		return false;
 	exe[n] = '\0';
 	struct sha256 h;
-	uint8_t digest[SHA256_DIGEST_SIZE];
 	sha256_init(&h);
 	hash_str(&h, SPARE_PAYLOAD_VERSION);
 	hash_str(&h, exe);
@@ -1521,11 +1528,18 @@ static bool spare_path_for(const struct args *a, const struct shim_settings *set
 	for (char **e = environ; e && *e; e++)
 		if (!has_name(*e, "NAMESPACE"))
 			hash_str(&h, *e);
-	sha256_final(&h, digest);
+	return spare_socket_path(&h, settings->socket_dir, out, cap);
+}
+
+/* <dir>/spare-<the first 16 bytes of the key's hash, in hex>; false if it is no socket path */
+bool spare_socket_path(struct sha256 *h, const char *dir, char *out, size_t cap)
+{
+	uint8_t digest[SHA256_DIGEST_SIZE];
+	sha256_final(h, digest);
 	char hex[33];
 	for (int i = 0; i < 16; i++)
 		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-	int len = snprintf(out, cap, "%s/spare-%s", settings->socket_dir, hex);
+	int len = snprintf(out, cap, "%s/spare-%s", dir, hex);
 	return len > 0 && (size_t)len < cap && (size_t)len < sizeof(((struct sockaddr_un *)0)->sun_path);
 }
 
@@ -1657,23 +1671,30 @@ bool send_payload(int fd, char *buf, size_t len, const int *fds, int nfds)
 }
 
 /*
- * Hand the group (listen_fd) to a live spare. True if the spare now serves it; false if
- * there was none or it failed in any way (then it is dead or never saw the socket, and
- * the caller spawns a daemon as before).
+ * Connect to the spare on spare_path and take it: the connection (its fd at from or above,
+ * close-on-exec) and *pid, once the spare said "R<pid>\n" (it accepted us, unlinked its
+ * socket and will accept nobody else). -1: no spare there, or one that said nothing in
+ * time (it exits when it sees EOF).
  */
-static bool adopt_spare(const char *spare_path, const struct args *a, const char *sock, int listen_fd, const char *key,
-			const char *shim_cgroup, char *const *cgroup_mounts)
+int connect_spare(const char *spare_path, int from, long *pid)
 {
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return false;
+		return -1;
+	if (from > fd) {
+		int high = fcntl(fd, F_DUPFD_CLOEXEC, from);
+		if (high >= 0) {
+			close(fd);
+			fd = high;
+		}
+	}
 	set_timeout(fd, SO_SNDTIMEO, SPARE_READY_MS);
 	set_timeout(fd, SO_RCVTIMEO, SPARE_READY_MS);
 	struct sockaddr_un sa;
 	fill_addr(&sa, spare_path);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
 		close(fd);
-		return false;
+		return -1;
 	}
 	/*
 	 * A spare still booting under SCHED_IDLE finishes at our priority: its listen() named it
@@ -1684,7 +1705,6 @@ static bool adopt_spare(const char *spare_path, const struct args *a, const char
 	socklen_t peer_len = sizeof peer;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) == 0 && peer.pid > 1 && sched_getscheduler(peer.pid) == SCHED_IDLE)
 		give_back_priority(peer.pid);
-	/* "R<pid>\n": it accepted us (and will accept nobody else) */
 	char ready[32];
 	size_t got = 0;
 	while (got < sizeof ready - 1 && (got == 0 || ready[got - 1] != '\n')) {
@@ -1696,12 +1716,39 @@ static bool adopt_spare(const char *spare_path, const struct args *a, const char
 		got += (size_t)n;
 	}
 	ready[got] = '\0';
-	char *end;
-	long pid = got > 2 && ready[0] == 'R' ? strtol(ready + 1, &end, 10) : 0;
-	if (pid <= 1 || *end != '\n') {
-		close(fd); /* a spare that said nothing in time: it exits when it sees EOF */
-		return false;
+	char *end = NULL;
+	*pid = got > 2 && ready[0] == 'R' ? strtol(ready + 1, &end, 10) : 0;
+	if (*pid <= 1 || *end != '\n') {
+		close(fd);
+		return -1;
 	}
+	return fd;
+}
+
+/* the spare's "A" after the payload: it took over (within SPARE_ADOPT_MS) */
+bool adopted(int fd)
+{
+	set_timeout(fd, SO_RCVTIMEO, SPARE_ADOPT_MS);
+	char ack = 0;
+	ssize_t n;
+	do
+		n = read(fd, &ack, 1);
+	while (n < 0 && errno == EINTR);
+	return n == 1 && ack == 'A';
+}
+
+/*
+ * Hand the group (listen_fd) to a live spare. True if the spare now serves it; false if
+ * there was none or it failed in any way (then it is dead or never saw the socket, and
+ * the caller spawns a daemon as before).
+ */
+static bool adopt_spare(const char *spare_path, const struct args *a, const char *sock, int listen_fd, const char *key,
+			const char *shim_cgroup, char *const *cgroup_mounts)
+{
+	long pid;
+	int fd = connect_spare(spare_path, 0, &pid);
+	if (fd < 0)
+		return false;
 	bool ok = give_back_priority((pid_t)pid) && same_cgroups((pid_t)pid) && (!shim_cgroup || join_shim_cgroup((pid_t)pid, shim_cgroup, cgroup_mounts) == 0);
 	if (ok)
 		adjust_oom_score((pid_t)pid);
@@ -1731,15 +1778,7 @@ static bool adopt_spare(const char *spare_path, const struct args *a, const char
 	}
 	free(buf);
 	/* "A": it listens on the group's socket */
-	char ack = 0;
-	if (ok) {
-		set_timeout(fd, SO_RCVTIMEO, SPARE_ADOPT_MS);
-		ssize_t n;
-		do
-			n = read(fd, &ack, 1);
-		while (n < 0 && errno == EINTR);
-		ok = n == 1 && ack == 'A';
-	}
+	ok = ok && adopted(fd);
 	close(fd);
 	if (!ok)
 		kill((pid_t)pid, SIGKILL); /* it may hold the group's socket: it must not serve it */
@@ -1896,10 +1935,7 @@ void spawn_spare_process(const struct spare_spawn *sp)
 		return;
 	}
 	size_t k = 0;
-	argv[k++] = (char *)TSSHIM_NODE;
-	for (size_t i = 0; i < nflags; i++)
-		argv[k++] = (char *)daemon_flags[i];
-	argv[k++] = (char *)sp->entry;
+	k = put_node_command(argv, sp->entry);
 	argv[k++] = "-spare";
 	argv[k++] = (char *)spare_path;
 	argv[k++] = (char *)sp->address;

@@ -19,6 +19,7 @@
 extern char *release_root;
 /* Node's flags for our programs (daemonNodeFlags in src/shim/daemon-launch.ts), NULL-terminated */
 extern const char *const daemon_flags[];
+size_t put_node_command(char **argv, const char *entry);
 
 bool write_all(int fd, const void *buf, size_t len);
 bool read_file(const char *path, size_t max, char **out, size_t *out_len);
@@ -33,11 +34,14 @@ void close_from(int from);
 void cloexec_from(int from);
 void set_autogroup_nice(pid_t pid, int nice);
 void hash_str(struct sha256 *h, const char *s);
+bool spare_socket_path(struct sha256 *h, const char *dir, char *out, size_t cap);
 void set_timeout(int fd, int opt, int ms);
 bool give_back_priority(pid_t pid);
 bool put_field(char **buf, size_t *len, size_t *cap, const char *s);
 bool put_list(char **buf, size_t *len, size_t *cap, char *const *list);
 bool send_payload(int fd, char *buf, size_t len, const int *fds, int nfds);
+int connect_spare(const char *spare_path, int from, long *pid);
+bool adopted(int fd);
 void sweep_dead_spares(const char *socket_dir);
 
 /* A spare to boot (detached, SCHED_IDLE at first) on control socket `path`, if none is there. */

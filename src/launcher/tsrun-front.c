@@ -72,11 +72,7 @@ static _Noreturn void exec_node(int argc, char **argv)
 		nenv++;
 	char **env = calloc(nenv + 1, sizeof *env);
 	if (args && env && boot_path) {
-		size_t k = 0;
-		args[k++] = (char *)TSSHIM_NODE;
-		for (size_t i = 0; i < nflags; i++)
-			args[k++] = (char *)daemon_flags[i];
-		args[k++] = boot_path;
+		size_t k = put_node_command(args, boot_path);
 		for (int i = 1; i < argc; i++)
 			args[k++] = argv[i];
 		/* Node reads NODE_EXTRA_CA_CERTS at startup (~25-70 ms here); tsrun never uses TLS */
@@ -150,7 +146,6 @@ static bool spare_path_for(const char *root, char *out, size_t cap)
 		return false;
 	exe[n] = '\0';
 	struct sha256 h;
-	uint8_t digest[SHA256_DIGEST_SIZE];
 	sha256_init(&h);
 	hash_str(&h, TSRUN_SPARE_PAYLOAD);
 	hash_str(&h, exe);
@@ -190,12 +185,7 @@ static bool spare_path_for(const char *root, char *out, size_t cap)
 	for (char **e = environ; e && *e; e++)
 		if (!has_name(*e, "PWD") && !has_name(*e, "OLDPWD") && !has_name(*e, "_") && !has_name(*e, "SHLVL"))
 			hash_str(&h, *e);
-	sha256_final(&h, digest);
-	char hex[33];
-	for (int i = 0; i < 16; i++)
-		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-	int l = snprintf(out, cap, "%s/spare-%s", root, hex);
-	return l > 0 && (size_t)l < cap && (size_t)l < sizeof(((struct sockaddr_un *)0)->sun_path);
+	return spare_socket_path(&h, root, out, cap);
 }
 
 /* a close-on-exec copy of fd above the caller's fds where the limit allows, the original closed */
@@ -225,22 +215,6 @@ static void copy_oom_score(pid_t pid)
 		return;
 	(void)write_all(fd, buf, (size_t)n);
 	close(fd);
-}
-
-static bool read_line(int fd, char *buf, size_t cap)
-{
-	size_t got = 0;
-	while (got < cap - 1) {
-		ssize_t n = read(fd, buf + got, 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		if (buf[got++] == '\n')
-			break;
-	}
-	buf[got] = '\0';
-	return got > 0 && buf[got - 1] == '\n';
 }
 
 /* where the next command's spare goes: set once the command line is known */
@@ -292,30 +266,10 @@ static int adopt_spare(const char *spare_path, char **argv)
 	for (int fd = 0; fd <= 2; fd++)
 		if (fcntl(fd, F_GETFD) < 0)
 			return -1; /* a closed stdio fd cannot be passed on: Node deals with it */
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	long pid;
+	int fd = connect_spare(spare_path, OWN_FDS_FROM, &pid);
 	if (fd < 0)
 		return -1;
-	fd = move_high(fd);
-	set_timeout(fd, SO_SNDTIMEO, SPARE_READY_MS);
-	set_timeout(fd, SO_RCVTIMEO, SPARE_READY_MS);
-	struct sockaddr_un sa;
-	fill_addr(&sa, spare_path);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-		close(fd);
-		return -1;
-	}
-	/* still booting under SCHED_IDLE: it finishes at our priority (see the launcher's adopt_spare) */
-	struct ucred peer;
-	socklen_t peer_len = sizeof peer;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) == 0 && peer.pid > 1 && sched_getscheduler(peer.pid) == SCHED_IDLE)
-		give_back_priority(peer.pid);
-	char ready[32];
-	char *end;
-	long pid = read_line(fd, ready, sizeof ready) && ready[0] == 'R' ? strtol(ready + 1, &end, 10) : 0;
-	if (pid <= 1 || *end != '\n') {
-		close(fd);
-		return -1;
-	}
 	/* it accepted us and unlinked its socket: the next command's spare can be bound there now */
 	boot_next_spare_async();
 	bool ok = give_back_priority((pid_t)pid);
@@ -338,15 +292,7 @@ static int adopt_spare(const char *spare_path, char **argv)
 		ok = send_payload(fd, buf, len, stdio, 3);
 	}
 	free(buf);
-	char ack = 0;
-	if (ok) {
-		set_timeout(fd, SO_RCVTIMEO, SPARE_ADOPT_MS);
-		ssize_t n;
-		do
-			n = read(fd, &ack, 1);
-		while (n < 0 && errno == EINTR);
-		ok = n == 1 && ack == 'A';
-	}
+	ok = ok && adopted(fd);
 	if (!ok) {
 		kill((pid_t)pid, SIGKILL); /* it may have our stdio: it must not run the command too */
 		close(fd);
