@@ -26,6 +26,7 @@
  */
 #define _GNU_SOURCE
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -686,6 +687,219 @@ static void start_alone(int argc, char **argv, int verb, const char *root)
 	_exit(0);
 }
 
+/* the value of a top-level "key":"string" of a state file (no escapes in it), or NULL */
+static char *state_string(const char *text, size_t len, const char *key)
+{
+	char needle[64];
+	int n = snprintf(needle, sizeof needle, ",\"%s\":\"", key);
+	const char *at = memmem(text, len, needle, (size_t)n);
+	if (!at)
+		return NULL;
+	at += n;
+	const char *end = memchr(at, '"', len - (size_t)(at - text));
+	if (!end || memchr(at, '\\', (size_t)(end - at)))
+		return NULL;
+	return strndup(at, (size_t)(end - at));
+}
+
+/* true if pid is alive and is the process that started at start_time (initAlive in state.ts) */
+static bool init_alive(long pid, const char *start_time)
+{
+	char path[64], *stat;
+	size_t len;
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	if (pid <= 0 || !read_file(path, 4096, &stat, &len))
+		return false;
+	char *text = realloc(stat, len + 1);
+	if (!text) {
+		free(stat);
+		return true; /* unsure: Node decides */
+	}
+	text[len] = '\0';
+	/* after the comm's closing parenthesis: state (field 3), then fields 4.. ; starttime is 22 */
+	char *p = strrchr(text, ')');
+	bool alive = true;
+	if (p && p[1] == ' ') {
+		char state = p[2];
+		p += 2;
+		for (int field = 3; field < 22 && p; field++) {
+			p = strchr(p, ' ');
+			if (p)
+				p++;
+		}
+		size_t sl = strlen(start_time);
+		bool same = p && strncmp(p, start_time, sl) == 0 && (p[sl] == ' ' || p[sl] == '\0' || p[sl] == '\n');
+		alive = same && state != 'Z' && state != 'X';
+	}
+	free(text);
+	return alive;
+}
+
+/* a cgroup dir with no process and no child cgroup (or none at all) */
+static bool cgroup_unused(const char *dir)
+{
+	char procs[PATH_MAX];
+	if (snprintf(procs, sizeof procs, "%s/cgroup.procs", dir) >= (int)sizeof procs)
+		return false;
+	char *text;
+	size_t len;
+	if (!read_file(procs, 1 << 20, &text, &len))
+		return errno == ENOENT;
+	free(text);
+	if (len != 0)
+		return false;
+	DIR *d = opendir(dir);
+	if (!d)
+		return false;
+	bool none = true;
+	struct dirent *e;
+	while (none && (e = readdir(d)) != NULL)
+		if (e->d_type == DT_DIR && strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			none = false;
+	closedir(d);
+	return none;
+}
+
+/*
+ * any mount point below dir (not dir itself): the container's mounts leaked to the host.
+ * A mount point with an escaped byte (octal in mountinfo) counts as one: Node decides.
+ */
+static bool mounts_below(const char *dir)
+{
+	char *text;
+	size_t len;
+	if (!read_file("/proc/self/mountinfo", 16u << 20, &text, &len))
+		return true;
+	size_t dl = strlen(dir);
+	bool found = false;
+	for (char *line = text; !found && line < text + len;) {
+		char *nl = memchr(line, '\n', (size_t)(text + len - line));
+		char *end = nl ? nl : text + len;
+		/* fields: id parent major:minor root mount-point … */
+		char *f = line;
+		for (int i = 0; i < 4 && f; i++) {
+			f = memchr(f, ' ', (size_t)(end - f));
+			if (f)
+				f++;
+		}
+		char *fe = f ? memchr(f, ' ', (size_t)(end - f)) : NULL;
+		if (f && fe) {
+			size_t fl = (size_t)(fe - f);
+			found = memchr(f, '\\', fl) != NULL || (fl > dl + 1 && strncmp(f, dir, dl) == 0 && f[dl] == '/');
+		}
+		line = end + 1;
+	}
+	free(text);
+	return found;
+}
+
+/*
+ * `tsrun [global flags] delete [--force] <id>` without Node, for a container whose
+ * processes are all gone: its init dead, its cgroup (the same path in every hierarchy)
+ * empty and without child cgroups, no hooks, no systemd unit, no mount leaked below its
+ * rootfs. Removes the cgroup dirs and the state dir, as NativeRuntime.destroy does then.
+ * Anything else returns before anything is removed, and Node does the command.
+ */
+static void delete_alone(int argc, char **argv, int verb, const char *root)
+{
+	const char *id = NULL;
+	for (int i = verb + 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--force") == 0 || strcmp(a, "-f") == 0 || strcmp(a, "--force=true") == 0 || strcmp(a, "-force") == 0)
+			continue;
+		if (a[0] == '-' || id)
+			return;
+		id = a;
+	}
+	if (!id || !valid_id(id))
+		return;
+	char dir[PATH_MAX], file[PATH_MAX];
+	if (snprintf(dir, sizeof dir, "%s/%s", root, id) >= (int)sizeof dir || snprintf(file, sizeof file, "%s/state.json", dir) >= (int)sizeof file)
+		return;
+	char *text;
+	size_t len;
+	if (!read_file(file, 1u << 20, &text, &len))
+		return;
+	char head[1100];
+	snprintf(head, sizeof head, "{\"version\":1,\"id\":\"%s\",", id);
+	char *rootfs = NULL, *cgroup = NULL, *start_time = NULL, *paths = NULL;
+	char **mounts = NULL;
+	bool plain = len > strlen(head) && memcmp(text, head, strlen(head)) == 0 && !memmem(text, len, "\"hooks\":", 8) &&
+		     !memmem(text, len, "\"systemdUnit\":", 14);
+	rootfs = plain ? state_string(text, len, "rootfs") : NULL;
+	cgroup = rootfs ? state_string(text, len, "cgroupPath") : NULL;
+	start_time = cgroup ? state_string(text, len, "initStartTime") : NULL;
+	const char *pid_at = memmem(text, len, ",\"initPid\":", 11);
+	long pid = pid_at ? strtol(pid_at + 11, NULL, 10) : 0;
+	/* every path in cgroupPaths the same as cgroupPath (an absolute cgroupsPath): the
+	   container's cgroup is <mount>/<cgroupPath> in every hierarchy */
+	bool uniform = cgroup && cgroup[0] == '/' && strcmp(cgroup, "/") != 0;
+	const char *cp = uniform ? memmem(text, len, ",\"cgroupPaths\":{", 16) : NULL;
+	if (uniform && cp) {
+		/* the object's end: braces counted outside strings */
+		const char *end = NULL, *p = cp + 15;
+		for (int depth = 0; p < text + len && !end; p++) {
+			if (*p == '"') {
+				const char *q = memchr(p + 1, '"', len - (size_t)(p + 1 - text));
+				if (!q)
+					break;
+				p = q;
+			} else if (*p == '{') {
+				depth++;
+			} else if (*p == '}' && --depth == 0) {
+				end = p;
+			}
+		}
+		if (!end || memchr(cp, '\\', (size_t)(end - cp))) {
+			uniform = false;
+		} else {
+			paths = strndup(cp, (size_t)(end - cp));
+			size_t cl = strlen(cgroup);
+			for (char *v = paths ? strstr(paths, "\":\"") : NULL; uniform && v; v = strstr(v, "\":\"")) {
+				v += 3;
+				uniform = strncmp(v, cgroup, cl) == 0 && v[cl] == '"';
+			}
+			uniform = uniform && paths;
+		}
+	}
+	bool ok = uniform && start_time && !init_alive(pid, start_time) && (mounts = cgroup_mount_points()) != NULL && !mounts_below(rootfs);
+	for (size_t i = 0; ok && mounts[i]; i++) {
+		char cg[PATH_MAX];
+		ok = snprintf(cg, sizeof cg, "%s%s", mounts[i], cgroup) < (int)sizeof cg && cgroup_unused(cg);
+	}
+	/* all checked: from here on it is done, as Node would */
+	for (size_t i = 0; ok && mounts[i]; i++) {
+		char cg[PATH_MAX];
+		snprintf(cg, sizeof cg, "%s%s", mounts[i], cgroup);
+		ok = rmdir(cg) == 0 || errno == ENOENT;
+	}
+	/* a cgroup that would not go (a task still leaving): Node waits and retries */
+	if (ok) {
+		DIR *d = opendir(dir);
+		struct dirent *e;
+		while (d && (e = readdir(d)) != NULL) {
+			if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+				continue;
+			char entry[PATH_MAX];
+			if (snprintf(entry, sizeof entry, "%s/%s", dir, e->d_name) < (int)sizeof entry)
+				(void)unlink(entry);
+		}
+		if (d)
+			closedir(d);
+		ok = rmdir(dir) == 0 || errno == ENOENT;
+	}
+	for (size_t i = 0; mounts && mounts[i]; i++)
+		free(mounts[i]);
+	free(mounts);
+	free(paths);
+	free(start_time);
+	free(cgroup);
+	free(rootfs);
+	free(text);
+	if (ok)
+		_exit(0);
+}
+
 _Noreturn void tsrun_main(int argc, char **argv)
 {
 	boot_path = concat(release_root, TSRUN_BOOT);
@@ -698,6 +912,8 @@ _Noreturn void tsrun_main(int argc, char **argv)
 		exec_node(argc, argv);
 	if (verb < argc && strcmp(argv[verb], "start") == 0)
 		start_alone(argc, argv, verb, root);
+	if (verb < argc && strcmp(argv[verb], "delete") == 0)
+		delete_alone(argc, argv, verb, root);
 	/* a build making or checking the code cache runs Node itself, and boots no spare of its environment */
 	bool cache_run = getenv(TSSHIM_CODE_CACHE_PRODUCE_ENV) || getenv(TSSHIM_CODE_CACHE_CHECK_ENV);
 	if (cache_run || (idle_end && *idle_end) || idle_sec <= 0)

@@ -244,6 +244,42 @@ describe.skipIf(!isRoot)('tsrun spares', () => {
     expect((await tsrun(['delete', 'alone'])).code).toBe(0);
   });
 
+  it('deletes a stopped container without Node: its cgroup in every hierarchy and its state go', async () => {
+    const noNode = { ...process.env, NODE_OPTIONS: '--no-such-node-flag' };
+    const b = bundle(work, 'gone', ['sleep', '1000'], cgroupParent);
+    const pidFile = path.join(work, 'gone.pid');
+    expect(await tsrunDetached(['create', '--bundle', b, '--pid-file', pidFile, 'gone'])).toBe(0);
+    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+    const cgroupDirs = fs
+      .readdirSync('/sys/fs/cgroup')
+      .map((h) => path.join('/sys/fs/cgroup', h, cgroupParent, 'gone'))
+      .filter((d) => fs.existsSync(d));
+    expect(cgroupDirs.length).toBeGreaterThan(0);
+    expect((await tsrun(['start', 'gone'], noNode)).code).toBe(0);
+    // running: Node's to kill (--force) or refuse; the front end leaves it alone
+    expect((await tsrun(['delete', 'gone'], noNode)).code).not.toBe(0);
+    expect(fs.existsSync(path.join(root, 'gone', 'state.json'))).toBe(true);
+    expect((await tsrun(['kill', 'gone', 'KILL'])).code).toBe(0);
+    await exitOf(sub, pid);
+    expect(await tsrun(['delete', '--force', 'gone'], noNode)).toEqual({ code: 0, stdout: '', stderr: '' });
+    expect(fs.existsSync(path.join(root, 'gone'))).toBe(false);
+    expect(cgroupDirs.filter((d) => fs.existsSync(d))).toEqual([]);
+    // not there any more: Node's answer (runc's: fine with --force, an error without)
+    expect((await tsrun(['delete', '--force', 'gone'])).code).toBe(0);
+    expect((await tsrun(['delete', 'gone'])).code).toBe(1);
+  });
+
+  it('leaves the delete of a container with a relative cgroupsPath to Node', async () => {
+    const noNode = { ...process.env, NODE_OPTIONS: '--no-such-node-flag' };
+    const b = bundle(work, 'relgone', ['true'], cgroupParent, (s) => {
+      s.linux.cgroupsPath = `tsshim-tsrun-rel-${process.pid}`;
+    });
+    expect(await tsrun(['run', '--keep', '--bundle', b, 'relgone'], { ...process.env })).toMatchObject({ code: 0 });
+    expect((await tsrun(['delete', 'relgone'], noNode)).code).not.toBe(0);
+    expect((await tsrun(['delete', 'relgone'], { ...process.env })).code).toBe(0);
+    expect(fs.existsSync(path.join(root, 'relgone'))).toBe(false);
+  });
+
   it('leaves a start with poststart hooks to Node, which runs them', async () => {
     const marker = path.join(work, 'poststart-ran');
     const b = bundle(work, 'hooked', ['sleep', '1000'], cgroupParent, (s) => {
