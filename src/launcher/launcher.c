@@ -1670,6 +1670,18 @@ bool send_payload(int fd, char *buf, size_t len, const int *fds, int nfds)
 	return ok;
 }
 
+/* fd moved to a close-on-exec number at or above from, where the fd limit allows (else fd as it was) */
+int fd_above(int fd, int from)
+{
+	if (fd >= from)
+		return fd;
+	int high = fcntl(fd, F_DUPFD_CLOEXEC, from);
+	if (high < 0)
+		return fd;
+	close(fd);
+	return high;
+}
+
 /*
  * Connect to the spare on spare_path and take it: the connection (its fd at from or above,
  * close-on-exec) and *pid, once the spare said "R<pid>\n" (it accepted us, unlinked its
@@ -1681,13 +1693,7 @@ int connect_spare(const char *spare_path, int from, long *pid)
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	if (from > fd) {
-		int high = fcntl(fd, F_DUPFD_CLOEXEC, from);
-		if (high >= 0) {
-			close(fd);
-			fd = high;
-		}
-	}
+	fd = fd_above(fd, from);
 	set_timeout(fd, SO_SNDTIMEO, SPARE_READY_MS);
 	set_timeout(fd, SO_RCVTIMEO, SPARE_READY_MS);
 	struct sockaddr_un sa;

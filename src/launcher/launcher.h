@@ -40,6 +40,7 @@ bool give_back_priority(pid_t pid);
 bool put_field(char **buf, size_t *len, size_t *cap, const char *s);
 bool put_list(char **buf, size_t *len, size_t *cap, char *const *list);
 bool send_payload(int fd, char *buf, size_t len, const int *fds, int nfds);
+int fd_above(int fd, int from);
 int connect_spare(const char *spare_path, int from, long *pid);
 bool adopted(int fd);
 void sweep_dead_spares(const char *socket_dir);

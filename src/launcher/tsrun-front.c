@@ -189,14 +189,10 @@ static bool spare_path_for(const char *root, char *out, size_t cap)
 	return spare_socket_path(&h, root, out, cap);
 }
 
-/* a close-on-exec copy of fd above the caller's fds where the limit allows, the original closed */
+/* our fd above the caller's fds (stdio, --preserve-fds), which the helper gets */
 static int move_high(int fd)
 {
-	int high = fcntl(fd, F_DUPFD_CLOEXEC, OWN_FDS_FROM);
-	if (high < 0)
-		return fd;
-	close(fd);
-	return high;
+	return fd_above(fd, OWN_FDS_FROM);
 }
 
 /* the spare's oom_score_adj becomes ours (the runtime a caller runs has the caller's) */
@@ -521,10 +517,18 @@ static int next_message(struct session *s, int *exit_code)
 		return s->in_len > 64 ? -1 : 0;
 	size_t head = (size_t)(nl - s->in) + 1;
 	char kind = s->in[0];
-	char *end;
-	long value = strtol(s->in + 1, &end, 10);
-	if (end != nl && kind != 'S')
-		return -1;
+	/* "S" has no number; the others one, ending at the newline (strtol alone would skip
+	   the newline of an "S" and read on into whatever follows it) */
+	long value = 0;
+	if (kind == 'S') {
+		if (nl != s->in + 1)
+			return -1;
+	} else {
+		char *end;
+		value = s->in[1] >= '0' && s->in[1] <= '9' ? strtol(s->in + 1, &end, 10) : -1;
+		if (value < 0 || end != nl)
+			return -1;
+	}
 	size_t used = head;
 	bool ok = true;
 	switch (kind) {
@@ -617,6 +621,25 @@ static bool valid_id(const char *id)
 }
 
 /*
+ * <root>/<id>/state.json as writeState wrote it (JSON.stringify of NativeState, version and
+ * id first) and with no hooks to run, read into *text; false for anything else (Node then
+ * does the command and says what is wrong). The keys are ours and no string holds an
+ * unescaped quote, so searching the text for `"key":` cannot hit a value.
+ */
+static bool read_plain_state(const char *root, const char *id, char *dir, size_t dir_cap, char **text, size_t *len)
+{
+	char file[PATH_MAX], head[1100];
+	if (!valid_id(id) || snprintf(dir, dir_cap, "%s/%s", root, id) >= (int)dir_cap ||
+	    snprintf(file, sizeof file, "%s/state.json", dir) >= (int)sizeof file || !read_file(file, 1u << 20, text, len))
+		return false;
+	int hl = snprintf(head, sizeof head, "{\"version\":1,\"id\":\"%s\",", id);
+	if (*len > (size_t)hl && memcmp(*text, head, (size_t)hl) == 0 && !memmem(*text, *len, "\"hooks\":", 8))
+		return true;
+	free(*text);
+	return false;
+}
+
+/*
  * `tsrun [global flags] start <id>` without Node, when nothing but the exec fifo is to
  * do: release the init waiting on it, remove it, and mark the state started, exactly as
  * NativeRuntime.start writes it (the same JSON with "started":true). Anything else (poststart
@@ -625,27 +648,19 @@ static bool valid_id(const char *id)
  */
 static void start_alone(int argc, char **argv, int verb, const char *root)
 {
-	if (verb + 2 != argc || argv[verb + 1][0] == '-' || !valid_id(argv[verb + 1]))
+	if (verb + 2 != argc || argv[verb + 1][0] == '-')
 		return;
 	const char *id = argv[verb + 1];
 	char dir[PATH_MAX], file[PATH_MAX], fifo[PATH_MAX], tmp[PATH_MAX];
-	if (snprintf(dir, sizeof dir, "%s/%s", root, id) >= (int)sizeof dir || snprintf(file, sizeof file, "%s/state.json", dir) >= (int)sizeof file ||
-	    snprintf(fifo, sizeof fifo, "%s/exec.fifo", dir) >= (int)sizeof fifo ||
-	    snprintf(tmp, sizeof tmp, "%s/.state.json.%ld", dir, (long)getpid()) >= (int)sizeof tmp)
-		return;
 	char *text;
 	size_t len;
-	if (!read_file(file, 1u << 20, &text, &len))
+	if (!read_plain_state(root, id, dir, sizeof dir, &text, &len))
 		return;
-	/* what writeState wrote: JSON.stringify of NativeState, version and id first; the keys
-	   are ours and no string holds an unescaped quote, so these searches cannot hit a value */
-	char head[1100];
-	snprintf(head, sizeof head, "{\"version\":1,\"id\":\"%s\",", id);
 	static const char not_started[] = "\"started\":false,";
 	char *flag = memmem(text, len, not_started, sizeof not_started - 1);
-	bool plain = len > strlen(head) && memcmp(text, head, strlen(head)) == 0 && flag &&
-		     !memmem(flag + 1, len - (size_t)(flag + 1 - text), not_started, sizeof not_started - 1) &&
-		     !memmem(text, len, "\"hooks\":", 8);
+	bool plain = flag && !memmem(flag + 1, len - (size_t)(flag + 1 - text), not_started, sizeof not_started - 1) &&
+		     snprintf(file, sizeof file, "%s/state.json", dir) < (int)sizeof file && snprintf(fifo, sizeof fifo, "%s/exec.fifo", dir) < (int)sizeof fifo &&
+		     snprintf(tmp, sizeof tmp, "%s/.state.json.%ld", dir, (long)getpid()) < (int)sizeof tmp;
 	int fd = plain ? open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC) : -1;
 	if (fd < 0) {
 		free(text);
@@ -811,21 +826,14 @@ static void delete_alone(int argc, char **argv, int verb, const char *root)
 			return;
 		id = a;
 	}
-	if (!id || !valid_id(id))
-		return;
-	char dir[PATH_MAX], file[PATH_MAX];
-	if (snprintf(dir, sizeof dir, "%s/%s", root, id) >= (int)sizeof dir || snprintf(file, sizeof file, "%s/state.json", dir) >= (int)sizeof file)
-		return;
+	char dir[PATH_MAX];
 	char *text;
 	size_t len;
-	if (!read_file(file, 1u << 20, &text, &len))
+	if (!id || !read_plain_state(root, id, dir, sizeof dir, &text, &len))
 		return;
-	char head[1100];
-	snprintf(head, sizeof head, "{\"version\":1,\"id\":\"%s\",", id);
 	char *rootfs = NULL, *cgroup = NULL, *start_time = NULL, *paths = NULL;
 	char **mounts = NULL;
-	bool plain = len > strlen(head) && memcmp(text, head, strlen(head)) == 0 && !memmem(text, len, "\"hooks\":", 8) &&
-		     !memmem(text, len, "\"systemdUnit\":", 14);
+	bool plain = !memmem(text, len, "\"systemdUnit\":", 14);
 	rootfs = plain ? state_string(text, len, "rootfs") : NULL;
 	cgroup = rootfs ? state_string(text, len, "cgroupPath") : NULL;
 	start_time = cgroup ? state_string(text, len, "initStartTime") : NULL;
